@@ -99,3 +99,46 @@ def _number(config: Config, name: str, positive: bool) -> None:
     if not math.isfinite(value) or (positive and value <= 0):
         raise ConfigError(f"{name} must be a finite number greater than 0; got {value}")
     object.__setattr__(config, name, float(value))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a notebook run writes: its record, optional checkpoint and TensorBoard scalars."""
+
+    out_dir: str = "reports/records"  # folder of record JSON files
+    run_name: str = ""  # empty: Config.run_name
+    checkpoint: str = ""  # file saved each epoch and resumed from; empty: none
+    tensorboard: bool = False  # log scalars to runs/<run_name>/
+
+    @property
+    def record_path(self) -> str:
+        return os.path.join(self.out_dir, f"{self.run_name}.json")
+
+    @property
+    def tensorboard_dir(self) -> str | None:
+        return os.path.join("runs", self.run_name) if self.tensorboard else None
+
+
+def parse_params(**params: Any) -> tuple[Config, RunOptions]:
+    """Validate the train notebook's parameters (papermill's or a params file's) into a Config and RunOptions."""
+    option_names = [f.name for f in fields(RunOptions)]
+    unknown = sorted(set(params) - set(Config.field_names()) - set(option_names))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(Config.field_names() + option_names)}")
+    settings = {k: v for k, v in params.items() if k in Config.field_names()}
+    if settings.get("data_dir") == "":
+        settings["data_dir"] = None  # papermill parameters are typed str; empty means the default
+    config = Config(**settings)
+    options = {k: params.get(k, f.default) for f in fields(RunOptions) for k in [f.name]}
+    for name in ("out_dir", "run_name", "checkpoint"):
+        if not isinstance(options[name], str):
+            raise ConfigError(f"{name} must be a string; got {options[name]!r} ({type(options[name]).__name__})")
+    if not options["out_dir"]:
+        raise ConfigError("out_dir must not be empty")
+    if not isinstance(options["tensorboard"], bool):
+        raise ConfigError(f"tensorboard must be true or false; got {options['tensorboard']!r}")
+    options["run_name"] = options["run_name"] or config.run_name
+    if set(options["run_name"]) & set("/\\\0") or options["run_name"].startswith("."):
+        raise ConfigError(f"run_name is a file name: no '/', '\\' or leading '.'; got {options['run_name']!r}")
+    return config, RunOptions(**options)
