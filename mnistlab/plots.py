@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 from matplotlib import pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from .models import MODELS
 from .records import Record
@@ -80,6 +81,7 @@ def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "t
     With several seeds per line, seaborn draws the mean and a band of one standard deviation.
     """
     data = history[history["phase"].isin(phases)]
+    data = data.assign(**{hue: data[hue].astype(str)})  # categorical colours, also for hidden sizes
     fig, axes = plt.subplots(2, len(phases), figsize=(5 * len(phases), 7), sharex=True, squeeze=False)
     for column, phase in enumerate(phases):
         part = data[data["phase"] == phase]
@@ -90,8 +92,9 @@ def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "t
             if metric == "loss":
                 ax.set_yscale("log")
             else:
-                ax.set_ylim(max(part[metric].min(), 90) if len(part) else 90, 100.2)
+                ax.set_ylim(max(part[metric].min() - 0.5, 0) if len(part) else 0, 100.2)
                 ax.set_ylabel("accuracy (%)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -106,6 +109,8 @@ def run_curves(record: Record) -> plt.Figure:
     axes[0].set_yscale("log")
     sns.lineplot(frame, x="epoch", y="accuracy", hue="phase", ax=axes[1])
     axes[1].set_ylabel("accuracy (%)")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{record.config['model']}, H = {record.config['hidden_size']}")
     fig.tight_layout()
     return fig

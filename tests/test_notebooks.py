@@ -1,0 +1,100 @@
+"""Every notebook runs under nbval with small parameters, renders to HTML, and is committed lean."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+from nbconvert import HTMLExporter
+
+import mnistlab
+from mnistlab.notebooks import is_checked
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+CI_PARAMS = yaml.safe_load((ROOT / "params" / "ci.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory, small_data):
+    """Two tiny records for the analysis notebook: different models, as a sweep would leave them."""
+    folder = tmp_path_factory.mktemp("records")
+    for model in ("nmodel", "bmodel"):
+        config = mnistlab.Config(model=model, hidden_size=16, epochs=2, train_size=2000)
+        mnistlab.run(config, data=small_data).save(folder / f"{config.run_name}.json")
+    return folder
+
+
+def parameters_for(name, records_dir, tmp_path):
+    return {
+        "train.ipynb": {**CI_PARAMS, "out_dir": str(tmp_path / "records")},
+        "analysis.ipynb": {"records_dir": str(records_dir)},
+    }.get(name, {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_passes_nbval_and_renders(name, records_dir, tmp_path):
+    prepared = tmp_path / name
+    # The papermill pattern: inject the parameters, then let nbval execute and compare checked cells.
+    papermill.execute_notebook(ROOT / "notebooks" / name, prepared, kernel_name="python3",
+                               parameters=parameters_for(name, records_dir, tmp_path), prepare_only=True)
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+                             "--rootdir", str(tmp_path), str(prepared)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+    executed = papermill.execute_notebook(prepared, tmp_path / f"executed-{name}", kernel_name="python3",
+                                          progress_bar=False)
+    body, _ = HTMLExporter().from_notebook_node(executed)
+    assert "<html" in body and "Traceback" not in body and "Error" not in _errors(executed)
+    if name in ("data.ipynb", "analysis.ipynb", "train.ipynb"):
+        assert "data:image/png;base64" in body  # the figures are embedded
+
+
+def test_train_notebook_writes_its_record(records_dir, tmp_path):
+    out = tmp_path / "records"
+    papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
+                               parameters={**CI_PARAMS, "out_dir": str(out), "run_name": "ci"},
+                               progress_bar=False)
+    record = mnistlab.Record.load(out / "ci.json")
+    assert record.config["model"] == CI_PARAMS["model"] and len(record.history) == CI_PARAMS["epochs"]
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"model": "zmodel"}, "model must be one of nmodel, bmodel, wmodel; got 'zmodel'"),
+    ({"hidden_size": -5}, "hidden_size must be at least 1; got -5"),
+    ({"epochs": "ten"}, "epochs must be an integer; got 'ten' (str)"),
+])
+def test_bad_parameter_stops_papermill_with_the_message(parameters, message, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb",
+                                   kernel_name="python3", parameters=parameters, progress_bar=False)
+    assert error.value.ename == "ConfigError" and message in error.value.evalue
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert not (tmp_path / "reports").exists()
+    # It stops in the first code cell after the parameters, before any data is loaded.
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    injected = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", []))
+    assert any(o.get("output_type") == "error" for o in code[injected + 1].outputs)
+    assert all(c.execution_count is None for c in code[injected + 2:])
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_is_lean(name):
+    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    assert notebook.metadata.kernelspec.name == "python3"
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    for cell in code:
+        assert bool(cell.outputs) == is_checked(cell), f"{name}: outputs must be stored exactly in checked cells"
+        assert (cell.execution_count is not None) == is_checked(cell)
+
+
+def _errors(notebook):
+    return json.dumps([o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"])
