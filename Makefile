@@ -21,7 +21,8 @@ data: $(STAMP)
 	$(BIN)/mnistlab fetch
 
 report: setup
-	$(BIN)/mnistlab train --epochs 2 --model wmodel --progress
+	$(BIN)/mnistlab sweep params/$(PROFILE) --out reports/$(PROFILE)
+	@echo "report: $(CURDIR)/reports/$(PROFILE)/index.html"
 
 test: setup
 	$(BIN)/python -m pytest
