@@ -137,9 +137,10 @@ def hardware_line(report: dict) -> str:
 
 
 def _place(env: dict[str, Any]) -> str:
-    count = env["cpu_threads"]
-    threads = f", {count} thread{'s' if count != 1 else ''}" if env["device"] == "cpu" else ""
-    return f"{env['device_name']} ({env['device']}{threads}) with torch {env['torch']}"
+    """'x86_64 (cpu, 2 threads) with torch 2.4.1', from a record's environment."""
+    count = env.get("cpu_threads")
+    threads = f", {count} thread{'s' if count != 1 else ''}" if env.get("device") == "cpu" and count else ""
+    return f"{env.get('device_name', '?')} ({env.get('device', '?')}{threads}) with torch {env.get('torch', '?')}"
 
 
 def _table(head: list[str], rows: list[list[str]], table_id: str = "") -> str:
