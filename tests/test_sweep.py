@@ -131,17 +131,27 @@ def test_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
     assert sweep.worker_environments(2) == [{"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}] * 2
 
 
-def test_diverged_run_counts_as_failed(tmp_path, monkeypatch, capsys):
-    """The bookkeeping alone, with papermill replaced by a stand-in that writes what train.ipynb would."""
+@pytest.fixture
+def fake_papermill(tmp_path, monkeypatch):
+    """The bookkeeping alone: papermill replaced by a stand-in that writes what train.ipynb would.
+
+    A run's record has status ``diverged`` when its lr is above 1e6. Returns the notebooks folder
+    (empty notebooks) and the list of executed runs' names.
+    """
+    executed = []
+
     def fake_execute(source, output, parameters, cwd, env):
         output.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(new_notebook(), output)
         if source.name == "train.ipynb":
             config, options = mnistlab.parse_params(**parameters)
+            assert not Path(options.checkpoint).exists() or not stale(options.checkpoint, config)
+            executed.append(options.run_name)
+            diverged = config.lr > 1e6
             row = {key: 1.0 for key in ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "seconds")}
-            history = [{**row, "epoch": 1, "test_loss": float("nan")}]
-            Record(config=config.to_dict(), environment={}, history=history, status="diverged",
-                   diverged_epoch=1).save(options.record_path)
+            history = [{**row, "epoch": 1, "test_loss": float("nan") if diverged else 1.0}]
+            Record(config=config.to_dict(), environment={}, history=history,
+                   status="diverged" if diverged else "complete").save(options.record_path)
         return ""
 
     monkeypatch.setattr(sweep, "execute", fake_execute)
@@ -149,12 +159,39 @@ def test_diverged_run_counts_as_failed(tmp_path, monkeypatch, capsys):
     notebooks.mkdir()
     for name in ("train", *sweep.PAGES):
         nbformat.write(new_notebook(), notebooks / f"{name}.ipynb")
-    report = sweep.sweep(write_params(tmp_path / "params", "big-lr", {**TINY, "lr": 1e30}), tmp_path / "site",
-                         notebooks=notebooks)
+    return notebooks, executed
+
+
+def stale(checkpoint, config) -> bool:
+    return torch.load(checkpoint, weights_only=True)["config"]["hidden_size"] != config.hidden_size
+
+
+def test_diverged_run_counts_as_failed(tmp_path, fake_papermill, capsys):
+    notebooks, _ = fake_papermill
+    params = write_params(tmp_path / "params", "big-lr", {**TINY, "lr": 1e30})
+    report = sweep.sweep(params, tmp_path / "site", notebooks=notebooks)
     assert not report["ok"] and report["failed"] == ["big-lr-seed0"]
     assert report["runs"][0]["status"] == "diverged"
     assert "big-lr-seed0: diverged" in capsys.readouterr().out
     assert '<td class="failed">diverged' in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_changed_parameters_redo_the_run_from_scratch(tmp_path, fake_papermill):
+    notebooks, executed = fake_papermill
+    params, out = tmp_path / "params", tmp_path / "site"
+    write_params(params, "a", TINY)
+    write_params(params, "b", TINY)
+    assert sweep.sweep(params, out, notebooks=notebooks)["ok"] and sorted(executed) == ["a-seed0", "b-seed0"]
+    write_params(params, "b", {**TINY, "hidden_size": 32})
+    # A checkpoint left by an interrupted run of b's old settings: the notebook would refuse to resume from it.
+    (out / "checkpoints").mkdir(exist_ok=True)
+    torch.save({"config": mnistlab.Config(**TINY).to_dict()}, out / "checkpoints" / "b-seed0.pt")
+    report = sweep.sweep(params, out, notebooks=notebooks)
+    assert report["ok"] and executed[2:] == ["b-seed0"]  # a is up to date
+    assert Record.load(out / "runs" / "b-seed0.json").config["hidden_size"] == 32
+    assert not (out / "checkpoints" / "b-seed0.pt").exists()
+    assert sweep.sweep(params, out, notebooks=notebooks, force=True)["ok"]
+    assert sorted(executed[3:]) == ["a-seed0", "b-seed0"]
 
 
 # A real sweep (the session fixture ``sweep_site`` in conftest.py) ----------------------------
