@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("sweep", help="run notebooks/train.ipynb once per params file and seed, then build the "
                             "HTML report (<out>/index.html)")
-    p.add_argument("params", help="a folder of *.yaml params files (train-notebook parameters), or one file")
+    p.add_argument("params", nargs="+", help="folders of *.yaml params files (train-notebook parameters), or files")
     p.add_argument("--out", help="default: reports/<params folder name>")
     p.add_argument("--workers", type=_positive_int, help="notebooks at once; default: one per GPU, else 1")
     p.add_argument("--seeds", type=_seeds, help="comma-separated, e.g. 0,1,2: one run per seed per file; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -112,11 +113,20 @@ class RunOptions:
 
     @property
     def record_path(self) -> str:
-        return os.path.join(self.out_dir, f"{self.run_name}.json")
+        return os.path.join(project_path(self.out_dir), f"{self.run_name}.json")
 
     @property
     def tensorboard_dir(self) -> str | None:
-        return os.path.join("runs", self.run_name) if self.tensorboard else None
+        return os.path.join(project_path("runs"), self.run_name) if self.tensorboard else None
+
+
+def project_path(path: str) -> str:
+    """A relative path taken from the project checkout, where papermill is run from; JupyterLab and the
+    sweep start kernels in notebooks/, and their records and TensorBoard runs must land in the same place."""
+    root = Path(__file__).resolve().parent.parent
+    if os.path.isabs(path) or not (root / "pyproject.toml").is_file():
+        return path
+    return str(root / path)
 
 
 def parse_params(**params: Any) -> tuple[Config, RunOptions]:

@@ -61,7 +61,8 @@ def table1(records: Iterable[Record]) -> pd.DataFrame:
     table = grouped[metrics].mean()
     table.insert(0, "seeds", grouped.size())
     table.insert(1, "epochs", grouped["epochs"].max())
-    table["best_test_acc_std"] = grouped["best_test_acc"].std()  # NaN with one seed
+    for metric in metrics:
+        table[f"{metric}_std"] = grouped[metric].std()  # NaN with one seed
     table["seed_paper"] = [SEED_TABLE.get(key) for key in table.index]
     table["difference"] = table["best_test_acc"] - table["seed_paper"]
     order = [(m, h) for m in MODELS for h in HIDDEN_SIZES if (m, h) in table.index]

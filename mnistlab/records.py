@@ -13,6 +13,8 @@ from typing import Any
 FORMAT = "mnistlab.record/1"
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
 STATUSES = ("complete", "diverged")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 
 
 class RecordError(ValueError):
@@ -112,6 +114,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files must be readable by a web server
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -62,10 +62,10 @@ def write_index(out: str | os.PathLike, report: dict) -> Path:
     out = Path(out)
     records = [Record.load(out / run["record"]) for run in report["runs"]
                if run["status"] == "complete" and run["record"]]
-    return atomic_write_text(out / "index.html", index_html(report, records))
+    return atomic_write_text(out / "index.html", index_html(report, records, out.absolute().name))
 
 
-def index_html(report: dict, records: list[Record]) -> str:
+def index_html(report: dict, records: list[Record], out_name: str = "") -> str:
     """The index page; every value from the report is HTML-escaped, every link relative."""
     runs = report["runs"]
     complete = sum(run["status"] == "complete" for run in runs)
@@ -74,7 +74,7 @@ def index_html(report: dict, records: list[Record]) -> str:
     alert = (f'<p class="failed">Failed: {escape(", ".join(report["failed"]))}. '
              "Their notebooks are linked below with the error.</p>") if report["failed"] else ""
     return PAGE.substitute(
-        title=escape(f"mnistlab report: {Path(report['params']).stem}"), css=CSS, lead=escape(lead), alert=alert,
+        title=escape(f"mnistlab report: {out_name}"), css=CSS, lead=escape(lead), alert=alert,
         table1=table1_html(records), runs=runs_html(runs), pages=pages_html(report["pages"]),
         hardware=escape(hardware_line(report)))
 

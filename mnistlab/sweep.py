@@ -80,13 +80,18 @@ class Page:
     error: str = ""
 
 
-def sweep(params: str | os.PathLike, out: str | os.PathLike | None = None, *, workers: int | None = None,
-          seeds: list[int] | None = None, force: bool = False, notebooks: str | os.PathLike = NOTEBOOKS) -> dict:
-    """Run every params file (per seed), then the pages; write index.html and sweep.json; return sweep.json's content."""
+def sweep(params: str | os.PathLike | list[str | os.PathLike], out: str | os.PathLike | None = None, *,
+          workers: int | None = None, seeds: list[int] | None = None, force: bool = False,
+          notebooks: str | os.PathLike = NOTEBOOKS) -> dict:
+    """Run every params file (per seed), then the pages; write index.html and sweep.json; return sweep.json's content.
+
+    ``params``: a folder of *.yaml, one file, or a list of either.
+    """
     started = time.time()
-    params, notebooks = Path(params), Path(notebooks)
-    # Absolute: the kernels run in the notebooks' folder. Default: the folder's name, or one file's stem.
-    out = (Path(out) if out else Path("reports") / params.stem).absolute()
+    params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
+    notebooks = Path(notebooks)
+    # Absolute: the kernels run in the notebooks' folder. Default: the first folder's name, or file's stem.
+    out = (Path(out) if out else Path("reports") / params[0].stem).absolute()
     if not (notebooks / "train.ipynb").is_file():
         raise SweepError(f"{notebooks / 'train.ipynb'}: no such notebook")
     runs = load_runs(params, out / "runs", seeds)
@@ -101,11 +106,14 @@ def sweep(params: str | os.PathLike, out: str | os.PathLike | None = None, *, wo
     return report
 
 
-def load_runs(params: Path, folder: Path, seeds: list[int] | None = None) -> list[Run]:
+def load_runs(params: list[Path], folder: Path, seeds: list[int] | None = None) -> list[Run]:
     """Read and validate every params file before anything runs; raise one SweepError listing every problem."""
-    files = sorted(params.glob("*.yaml")) if params.is_dir() else [params]
-    if not files or not files[0].is_file():
-        raise SweepError(f"{params}: no params file (a folder of *.yaml, or one .yaml file)")
+    files = []
+    for path in params:
+        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        if not found or not found[0].is_file():
+            raise SweepError(f"{path}: no params file (a folder of *.yaml, or one .yaml file)")
+        files += found
     runs, errors = [], []
     for file in files:
         try:
@@ -342,7 +350,7 @@ def _line(run: Run) -> str:
             + (f"; {run.error}" if run.error else ""))
 
 
-def _report(params: Path, out: Path, runs: list[Run], pages: list[Page], started: float) -> dict:
+def _report(params: list[Path], out: Path, runs: list[Run], pages: list[Page], started: float) -> dict:
     """sweep.json: every run and page with its status and where its files are (relative to the out folder)."""
     def files(run: Run) -> dict[str, str | None]:
         return {key: f"runs/{path.name}" if path.exists() else None
@@ -350,7 +358,7 @@ def _report(params: Path, out: Path, runs: list[Run], pages: list[Page], started
 
     failed = [r.name for r in runs if r.status != "complete"] + [p.name for p in pages if p.status != "complete"]
     return {
-        "params": str(params),
+        "params": " ".join(str(p) for p in params),
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.time() - started, 1),
         "ok": not failed,

@@ -7,6 +7,7 @@ import io
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,10 +175,11 @@ def _tensorboard(log_dir: str | os.PathLike | None):
 
 
 def _progress_bar(enabled: bool, config: Config, initial: int):
-    from tqdm.auto import tqdm
+    # Plain text on stdout, not a widget: it reads the same in JupyterLab, a terminal and a papermill report.
+    from tqdm import tqdm
 
-    return tqdm(total=config.epochs, initial=initial, desc=config.run_name, unit="epoch",
-                disable=not enabled, mininterval=1.0)
+    return tqdm(total=config.epochs, initial=initial, desc=config.run_name, unit="epoch", file=sys.stdout,
+                disable=not enabled, mininterval=2.0)
 
 
 # Settings that must match for a checkpoint to be resumed; device and data_dir may differ.

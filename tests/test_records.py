@@ -1,9 +1,11 @@
 """Config validation and the record file: round trip, atomic writes, malformed input."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+import mnistlab
 from mnistlab import Config, ConfigError, Record, RecordError, parse_params
 
 
@@ -41,7 +43,9 @@ def test_from_dict_refuses_unknown_keys():
 def test_parse_params_resolves_run_options():
     config, options = parse_params(model="nmodel", hidden_size=10, data_dir="", out_dir="out")
     assert config.data_dir is None and options.run_name == "nmodel-hs10-seed0"
-    assert options.record_path == "out/nmodel-hs10-seed0.json" and options.tensorboard_dir is None
+    root = Path(mnistlab.__file__).resolve().parent.parent  # relative paths are taken from the checkout
+    assert options.record_path == str(root / "out" / "nmodel-hs10-seed0.json") and options.tensorboard_dir is None
+    assert parse_params(out_dir="/abs")[1].record_path == "/abs/wmodel-hs1000-seed0.json"
     with pytest.raises(ConfigError, match="unknown parameter.s. colour"):
         parse_params(colour="red")
     with pytest.raises(ConfigError, match="tensorboard must be true or false; got 'yes'"):

@@ -194,6 +194,18 @@ def test_changed_parameters_redo_the_run_from_scratch(tmp_path, fake_papermill):
     assert sorted(executed[3:]) == ["a-seed0", "b-seed0"]
 
 
+def test_several_params_paths_make_one_sweep(tmp_path, fake_papermill):
+    notebooks, executed = fake_papermill
+    a = write_params(tmp_path / "one", "a", TINY)
+    write_params(tmp_path / "two", "b", TINY)
+    write_params(tmp_path / "two", "c", TINY)
+    report = sweep.sweep([a, tmp_path / "two"], tmp_path / "site", notebooks=notebooks)
+    assert report["ok"] and sorted(executed) == ["a-seed0", "b-seed0", "c-seed0"]
+    assert [run["name"] for run in report["runs"]] == ["a-seed0", "b-seed0", "c-seed0"]
+    with pytest.raises(sweep.SweepError, match="no params file"):
+        sweep.sweep([a, tmp_path / "absent"], tmp_path / "site", notebooks=notebooks)
+
+
 # A real sweep (the session fixture ``sweep_site`` in conftest.py) ----------------------------
 
 @pytest.mark.slow
