@@ -83,12 +83,13 @@ def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "t
     """
     data = history[history["phase"].isin(phases)]
     data = data.assign(**{hue: data[hue].astype(str)})  # categorical colours, also for hidden sizes
+    order = [m for m in MODELS if m in set(data[hue])] if hue == "model" else sorted(set(data[hue]), key=_natural)
     fig, axes = plt.subplots(2, len(phases), figsize=(5 * len(phases), 7), sharex=True, squeeze=False)
     for column, phase in enumerate(phases):
         part = data[data["phase"] == phase]
         for row, metric in enumerate(("loss", "accuracy")):
             ax = axes[row, column]
-            sns.lineplot(part, x="epoch", y=metric, hue=hue, errorbar="sd", ax=ax, palette="deep")
+            sns.lineplot(part, x="epoch", y=metric, hue=hue, hue_order=order, errorbar="sd", ax=ax, palette="deep")
             ax.set_title(f"{phase} {metric}")
             if metric == "loss":
                 ax.set_yscale("log")
@@ -127,3 +128,7 @@ def digits(images: torch.Tensor, labels: torch.Tensor, title: str, rows: int = 4
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _natural(value: str):
+    return (0, int(value)) if value.isdigit() else (1, value)

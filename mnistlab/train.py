@@ -133,7 +133,7 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = platform.processor() or platform.machine()
+        name = _cpu_name()
     return {
         "mnistlab": __version__,
         "torch": torch.__version__,
@@ -143,6 +143,15 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
         "cpu_threads": torch.get_num_threads(),
         "fused_adam": fused_adam,
     }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return f"{names[0]} ({os.cpu_count()} cores)"
+    except (OSError, IndexError):
+        return platform.processor() or platform.machine()
 
 
 def _metrics(prefix: str, sums: list[float], n: int) -> dict[str, float]:
@@ -214,3 +223,4 @@ def _resume(path, config, model, optimizer, scheduler, generator, record) -> Non
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"].cpu())
     record.history[:] = state["history"]
+    record.environment["resumed_after_epoch"] = len(state["history"])  # this process ran only the later epochs

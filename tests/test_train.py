@@ -87,6 +87,7 @@ def test_killed_run_resumes_to_the_same_history(small_data, data_dir, tmp_path):
     resumed = run(Config(**settings), data=small_data, checkpoint=checkpoint)
     uninterrupted = run(Config(**settings), data=small_data)
     assert without_seconds(resumed) == without_seconds(uninterrupted)
+    assert resumed.environment["resumed_after_epoch"] == done and "resumed_after_epoch" not in uninterrupted.environment
 
 
 def test_checkpoint_of_another_config_is_refused(small_data, tmp_path):
