@@ -1,50 +1,94 @@
-"""Table 1 and the figures from records: seeds aggregated, the seed's numbers beside, subsets allowed."""
+"""Table 1 and the figures from records: cells are identities without the seed, bands are over seeds only."""
 
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 
 matplotlib.use("Agg")
 
-from mnistlab import Config, Record, plots  # noqa: E402
+from mnistlab import Config, Record  # noqa: E402
+from mnistlab.lab import plots  # noqa: E402
 
 
-def record(model, hidden_size, seed, test_accs, val_accs=None):
+def record(model, hidden_size, seed, test_accs, val_accs=None, status="complete", **settings):
     val_accs = val_accs or test_accs
     history = [{"epoch": e, "lr": 0.01, "train_loss": 1.0 / e, "train_acc": 95.0, "val_loss": 0.1, "val_acc": v,
                 "test_loss": 0.1, "test_acc": t, "seconds": 2.0}
                for e, (t, v) in enumerate(zip(test_accs, val_accs), start=1)]
-    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=len(history))
-    return Record(config=config.to_dict(), environment={}, history=history)
+    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=len(history), **settings)
+    return Record(config=config.to_dict(), environment={}, history=history, status=status)
 
 
-def test_table1_means_seeds_and_puts_the_seeds_numbers_beside():
+def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
     records = [record("nmodel", 1000, 0, [97.0, 97.5], [98.0, 97.0]),
                record("nmodel", 1000, 1, [97.2, 97.1]),
                record("bmodel", 5000, 0, [98.0, 98.9])]
     table = plots.table1(records)
-    assert list(table.index) == [("nmodel", 1000), ("bmodel", 5000)]  # the seed's row and column order
-    n = table.loc[("nmodel", 1000)]
+    assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("bmodel", 5000, "epochs=2")]  # the seed's order
+    n = table.loc[("nmodel", 1000, "epochs=2")]
     assert n["seeds"] == 2 and n["best_test_acc"] == pytest.approx(97.35)  # mean of 97.5 and 97.2
     assert n["val_selected_test_acc"] == pytest.approx((97.0 + 97.2) / 2)  # epoch 1 wins validation in seed 0
-    assert n["best_test_acc_std"] == pytest.approx(0.21, abs=0.01)
+    assert n["best_test_acc_std"] == pytest.approx(0.2121, abs=1e-3)
+    # 95 % t interval with 1 degree of freedom: 97.35 +- 12.706 * 0.2121 / sqrt(2).
+    assert n["best_test_acc_low"] == pytest.approx(97.35 - 1.906, abs=1e-2)
     assert n["seed_paper"] == 97.31 and n["difference"] == pytest.approx(0.04)
-    assert math.isnan(table.loc[("bmodel", 5000)]["best_test_acc_std"])  # one seed: no spread to show
+    assert math.isnan(table.loc[("bmodel", 5000, "epochs=2")]["best_test_acc_std"])  # one seed: no spread to show
+    text = plots.table1_text(table)
+    assert text.loc[("nmodel", 1000, "epochs=2"), "best_test_acc"] == "97.35 ± 0.21 [95.44, 99.26]"
+    assert text.loc[("bmodel", 5000, "epochs=2"), "best_test_acc"] == "98.90"  # one seed: the number alone
 
 
-def test_missing_configs_lists_the_seeds_cells_without_a_record():
-    missing = plots.missing_configs([record("wmodel", 2000, 0, [98.0])])
+def test_table1_never_pools_runs_that_differ_in_more_than_the_seed_and_leaves_diverged_runs_out():
+    records = [record("nmodel", 1000, 0, [97.0, 97.5]), record("nmodel", 1000, 1, [97.2, 97.1]),
+               record("nmodel", 1000, 2, [97.3, 97.4], lr=0.001),
+               record("nmodel", 1000, 3, [10.0, 9.8], lr=1e6, status="diverged")]
+    table = plots.table1(records)
+    assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("nmodel", 1000, "epochs=2, lr=0.001")]
+    assert list(table["seeds"]) == [2, 1]
+    excluded = plots.excluded(records)
+    assert len(excluded) == 1 and excluded[0].startswith("nmodel-hs1000-seed3 [epochs=2, lr=1e+06]: diverged")
+
+
+def test_zero_records_give_an_empty_table_not_a_key_error():
+    table = plots.table1([])
+    assert table.empty and "best_test_acc" in table.columns and plots.table1_text(table).empty
+    assert plots.excluded([]) == [] and len(plots.missing_configs([])) == 9
+    assert plots.history_frame([]).empty and plots.summary_frame([]).empty
+    assert plots.load_records("/nonexistent/folder") == []
+
+
+def test_missing_configs_lists_the_seeds_cells_without_a_protocol_run():
+    config = Config(model="wmodel", hidden_size=2000)
+    history = [{"epoch": e, "lr": 0.01, "train_loss": 0.1, "train_acc": 99.0, "val_loss": 0.1, "val_acc": 98.0,
+                "test_loss": 0.1, "test_acc": 98.0, "seconds": 1.0} for e in range(1, config.epochs + 1)]
+    missing = plots.missing_configs([Record(config=config.to_dict(), history=history),
+                                     record("nmodel", 5000, 0, [97.0])])  # 1 epoch: not the protocol
     assert len(missing) == 8 and "wmodel-hs2000" not in missing and missing[0] == "nmodel-hs5000"
-    assert plots.table1([]).empty
 
 
-def test_curves_draw_one_line_per_model_and_a_band_for_seeds():
-    records = [record("nmodel", 1000, s, [97.0 + s, 97.5]) for s in (0, 1)] + [record("wmodel", 1000, 0, [98.0, 98.2])]
+def test_curves_draw_error_on_a_log_axis_with_bands_over_seeds_only():
+    records = [record("nmodel", 1000, s, [97.0 + s, 97.5]) for s in (0, 1)] + \
+              [record("wmodel", 1000, 0, [98.0, 98.2]), record("wmodel", 2000, 0, [98.1, 98.3])]
     fig = plots.curves(plots.history_frame(records), hue="model")
-    test_acc = fig.axes[3]
-    assert test_acc.get_title() == "test accuracy"
-    assert [t.get_text() for t in test_acc.get_legend().get_texts()] == ["nmodel", "wmodel"]
-    # A standard-deviation band only where there are two seeds (nmodel): wmodel's is empty.
-    bands = [sum(len(path.vertices) for path in band.get_paths()) for band in test_acc.collections]
+    test_error = fig.axes[3]
+    assert test_error.get_title() == "test error" and test_error.get_yscale() == "log"
+    # wmodel spans two hidden sizes: two lines, never one band over H.
+    labels = [t.get_text() for t in test_error.get_legend().get_texts()]
+    assert labels == ["nmodel", "wmodel (H=2000, epochs=2)", "wmodel (H=1000, epochs=2)"]
+    # A standard-deviation band only where there are two seeds (nmodel).
+    bands = [sum(len(path.vertices) for path in band.get_paths()) for band in test_error.collections]
     assert sum(vertices > 0 for vertices in bands) == 1
+    # A 0.1-point difference in error is a visible distance on the axis: 2.0 vs 1.9 % is not squashed.
+    lo, hi = test_error.get_ylim()
+    assert math.log10(hi / lo) < 1.5
+
+
+def test_wrong_digits_caption_true_and_predicted_labels():
+    images = np.zeros((5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5])
+    figures = plots.wrong_digits(images, labels, {"nmodel": np.array([1, 0, 1, 0, 0], bool)},
+                                 {"nmodel": np.array([8, 1, 9, 1, 5])})
+    titles = [ax.get_title() for ax in figures["nmodel"].axes if ax.get_title()]
+    assert titles == ["3→8", "4→9"] and "2 test digits wrong" in figures["nmodel"].texts[0].get_text()
