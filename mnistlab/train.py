@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import platform
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -20,7 +20,9 @@ from . import __version__
 from .config import Config
 from .data import MNISTSplits, Split, load
 from .models import build_model
-from .records import Record, atomic_write_bytes
+from .paths import relative
+from .records import (Record, atomic_write_bytes, divergence, encode_labels, epoch_row, predictions_to_keep,
+                      unknown_segment)
 
 EVAL_CHUNK = 5000  # images per forward pass when evaluating; bounds memory at H=5000
 
@@ -36,17 +38,15 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
 
     ``data``: splits already loaded (on any device), to skip loading. ``checkpoint``: a file
     written after every epoch and resumed from when present. ``tensorboard_dir``: where to log
-    scalars. ``progress``: show a tqdm bar over epochs. A loss that turns NaN or inf ends the
-    run early with ``record.status == "diverged"``.
+    scalars. ``progress``: show a tqdm bar over epochs. A run that blows up (``records.divergence``)
+    stops early with ``record.status == "diverged"``.
     """
     config = config or Config()
     device = config.resolved_device()
     with _fast_cpu_math(device):
         if data is None:
-            data = load(config.data_dir, device=device, train_size=config.train_size)
-        train, val, test = (_on(split, device) for split in (data.train, data.val, data.test))
-        if len(train) != config.train_size:
-            raise ValueError(f"data.train has {len(train)} images but config.train_size is {config.train_size}")
+            data = load(config.data_dir, device=device, train_size=config.train_size, validation=config.validation)
+        train, val, test = _splits(data, config, device)
 
         torch.manual_seed(config.seed)
         model = build_model(config.model, config.hidden_size).to(device)
@@ -54,10 +54,12 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), fused=fused)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
         shuffle = torch.Generator(device=device).manual_seed(config.seed)
-        record = Record(config=config.to_dict(), environment=environment(device, fused))
+        here = environment(device, fused)
+        record = Record(config=config.to_dict(), environment=here)
 
         if checkpoint is not None and Path(checkpoint).is_file():
             _resume(checkpoint, config, model, optimizer, scheduler, shuffle, record)
+        started_utc = utc_now()
         writer = _tensorboard(tensorboard_dir)
         bar = _progress_bar(progress, config, initial=len(record.history))
         try:
@@ -65,22 +67,26 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
                 started = time.perf_counter()
                 lr = optimizer.param_groups[0]["lr"]
                 train_sums = train_epoch(model, optimizer, train, config.batch_size, shuffle)
-                val_sums, test_sums = evaluate(model, val), evaluate(model, test)
+                val_sums = evaluate(model, val)[0] if val is not None else torch.zeros(0, device=device)
+                test_sums, predicted = evaluate(model, test)
                 scheduler.step()
                 # The one host synchronisation of the epoch.
                 sums = torch.cat([train_sums, val_sums, test_sums]).tolist()
-                row = {"epoch": epoch, "lr": lr, **_metrics("train", sums[0:2], len(train)),
-                       **_metrics("val", sums[2:4], len(val)), **_metrics("test", sums[4:6], len(test)),
-                       "seconds": time.perf_counter() - started}
+                row = epoch_row(epoch, lr, time.perf_counter() - started, (*sums[0:2], len(train)),
+                                (*sums[2:4], len(val)) if val is not None else None, (*sums[-2:], len(test)))
                 record.history.append(row)
+                record.trained(epoch, here, started_utc)
+                reason = divergence(row)
+                if reason is not None:
+                    record.status, record.diverged_epoch, record.diverged_reason = "diverged", epoch, reason
+                keep_predictions(record, predicted, last=epoch == config.epochs or reason is not None)
                 if writer is not None:
                     for key, value in row.items():
-                        if key not in ("epoch", "seconds"):
+                        if key not in ("epoch", "seconds") and value is not None:
                             writer.add_scalar(key.replace("_", "/", 1), value, epoch)
                 bar.update(1)
-                bar.set_postfix(train_loss=f"{row['train_loss']:.4f}", test_acc=f"{row['test_acc']:.2f}")
-                if not all(math.isfinite(row[k]) for k in ("train_loss", "val_loss", "test_loss")):
-                    record.status, record.diverged_epoch = "diverged", epoch
+                bar.set_postfix(train_loss=f"{row['train_loss']:.4g}", test_acc=f"{row['test_acc']:.2f}")
+                if reason is not None:
                     break
                 if checkpoint is not None:
                     _save_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle, record)
@@ -89,6 +95,14 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
             if writer is not None:
                 writer.close()
     return record
+
+
+def keep_predictions(record: Record, predicted: torch.Tensor, last: bool) -> None:
+    """Copy the epoch's test predictions (a device tensor) to the host only when the record keeps them."""
+    keep = predictions_to_keep(record.history, last)
+    if keep:
+        labels = encode_labels(predicted.cpu().numpy())  # after the epoch's sync: the values are ready
+        record.predictions.update(dict.fromkeys(keep, labels))
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
@@ -115,32 +129,36 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split) -> torch.Tensor:
-    """[summed cross-entropy, correct count] over ``split`` in eval mode, as a device tensor."""
+def evaluate(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """[summed cross-entropy, correct count] over ``split`` in eval mode, and the predicted labels
+    (uint8), both on the device: no host sync."""
     model.eval()
     loss_sum = torch.zeros((), device=split.x.device)
     correct = torch.zeros((), device=split.x.device)
+    predicted = torch.empty(len(split), dtype=torch.uint8, device=split.x.device)
     for start in range(0, len(split), EVAL_CHUNK):
         x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(dim=1) == y).sum()
-    return torch.stack([loss_sum, correct])
+        labels = logits.argmax(dim=1)
+        correct += (labels == y).sum()
+        predicted[start:start + EVAL_CHUNK] = labels
+    return torch.stack([loss_sum, correct]), predicted
 
 
 def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
-    """Where a run ran, saved in its record."""
+    """This process: where it trains, with how many threads, with which versions (a record's segment keys)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
         name = _cpu_name()
     return {
         "mnistlab": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass that weights_only checkpoints refuse
         "python": platform.python_version(),
         "device": str(device),
         "device_name": name,
-        "cpu_threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),
         "fused_adam": fused_adam,
     }
 
@@ -154,9 +172,20 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def _metrics(prefix: str, sums: list[float], n: int) -> dict[str, float]:
-    loss_sum, correct = sums
-    return {f"{prefix}_loss": loss_sum / n, f"{prefix}_acc": 100.0 * correct / n}
+def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _splits(data: MNISTSplits, config: Config, device: torch.device) -> tuple[Split, Split | None, Split]:
+    """The splits on ``device``, checked against the config; no validation split when it has none."""
+    if len(data.train) != config.train_size:
+        raise ValueError(f"data.train has {len(data.train)} images but config.train_size is {config.train_size}")
+    if config.validation and data.val is None:
+        raise ValueError("config.validation is true but data has no validation split (data.val is None); "
+                         "load the data with validation=True")
+    val = _on(data.val, device) if config.validation else None
+    return _on(data.train, device), val, _on(data.test, device)
 
 
 def _on(split: Split, device: torch.device) -> Split:
@@ -191,10 +220,6 @@ def _progress_bar(enabled: bool, config: Config, initial: int):
                 disable=not enabled, mininterval=2.0)
 
 
-# Settings that must match for a checkpoint to be resumed; device and data_dir may differ.
-_RESUME_KEYS = ("model", "hidden_size", "epochs", "lr", "step_size", "gamma", "batch_size", "train_size", "seed")
-
-
 def _save_checkpoint(path, config, model, optimizer, scheduler, generator, record) -> None:
     buffer = io.BytesIO()
     torch.save({
@@ -204,6 +229,8 @@ def _save_checkpoint(path, config, model, optimizer, scheduler, generator, recor
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
         "history": record.history,
+        "predictions": record.predictions,
+        "segments": record.segments,
     }, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -213,8 +240,7 @@ def _resume(path, config, model, optimizer, scheduler, generator, record) -> Non
         state = torch.load(path, map_location=generator.device, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{path}: cannot read checkpoint ({error}); delete it to start over") from error
-    saved = state.get("config", {})
-    changed = [k for k in _RESUME_KEYS if saved.get(k) != getattr(config, k)]
+    changed = config.differences(state.get("config", {}))
     if changed:
         raise CheckpointError(f"{path}: written by a run with different {', '.join(changed)}; "
                               "delete it or use another checkpoint path")
@@ -222,5 +248,15 @@ def _resume(path, config, model, optimizer, scheduler, generator, record) -> Non
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"].cpu())
+    done = len(state["history"])
     record.history[:] = state["history"]
-    record.environment["resumed_after_epoch"] = len(state["history"])  # this process ran only the later epochs
+    record.predictions.update(state.get("predictions", {}))
+    # Checkpoints from before provenance was kept: who trained their epochs is unknown.
+    record.segments[:] = state.get("segments") or ([unknown_segment(1, done)] if done else [])
+    record.resumed_after_epoch, record.resumed_from = done, _portable(path)
+
+
+def _portable(path: str | os.PathLike) -> str:
+    """``path`` as a record may say it: relative to the project root, else its file name (no machine path)."""
+    shown = relative(path)
+    return Path(path).name if Path(shown).is_absolute() else shown

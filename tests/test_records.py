@@ -1,12 +1,16 @@
 """Config validation and the record file: round trip, atomic writes, malformed input."""
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-import mnistlab
-from mnistlab import Config, ConfigError, Record, RecordError, parse_params
+from mnistlab import Config, ConfigError, Record, RecordError
+from mnistlab.records import decode_labels, divergence, encode_labels, epoch_row, val_selected
+
+PAPER_RUNS = Path(__file__).resolve().parent.parent / "reports" / "paper" / "runs"
 
 
 def test_defaults_are_the_paper_protocol():
@@ -34,31 +38,14 @@ def test_invalid_settings_name_the_setting(settings, message):
         Config(**settings)
 
 
-def test_from_dict_refuses_unknown_keys():
-    with pytest.raises(ConfigError, match="unknown setting.s. hiden_size; valid: model, hidden_size"):
-        Config.from_dict({"hiden_size": 10})
-    assert Config.from_dict({"lr": 1}).lr == 1.0
-
-
-def test_parse_params_resolves_run_options():
-    config, options = parse_params(model="nmodel", hidden_size=10, data_dir="", out_dir="out")
-    assert config.data_dir is None and options.run_name == "nmodel-hs10-seed0"
-    root = Path(mnistlab.__file__).resolve().parent.parent  # relative paths are taken from the checkout
-    assert options.record_path == str(root / "out" / "nmodel-hs10-seed0.json") and options.tensorboard_dir is None
-    assert parse_params(out_dir="/abs")[1].record_path == "/abs/wmodel-hs1000-seed0.json"
-    with pytest.raises(ConfigError, match="unknown parameter.s. colour"):
-        parse_params(colour="red")
-    with pytest.raises(ConfigError, match="tensorboard must be true or false; got 'yes'"):
-        parse_params(tensorboard="yes")
-    with pytest.raises(ConfigError, match="run_name is a file name"):
-        parse_params(run_name="../escape")
-
-
 def sample_record():
     history = [{"epoch": e, "lr": 0.01, "train_loss": 0.5 / e, "train_acc": 90.0 + e, "val_loss": 0.3,
                 "val_acc": 95.0 + e / 10, "test_loss": 0.31, "test_acc": 94.0 + e / 10, "seconds": 1.5}
                for e in (1, 2, 3)]
-    return Record(config=Config(epochs=3).to_dict(), environment={"torch": "x"}, history=history)
+    segment = {"first_epoch": 1, "last_epoch": 3, "started": "2026-11-27T06:00:00+00:00", "device": "cpu",
+               "device_name": "x", "threads": 1, "fused_adam": True, "torch": "x", "python": "3", "mnistlab": "0"}
+    return Record(config=Config(epochs=3).to_dict(), environment={"torch": "x"}, history=history,
+                  predictions={"val_selected": "7210", "final": "7211"}, segments=[segment])
 
 
 def test_round_trip(tmp_path):
@@ -83,7 +70,7 @@ def test_failed_save_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     ("[]", "expected a JSON object, got list"),
-    ('{"format": "other"}', "format is 'other', expected 'mnistlab.record/1'"),
+    ('{"format": "other"}', "format is 'other', expected one of mnistlab.record/1, mnistlab.record/2"),
     ('{"format": "mnistlab.record/1", "config": {}, "environment": {}, "history": {}, "status": "complete"}',
      "'history' must be a JSON list"),
     ('{"format": "mnistlab.record/1", "config": {}, "environment": {}, "history": [], "status": "done"}',
@@ -102,3 +89,102 @@ def test_malformed_files_are_rejected_with_the_path(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(RecordError, match="no such record file"):
         Record.load(tmp_path / "absent.json")
+
+
+def row(epoch, val_acc=95.0, val_loss=0.3, test_acc=94.0, **values):
+    return {"epoch": epoch, "lr": 0.01, "train_loss": 0.5, "train_acc": 90.0, "val_loss": val_loss,
+            "val_acc": val_acc, "test_loss": 0.31, "test_acc": test_acc, "seconds": 1.0, **values}
+
+
+def test_round_trip_keeps_predictions_and_provenance(tmp_path):
+    record = sample_record()
+    data = json.loads(record.save(tmp_path / "r.json").read_text())
+    assert data["format"] == "mnistlab.record/2" and data["predictions"] == {"val_selected": "7210", "final": "7211"}
+    assert data["provenance"]["segments"][0]["threads"] == 1 and data["provenance"]["resumed_after_epoch"] is None
+    loaded = Record.load(tmp_path / "r.json")
+    assert loaded == record
+    assert loaded.predicted("final").tolist() == [7, 2, 1, 1] and loaded.predicted("final").dtype == np.uint8
+    assert data["summary"]["wall_seconds"] == 4.5 and data["summary"]["median_epoch_seconds"] == 1.5
+
+
+def test_labels_are_stored_as_one_digit_each():
+    labels = np.array([7, 2, 1, 0, 9], dtype=np.uint8)
+    assert encode_labels(labels) == "72109" and decode_labels("72109").tolist() == labels.tolist()
+    with pytest.raises(ValueError, match="digits 0-9"):
+        encode_labels([10])
+
+
+def test_val_selection_breaks_ties_by_validation_loss_then_epoch():
+    # Epochs 2, 3 and 4 tie on validation accuracy; 3 and 4 tie on loss too: epoch 3 is selected.
+    history = [row(1, 96.0, 0.20, 95.0), row(2, 97.0, 0.25, 96.0), row(3, 97.0, 0.10, 97.1),
+               row(4, 97.0, 0.10, 97.3), row(5, 96.5, 0.05, 97.5)]
+    assert val_selected(history)["epoch"] == 3
+    summary = Record(config=Config(epochs=5).to_dict(), history=history).summary
+    assert (summary["val_selected_epoch"], summary["val_selected_test_acc"]) == (3, 97.1)
+    assert (summary["best_test_epoch"], summary["best_test_acc"]) == (5, 97.5)
+    tied_test = [row(1, test_acc=97.0), row(2, test_acc=97.0)]
+    assert Record(config={}, history=tied_test).summary["best_test_epoch"] == 1  # the seed's metric: first of ties
+
+
+def test_complete_record_must_have_every_epoch(tmp_path):
+    for rows in ([], [row(1), row(2)]):
+        data = sample_record().to_dict() | {"history": rows}
+        path = tmp_path / "short.json"
+        path.write_text(json.dumps(data))
+        with pytest.raises(RecordError, match=f"{path}: status is complete but history has {len(rows)} epochs, "
+                                              "config epochs is 3"):
+            Record.load(path)
+    diverged = sample_record().to_dict() | {"history": [row(1)], "status": "diverged", "diverged_epoch": 1}
+    assert Record.from_dict(diverged).status == "diverged"
+
+
+def test_run_without_validation_has_no_val_selected_numbers(tmp_path):
+    history = [row(e, val_acc=None, val_loss=None, test_acc=97.0 + e) for e in (1, 2)]
+    record = Record(config=Config(epochs=2, validation=False).to_dict(), history=history,
+                    predictions={"final": "12"})
+    data = json.loads(record.save(tmp_path / "r.json").read_text())
+    assert data["history"][0]["val_acc"] is None and data["history"][0]["val_loss"] is None
+    loaded = Record.load(tmp_path / "r.json")
+    assert loaded.history[0]["val_acc"] is None  # not measured: None, not NaN
+    s = loaded.summary
+    assert s["val_selected_test_acc"] is None and s["val_selected_epoch"] is None
+    assert (s["best_test_acc"], s["final_test_acc"]) == (99.0, 99.0)
+    assert loaded.predicted("val_selected") is None and loaded.predicted("final").tolist() == [1, 2]
+
+
+def test_divergence_rule():
+    assert divergence(row(1)) is None
+    assert divergence(row(1, val_acc=None, val_loss=None)) is None  # no validation is not a divergence
+    assert "train_loss is nan" in divergence(row(1, train_loss=math.nan))
+    assert "test_loss is inf" in divergence(row(1, test_loss=math.inf))
+    assert "above 2303" in divergence(row(1, train_loss=1.5e14))  # finite, but blown up
+    assert divergence(row(1, train_loss=2000.0)) is None
+    assert divergence(row(2, train_acc=11.0)) is None  # early epochs may still be at chance
+    assert "train_acc 11.00 % at epoch 3 is below 20 %" in divergence(row(3, train_acc=11.0))
+
+
+def test_epoch_row_from_sums():
+    r = epoch_row(2, 0.01, 3.5, (50.0, 90, 100), None, (20.0, 95, 100))
+    assert r == {"epoch": 2, "lr": 0.01, "train_loss": 0.5, "train_acc": 90.0, "val_loss": None, "val_acc": None,
+                 "test_loss": 0.2, "test_acc": 95.0, "seconds": 3.5}
+
+
+@pytest.mark.skipif(not PAPER_RUNS.is_dir(), reason="no published paper runs in this checkout")
+def test_version_1_records_still_load():
+    paths = sorted(PAPER_RUNS.glob("*.json"))
+    assert len(paths) == 9
+    for path in paths:
+        old = json.loads(path.read_text())
+        assert old["format"] == "mnistlab.record/1"
+        record = Record.load(path)
+        assert record.predictions == {} and record.predicted("final") is None
+        assert record.summary["best_test_acc"] == old["summary"]["best_test_acc"]
+        resumed = old["environment"].get("resumed_after_epoch")
+        assert record.resumed_after_epoch == resumed and record.resumed_from is None
+        if resumed == len(record.history):  # trained elsewhere, by a process that left no trace
+            assert record.segments == [{"first_epoch": 1, "last_epoch": resumed, "started": None, "device": None,
+                                        "device_name": None, "threads": None, "fused_adam": None, "torch": None,
+                                        "python": None, "mnistlab": None}]
+        assert record.environment["threads"] == old["environment"]["cpu_threads"]  # the writing process's
+        again = Record.from_dict(json.loads(json.dumps(record.to_dict())))
+        assert again == record and again.to_dict()["format"] == "mnistlab.record/2"
