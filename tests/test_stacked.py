@@ -1,0 +1,228 @@
+"""Seeds trained together: same start, same gradients and close histories as separate runs, per-model batch norm.
+
+Tolerances, and why results are close but not bit-identical: a batched product (bmm) sums in
+another order than the separate models' mm, so every float differs in its last bits. nmodel and
+wmodel then stay within ~1e-7 of ``mnistlab.run`` over two epochs. bmodel does not: batch norm
+subtracts the batch mean, so the gradient of fc1's bias and of fc1's weights on pixels that are
+constant over a batch (MNIST's border) is exactly zero in real arithmetic and rounding noise of
+either sign in floats; Adam divides by that noise's own size and moves these weights by up to lr
+per step, a different random walk for any summation order (or thread count). They cancel in
+training mode but reach eval mode through the lagging running mean, so bmodel's histories agree
+to about 1e-3 in training loss and a few tenths of a point in accuracy after two epochs.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mnistlab
+from mnistlab import MODELS, Config, ConfigError, Record, build_model, run
+from mnistlab.data import MNISTSplits, Split
+from mnistlab.stacked import EagerTrainer, StackedModel, evaluate, run_seeds
+
+SEEDS = [0, 1, 7]
+TINY = dict(hidden_size=32, epochs=2, train_size=1000, device="cpu")
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def data_1000(small_data):
+    return MNISTSplits(Split(small_data.train.x[:1000], small_data.train.y[:1000]), small_data.val, small_data.test)
+
+
+def separate_model(name, seed, hidden_size=32):
+    torch.manual_seed(seed)
+    return build_model(name, hidden_size)
+
+
+def batches(split, count, size=100, seed=0):
+    """(count, size) different image indices per model, drawn once."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(len(split), generator=generator)[:size] for _ in range(count)])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_stacked_model_starts_with_build_models_weights_for_its_seed(name):
+    stacked = StackedModel.from_seeds(name, 32, SEEDS)
+    for model, seed in zip(stacked.unstack(), SEEDS):
+        expected = separate_model(name, seed).state_dict()
+        assert model.state_dict().keys() == expected.keys()
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, expected[key]), (seed, key)
+    assert not torch.equal(stacked.b1[0], stacked.b1[1])  # the seeds really differ
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_first_step_gradients_match_separate_models(name, small_data):
+    stacked = StackedModel.from_seeds(name, 32, SEEDS)
+    index = batches(small_data.train, len(SEEDS))  # each model its own batch, as with its own shuffling
+    # lr 0: the real training step, leaving the weights alone and the gradients in place.
+    trainer = EagerTrainer(stacked, torch.optim.SGD(stacked.parameters(), lr=0.0), small_data.train, 100)
+    trainer.step(index)
+    for k, (model, seed) in enumerate(zip(stacked.unstack(), SEEDS)):
+        alone = separate_model(name, seed)
+        F.cross_entropy(alone(small_data.train.x[index[k]]), small_data.train.y[index[k]]).backward()
+        stacked_grads = {key: p.grad for key, p in _gradients_as_separate(stacked, k).items()}
+        for key, p in alone.named_parameters():
+            torch.testing.assert_close(stacked_grads[key], p.grad, rtol=0, atol=1e-6, msg=f"{name} seed {seed} {key}")
+        with torch.no_grad():
+            loss = F.cross_entropy(alone(small_data.train.x[index[k]]), small_data.train.y[index[k]])
+        assert float(trainer.sums[0, k]) == pytest.approx(100 * float(loss), rel=1e-5)  # the summed loss it reports
+
+
+def _gradients_as_separate(stacked, k):
+    """Model k's gradients laid out as one ``build_model``'s parameters."""
+    from mnistlab.stacked import _FROM_STACK, _LAYOUT
+
+    grads = {}
+    for key, (attribute, layout) in _LAYOUT.items():
+        p = getattr(stacked, attribute, None)
+        if isinstance(p, torch.nn.Parameter):
+            grads[key] = torch.nn.Parameter(_FROM_STACK[layout](p.detach()[k]))
+            grads[key].grad = _FROM_STACK[layout](p.grad[k])
+    return grads
+
+
+# Largest differences allowed between a seed trained in the stack and alone over two epochs
+# (losses absolute, accuracies in points, test predictions that differ out of 10,000); see the module docstring.
+TOLERANCE = {"nmodel": (1e-5, 0.05, 5), "wmodel": (1e-5, 0.05, 5), "bmodel": (2e-2, 1.0, 150)}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_short_runs_agree_with_separate_runs_per_seed(name, data_1000, tmp_path):
+    configs = [Config(model=name, seed=seed, **TINY) for seed in SEEDS]
+    records = run_seeds(configs, data=data_1000)
+    loss_tol, acc_tol, predictions_tol = TOLERANCE[name]
+    for config, record in zip(configs, records):
+        alone = run(config, data=data_1000)
+        assert record.config == alone.config and record.status == alone.status == "complete"
+        assert len(record.history) == len(alone.history) == 2
+        for ours, theirs in zip(record.history, alone.history):
+            assert ours["epoch"] == theirs["epoch"] and ours["lr"] == theirs["lr"]
+            for key in ("train_loss", "val_loss", "test_loss"):
+                assert ours[key] == pytest.approx(theirs[key], abs=loss_tol), (config.seed, key)
+            for key in ("train_acc", "val_acc", "test_acc"):
+                assert ours[key] == pytest.approx(theirs[key], abs=acc_tol), (config.seed, key)
+        assert record.predictions.keys() == alone.predictions.keys() == {"val_selected", "final"}
+        mine, theirs = record.predicted("final"), alone.predicted("final")
+        assert len(mine) == 10_000 and (mine != theirs).sum() <= predictions_tol
+        # The usual record format: it saves and loads, and says the seed shared its epochs.
+        loaded = Record.load(record.save(tmp_path / f"{config.run_name}.json"))
+        assert loaded.history == record.history and loaded.segments[0]["stacked_seeds"] == SEEDS
+    if name != "bmodel":  # the seeds differ from each other by far more than from their separate runs
+        assert abs(records[0].history[-1]["train_loss"] - records[1].history[-1]["train_loss"]) > 100 * loss_tol
+
+
+def test_batch_norm_keeps_each_models_running_statistics_and_eval_uses_them(small_data):
+    # Forward passes only (no steps), so that the weights stay equal and the statistics can be compared closely.
+    stacked = StackedModel.from_seeds("bmodel", 32, SEEDS)
+    alone = [separate_model("bmodel", seed) for seed in SEEDS]
+    stacked.train()
+    with torch.no_grad():
+        for step in range(3):
+            index = batches(small_data.train, len(SEEDS), seed=step)
+            stacked(small_data.train.x[index])
+            for k, model in enumerate(alone):
+                model(small_data.train.x[index[k]])
+    for k, model in enumerate(alone):
+        # momentum 0.1, the unbiased batch variance tracked: as nn.BatchNorm1d, model by model
+        torch.testing.assert_close(stacked.bn_mean[k], model.bn.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stacked.bn_var[k], model.bn.running_var, rtol=1e-5, atol=1e-6)
+        assert stacked.bn_batches[k].item() == model.bn.num_batches_tracked.item() == 3
+    assert not torch.allclose(stacked.bn_var[0], stacked.bn_var[1])  # one set of statistics per model
+    # Eval mode normalises with each model's own running statistics and no longer updates them.
+    x = small_data.test.x[:500]
+    stacked.eval()
+    with torch.no_grad():
+        logits = stacked(x)
+        for k, model in enumerate(alone):
+            torch.testing.assert_close(logits[k], model.eval()(x), rtol=1e-5, atol=1e-5)
+            assert not torch.allclose(logits[k], model.train()(x), atol=1e-3)  # and not the batch's
+    assert stacked.bn_batches.tolist() == [3, 3, 3]
+
+
+def test_configs_must_differ_only_in_the_seed():
+    with pytest.raises(ConfigError, match=r"differs from seed 0 in hidden_size=32 vs 64, lr=0\.01 vs 0\.1"):
+        run_seeds([Config(model="nmodel", seed=0, **TINY), Config(model="nmodel", seed=1, **{**TINY, "hidden_size": 64},
+                                                                  lr=0.1)])
+    with pytest.raises(ConfigError, match=r"seeds must differ.*\[3, 3\]"):
+        run_seeds([Config(seed=3, **TINY), Config(seed=3, **TINY)])
+    with pytest.raises(ConfigError, match="at least one config"):
+        run_seeds([])
+    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device"):
+        run_seeds([Config(seed=0, **TINY)], cuda_graphs=True)
+
+
+def test_a_models_nans_do_not_reach_the_others(small_data):
+    stacked = StackedModel.from_seeds("bmodel", 32, SEEDS)
+    clean = StackedModel.from_seeds("bmodel", 32, SEEDS)
+    with torch.no_grad():
+        stacked.w1[1, :, 0] = math.nan
+    index = batches(small_data.train, len(SEEDS))
+    for model in (stacked, clean):
+        EagerTrainer(model, torch.optim.Adam(model.parameters(), lr=0.01), small_data.train, 100).step(index)
+    assert torch.isnan(stacked.w2[1]).any()
+    for k in (0, 2):
+        for name, p in stacked.named_parameters():
+            assert torch.equal(p[k], dict(clean.named_parameters())[name][k]), (k, name)
+    sums, _ = evaluate(stacked, small_data.test)
+    assert math.isnan(sums[1, 0]) and torch.isfinite(sums[[0, 2]]).all()
+
+
+def test_diverged_seeds_are_marked(data_1000):
+    records = run_seeds([Config(model="nmodel", lr=1e30, seed=s, **{**TINY, "epochs": 4}) for s in SEEDS],
+                        data=data_1000)
+    for record in records:
+        assert record.status == "diverged" and record.diverged_epoch == len(record.history) < 4
+        assert record.diverged_reason and record.summary["status"] == "diverged"
+
+
+def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, monkeypatch):
+    import mnistlab.stacked as stacked
+
+    configs = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3}) for seed in SEEDS[:2]]
+    straight = run_seeds(configs, data=data_1000)
+    save = stacked._save_checkpoint
+
+    def save_then_stop(path, *args):  # the real save, then a kill right after the first epoch's checkpoint
+        save(path, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stacked, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_seeds(configs, data=data_1000, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(stacked, "_save_checkpoint", save)
+    resumed = run_seeds(configs, data=data_1000, checkpoint_dir=tmp_path)
+    for a, b in zip(straight, resumed):
+        assert [{k: v for k, v in h.items() if k != "seconds"} for h in a.history] == \
+               [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
+        assert b.resumed_after_epoch == 1 and [s["first_epoch"] for s in b.segments] == [1, 2]
+        assert a.predictions == b.predictions
+    other = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "lr": 0.02}) for seed in SEEDS[:2]]
+    (tmp_path / stacked.stack_name(other, ".pt")).write_bytes((tmp_path / stacked.stack_name(configs, ".pt")).read_bytes())
+    with pytest.raises(mnistlab.CheckpointError, match="different lr"):
+        run_seeds(other, data=data_1000, checkpoint_dir=tmp_path)
+
+
+# Graphed vs eager on one GPU: the graph replays the eager step's own kernels, so histories should agree
+# to float rounding (losses 1e-5 absolute, accuracies 0.05 points); bmodel as against mnistlab.run (above).
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("name", MODELS)
+def test_cuda_graphs_give_the_eager_histories(name, small_data):
+    data = MNISTSplits(*(Split(s.x.cuda(), s.y.cuda()) for s in (small_data.train, small_data.val, small_data.test)))
+    configs = [Config(model=name, seed=seed, hidden_size=256, epochs=3, step_size=1, train_size=2000, device="cuda")
+               for seed in SEEDS]
+    eager, graphed = run_seeds(configs, data=data), run_seeds(configs, data=data, cuda_graphs=True)
+    loss_tol, acc_tol, _ = TOLERANCE[name] if name == "bmodel" else (1e-5, 0.05, 0)
+    for a, b in zip(eager, graphed):
+        assert b.environment["cuda_graphs"] and not a.environment["cuda_graphs"]
+        assert [h["lr"] for h in b.history] == pytest.approx([0.01, 0.001, 0.0001])  # StepLR without recapture
+        for x, y in zip(a.history, b.history):
+            for key in ("train_loss", "val_loss", "test_loss"):
+                assert x[key] == pytest.approx(y[key], abs=loss_tol)
+            for key in ("train_acc", "val_acc", "test_acc"):
+                assert x[key] == pytest.approx(y[key], abs=acc_tol)
