@@ -1,0 +1,102 @@
+"""How a run was produced, in the words the site prints: trained here or resumed, where, with how many threads.
+
+Read from a ``Record`` (format 2: ``segments``, ``resumed_after_epoch``; version-1 records arrive with
+their provenance reconstructed, unknown parts as None). Shared by the index and the run pages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import Record
+from .formatting import count, duration
+
+UNKNOWN = "not recorded"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the site says about how one run's epochs were trained."""
+
+    how: str  # "trained here" or "resumed after epoch N"
+    resumed_after: int | None  # epochs trained before the process that wrote the record
+    resumed_from: str | None  # the checkpoint it resumed from, relative to the project root
+    where: str  # device (and CPU or GPU name) per training process, "; "-joined
+    threads: str  # torch's intra-op threads per training process
+    median_epoch_seconds: float | None
+    wall_seconds: float | None  # None unless one process trained every epoch
+
+
+def provenance(record: Record) -> Provenance:
+    """The provenance of ``record`` in words."""
+    summary = record.summary
+    resumed = getattr(record, "resumed_after_epoch", None) or None
+    segments = getattr(record, "segments", None) or []
+    return Provenance(
+        how=f"resumed after epoch {resumed}" if resumed else "trained here",
+        resumed_after=resumed,
+        resumed_from=getattr(record, "resumed_from", None),
+        where=_joined(_place(s) for s in segments),
+        threads=_joined(count(s["threads"], "thread") if s.get("threads") else UNKNOWN for s in segments),
+        median_epoch_seconds=summary.get("median_epoch_seconds"),
+        wall_seconds=None if resumed else summary.get("wall_seconds"),
+    )
+
+
+def segments_text(record: Record) -> list[str]:
+    """One line per training process: "epochs 1–100: cpu (AMD EPYC), 1 thread, started 2026-11-20T10:00Z"."""
+    lines = []
+    for s in getattr(record, "segments", None) or []:
+        epochs = _epochs(s["first_epoch"], s["last_epoch"])
+        threads = count(s["threads"], "thread") if s.get("threads") else f"threads {UNKNOWN}"
+        started = f", started {s['started']}" if s.get("started") else ""
+        lines.append(f"{epochs}: {_place(s)}, {threads}{started}")
+    return lines
+
+
+def resumed_note(record: Record | None) -> str | None:
+    """The note a run page shows above its training cell when its training happened before; else None."""
+    if record is None or not getattr(record, "resumed_after_epoch", None):
+        return None
+    n, total = record.resumed_after_epoch, len(record.history)
+    source = f" from the checkpoint {record.resumed_from}" if getattr(record, "resumed_from", None) else ""
+    trained_here = "no epoch" if n >= total else _epochs(n + 1, total)
+    earlier = "; ".join(segments_text(record)) or UNKNOWN
+    median = record.summary.get("median_epoch_seconds")
+    return (f"This notebook resumed the run after epoch {n}{source}: the epochs before were trained earlier, "
+            f"in another process, and this notebook trained {trained_here}; its progress bar and timings "
+            f"show only that. Training: {earlier}. Median epoch {duration(median)}.")
+
+
+def summary_line(records: list[Record]) -> str:
+    """One sentence over every run with a record: how many were trained here or resumed, where, how fast."""
+    if not records:
+        return "No run has a record."
+    views = [provenance(r) for r in records]
+    resumed = sum(v.resumed_after is not None for v in views)
+    places = sorted({p for v in views for p in v.where.split("; ")})
+    threads = sorted({t for v in views for t in v.threads.split("; ")})
+    medians = [v.median_epoch_seconds for v in views if v.median_epoch_seconds is not None]
+    speed = (f"median epoch {duration(min(medians))}" if len(set(medians)) == 1 else
+             f"median epoch {duration(min(medians))} to {duration(max(medians))}") if medians else \
+        f"epoch times {UNKNOWN}"
+    return (f"{count(len(records), 'run')}: {len(records) - resumed} trained in their notebook, "
+            f"{resumed} resumed from a checkpoint trained earlier; on {', '.join(places)}; "
+            f"{', '.join(threads)}; {speed}.")
+
+
+def _epochs(first: int, last: int) -> str:
+    return f"epoch {first}" if first == last else f"epochs {first}–{last}"
+
+
+def _place(segment: dict[str, Any]) -> str:
+    device, name = segment.get("device"), segment.get("device_name")
+    if not device:
+        return f"device {UNKNOWN}"
+    return f"{device} ({name})" if name else str(device)
+
+
+def _joined(parts) -> str:
+    unique = list(dict.fromkeys(parts))  # in order, once each
+    return "; ".join(unique) if unique else UNKNOWN

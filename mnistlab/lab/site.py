@@ -1,0 +1,208 @@
+"""The sweep's index page: Table 1 as a figure and a table, the runs and how they were made, the notebook pages.
+
+Rendered from ``templates/index.html.j2`` with Jinja2 (autoescape on) from a ``SweepResult`` and the
+``Record`` objects it carries. Every link is relative to the site, and no text names a path of the
+machine it was built on. Numbers are written by ``formatting``, as on every other page.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..paths import project_root
+from ..records import Record, atomic_write_bytes, atomic_write_text
+from . import formatting as fmt
+from .assets import copy_static
+from .provenance import provenance, summary_line
+from .results import RunResult, SweepResult
+
+TEMPLATES = Path(__file__).parent / "templates"
+INDEX_TEMPLATE = "index.html.j2"
+FIGURE = "table1.png"  # beside index.html
+NOTES = "NOTES.md"  # a published report's notes, linked from the index when present
+PAGE_TITLES = {
+    "analysis": "Analysis: the figures, Table 1 and the seed's claims, from every record",
+    "data": "Data: MNIST examples (Figure 1) and the splits",
+    "backprop": "Backpropagation by hand, checked against autograd",
+}
+PROTOCOL = "protocol"  # plots' settings label of a run with the paper's settings
+# An absolute POSIX path inside free text (an error message, a parameter): at the start, or after a space,
+# quote, bracket, "=" or ","; not inside a URL, a fraction or markup.
+_ABSOLUTE = re.compile(r"(?<![^\s'\"=(\[,])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
+
+
+def write_site(out: str | os.PathLike, result: SweepResult) -> Path:
+    """Write ``<out>/index.html`` (and its figure, and MathJax into ``<out>/_static/``); return the index."""
+    out = Path(out)
+    copy_static(out)
+    records = [run.record for run in result.runs if run.record is not None]
+    figure = _write_figure(out, records)
+    return atomic_write_text(out / "index.html", index_html(out, result, figure))
+
+
+def index_html(out: Path, result: SweepResult, figure: str | None = None) -> str:
+    """The index page's HTML for the site in ``out``."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["href"] = lambda path: _href(path, out)
+    env.filters["public"] = lambda text: public_text(text, out)
+    records = [run.record for run in result.runs if run.record is not None]
+    table = table1_rows(records)
+    return env.get_template(INDEX_TEMPLATE).render(
+        title=f"mnistlab report: {out.absolute().name}",
+        params=[public_text(p, out) for p in result.params],
+        started=result.started,
+        wall=fmt.duration(result.wall_seconds),
+        runs=[run_row(run) for run in result.runs],
+        complete=sum(run.status == "complete" for run in result.runs),
+        failed=result.failed,
+        table=table,
+        several_seeds=any(row["seeds"] > 1 for row in table),
+        figure=figure,
+        provenance=summary_line(records),
+        pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
+               for p in result.pages],
+        notes=NOTES if (out / NOTES).is_file() else None,
+    )
+
+
+def table1_rows(records: list[Record]) -> list[dict[str, Any]]:
+    """Table 1 as rows of display strings (plus ``seeds``), from ``plots.table1``."""
+    from .plots import table1
+
+    table = table1(records)
+    rows = []
+    for key, row in table.iterrows():
+        model, hidden_size, *rest = key
+        rows.append({
+            "model": model, "hidden_size": hidden_size,
+            "settings": "" if not rest or rest[0] == PROTOCOL else rest[0],
+            "seeds": int(row["seeds"]), "epochs": int(row["epochs"]),
+            "best": fmt.mean_sd(row["best_test_acc"], row.get("best_test_acc_std")),
+            "best_interval": fmt.interval(row.get("best_test_acc_low"), row.get("best_test_acc_high")),
+            "seed_paper": fmt.accuracy(row["seed_paper"]),
+            "difference": fmt.difference(row["difference"]),
+            "val_selected": fmt.mean_sd(row["val_selected_test_acc"], row.get("val_selected_test_acc_std")),
+            "final": fmt.mean_sd(row["final_test_acc"], row.get("final_test_acc_std")),
+        })
+    return rows
+
+
+def run_row(run: RunResult) -> dict[str, Any]:
+    """One run as display strings: its results, and how it was trained (from its record)."""
+    summary = run.record.summary if run.record is not None else {}
+    view = provenance(run.record) if run.record is not None else None
+    return {
+        "name": run.name, "html": run.html, "notebook": run.notebook, "record": run.record_file,
+        "status": run.status, "ok": run.status == "complete", "executed": run.executed, "error": run.error,
+        "params": " ".join(f"{key}={value}" for key, value in run.params.items()),
+        "best": fmt.accuracy(summary.get("best_test_acc")),
+        "val_selected": fmt.accuracy(summary.get("val_selected_test_acc")),
+        "final": fmt.accuracy(summary.get("final_test_acc")),
+        "epochs": summary.get("epochs_run", fmt.MISSING),
+        "how": view.how if view else fmt.MISSING,
+        "resumed": bool(view and view.resumed_after),
+        "where": view.where if view else fmt.MISSING,
+        "threads": view.threads if view else fmt.MISSING,
+        "median": fmt.duration(view.median_epoch_seconds) if view else fmt.MISSING,
+        "wall": fmt.duration(view.wall_seconds) if view else fmt.MISSING,
+    }
+
+
+def public_text(text: Any, out: Path) -> str:
+    """``text`` with every absolute path made relative to the site or the project, else cut to its name."""
+    def local(match: re.Match) -> str:
+        path = match.group(0)
+        for base in (out, project_root()):
+            relative = os.path.relpath(path, os.path.abspath(base))
+            if not relative.startswith(".."):
+                return relative
+        return "…/" + Path(path).name
+
+    return _ABSOLUTE.sub(local, str(text))
+
+
+def table1_figure(table, records: list[Record]):
+    """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the seed's number (x)."""
+    from matplotlib.figure import Figure
+
+    from .plots import SEED_TABLE, settings
+
+    keys = list(table.index)
+    sizes = list(dict.fromkeys(key[1] for key in keys))
+    lines = list(dict.fromkeys(_line(key) for key in keys))
+    colours = dict(zip(lines, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"] * 9))
+    width = 0.8 / max(len(lines), 1)
+    fig = Figure(figsize=(max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    labelled = set()
+    for key, row in table.iterrows():
+        line = _line(key)
+        x = sizes.index(key[1]) + (lines.index(line) - (len(lines) - 1) / 2) * width
+        seeds = [r.summary["best_test_acc"] for r in records if r.status == "complete"
+                 and (r.config["model"], r.config["hidden_size"], settings(r))[:len(key)] == tuple(key)
+                 and r.summary["best_test_acc"] is not None]
+        if len(seeds) > 1:
+            ax.plot([x] * len(seeds), seeds, "o", ms=3, color=colours[line], alpha=0.45)
+        low, high = row.get("best_test_acc_low"), row.get("best_test_acc_high")
+        error = None if _nan(low) or _nan(high) else [[row["best_test_acc"] - low], [high - row["best_test_acc"]]]
+        ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
+                    label=line if line not in labelled else None)
+        labelled.add(line)
+        paper = SEED_TABLE.get(tuple(key[:2]))
+        if paper is not None:
+            ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
+                    label="the seed's number" if "seed" not in labelled else None)
+            labelled.add("seed")
+    ax.set_xticks(range(len(sizes)), [f"H = {h}" for h in sizes])
+    ax.set_ylabel("best test accuracy (%)")
+    several = any(row["seeds"] > 1 for _, row in table.iterrows())
+    ax.set_title("Table 1: mean and 95 % interval over seeds" if several else "Table 1: one seed per cell",
+                 fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _write_figure(out: Path, records: list[Record]) -> str | None:
+    """Write Table 1's figure beside the index; its file name, or None when there is nothing to draw."""
+    from .plots import table1
+
+    table = table1(records)
+    if table.empty:
+        (out / FIGURE).unlink(missing_ok=True)
+        return None
+    buffer = io.BytesIO()
+    table1_figure(table, records).savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    atomic_write_bytes(out / FIGURE, buffer.getvalue())
+    return FIGURE
+
+
+def _href(path: str | None, out: Path) -> str | None:
+    """A file of the site as a relative, percent-encoded URL; None when absent or outside the site."""
+    if not path:
+        return None
+    if Path(path).is_absolute():
+        relative = os.path.relpath(path, os.path.abspath(out))
+        if relative.startswith(".."):
+            return None
+        path = relative
+    return quote(Path(path).as_posix())
+
+
+def _line(key: tuple) -> str:
+    """A cell's label in the figure: the model, with its settings when they are not the protocol's."""
+    return key[0] if len(key) < 3 or key[2] == PROTOCOL else f"{key[0]} [{key[2]}]"
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+

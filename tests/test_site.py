@@ -1,0 +1,229 @@
+"""The site without a browser: escaping, relative links, honest provenance, one number format, no machine paths."""
+
+import hashlib
+import math
+import os
+import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from mnistlab.lab import assets, formatting as fmt
+from mnistlab.lab.render import render
+from mnistlab.lab.results import PageResult, RunResult, SweepResult
+from mnistlab.lab.site import public_text, write_site
+from mnistlab.paths import project_root
+from mnistlab.records import HISTORY_KEYS, Record
+
+
+def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=None, threads=1,
+                epochs=2, seconds=1.5) -> Record:
+    """A format-2 record as training writes it, checked by loading it back; ``resumed_after``: the writing
+    process started from a checkpoint of that many epochs, which another process trained."""
+    config = {"model": model, "hidden_size": hidden_size, "epochs": epochs, "lr": 0.01, "step_size": 1, "gamma": 0.1,
+              "batch_size": 100, "train_size": 500, "validation": True, "seed": seed, "device": "cpu",
+              "data_dir": None}
+    history = [dict(zip(HISTORY_KEYS, (e, 0.01, 1.0 / e, acc - 2 + e, 0.5, acc - 1 + e, 0.4, acc - 2 + e,
+                                       seconds * e))) for e in range(1, epochs + 1)]
+    place = {"started": "2026-11-20T10:00:00Z", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
+             "threads": threads, "fused_adam": True, "torch": "2.14.1", "python": "3.11.7", "mnistlab": "0.1.0"}
+    segments = [{"first_epoch": 1, "last_epoch": resumed_after or epochs, **place}]
+    here = {**place, "started": "2026-11-27T06:00:00Z", "threads": 2}
+    if resumed_after and resumed_after < epochs:
+        segments.append({"first_epoch": resumed_after + 1, "last_epoch": epochs, **here})
+    record = Record(config=config, environment={k: here[k] for k in list(here)[1:]}, history=history,
+                    segments=segments, resumed_after_epoch=resumed_after,
+                    resumed_from="runs/checkpoints/x.pt" if resumed_after else None)
+    return Record.from_dict(record.to_dict())
+
+
+def run_result(name, record=None, status="complete", error="", html=None, **params) -> RunResult:
+    return RunResult(name=name, params=params or {"model": "nmodel"}, status=status, executed=True, error=error,
+                     record=record, html=html, notebook=f"runs/{name}.ipynb" if record else None,
+                     record_file=f"runs/{name}.json" if record else None)
+
+
+def sweep(runs, pages=()) -> SweepResult:
+    return SweepResult(params=["params/ci.yaml"], started="2026-11-27T06:00:00Z", wall_seconds=75.0, runs=list(runs),
+                       pages=list(pages))
+
+
+def notebook_with_training_cell(path: Path, tagged=True) -> Path:
+    """A train-like notebook with outputs: some maths, a training cell (tagged ``training``), a result."""
+    training = new_code_cell("record = mnistlab.run(config)  # TRAINING CELL",
+                             outputs=[new_output("stream", name="stderr", text="100/100 [00:00]")])
+    if tagged:
+        training.metadata["tags"] = ["training"]
+    cells = [new_markdown_cell("# A run\n\nThe loss is $L = -\\log p_y$.\n\n$$\\frac{\\partial L}{\\partial o} = p - y$$"),
+             new_code_cell("print('settings')  # SETTINGS CELL", outputs=[new_output("stream", text="settings\n")]),
+             training, new_code_cell("record.summary  # RESULT CELL")]
+    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                      "language": "python"}}), path)
+    return path
+
+
+class Links(HTMLParser):
+    """Every href and src of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [value for name, value in attrs if name in ("href", "src") and value is not None]
+
+
+def urls(html: str) -> list[str]:
+    parser = Links()
+    parser.feed(html)
+    return parser.urls
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A built site: a trained, a resumed, a failed (with paths in its error) and a hostile-named run."""
+    root = tmp_path_factory.mktemp("site-build")
+    out = root / "site"
+    (out / "runs").mkdir(parents=True)
+    trained, resumed = make_record("nmodel", acc=90), make_record("bmodel", acc=92, resumed_after=2, threads=2)
+    hostile = make_record("wmodel", acc=91)
+    for name, record in (("nmodel-tiny-seed0", trained), ("bmodel-tiny-seed0", resumed), ("<b>x-seed0", hostile)):
+        record.save(out / "runs" / f"{name}.json")
+        (out / "runs" / f"{name}.ipynb").write_text("{}")
+        render(notebook_with_training_cell(root / f"{name}.ipynb"), out / "runs" / f"{name}.html", out, record)
+    error = f"DataError: {root}/nowhere/MNIST/raw is missing; also {project_root()}/data/MNIST looked at"
+    runs = [run_result("nmodel-tiny-seed0", trained, html="runs/nmodel-tiny-seed0.html"),
+            run_result("bmodel-tiny-seed0", resumed, html="runs/bmodel-tiny-seed0.html", model="bmodel"),
+            run_result("<b>x-seed0", hostile, html="runs/%3Cb%3Ex-seed0.html".replace("%3C", "<").replace("%3E", ">"),
+                       model="<script>alert(1)</script>"),
+            run_result("no-data-seed0", status="failed", error=error, model="nmodel", data_dir=str(root / "nowhere"))]
+    (out / "NOTES.md").write_text("# How these runs were made\n")
+    index = write_site(out, sweep(runs, [PageResult("backprop", "failed", True, "kernel died", None)]))
+    return {"out": out, "root": root, "index": index, "html": index.read_text()}
+
+
+def test_index_escapes_every_value(site):
+    html = site["html"]
+    assert "&lt;b&gt;x-seed0" in html and "<b>x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+
+
+def test_every_link_is_relative_and_its_file_exists(site):
+    out = site["out"]
+    pages = [site["index"], *sorted((out / "runs").glob("*.html"))]
+    for page in pages:
+        for url in urls(page.read_text()):
+            parts = urlsplit(url)
+            assert not parts.scheme and not parts.netloc and not parts.path.startswith("/"), (page.name, url)
+            if parts.path:
+                assert (page.parent / unquote(parts.path)).is_file(), (page.name, url)
+    index_urls = urls(site["html"])
+    assert {"NOTES.md", "table1.png", "runs/%3Cb%3Ex-seed0.html", "runs/bmodel-tiny-seed0.json"} <= set(index_urls)
+    for page in pages[1:]:
+        assert "../index.html" in urls(page.read_text()), f"{page.name} has no link back to the index"
+
+
+def test_no_page_loads_anything_from_the_network(site):
+    for page in [site["index"], *(site["out"] / "runs").glob("*.html")]:
+        html = page.read_text()
+        loads = re.findall(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?([^\"' >]+)", html)
+        assert not [u for u in loads if urlsplit(u).scheme or u.startswith("//")], (page.name, loads)
+        assert "cdn" not in html.lower() and "require.js" not in html and "mermaid" not in html.lower()
+        assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", html), page.name
+    script = site["out"] / "_static" / assets.MATHJAX_SCRIPT
+    assert hashlib.sha256(script.read_bytes()).hexdigest() == assets.SHA256
+
+
+def test_provenance_says_which_run_was_resumed(site):
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr>\s*<td class=\"run\">.*?>([^<>]+)</a>.*?</tr>",
+                                                       site["html"], re.S)}
+    assert "resumed after epoch 2" in rows["bmodel-tiny-seed0"] and "2 threads" in rows["bmodel-tiny-seed0"]
+    assert "trained here" in rows["nmodel-tiny-seed0"] and "1 thread" in rows["nmodel-tiny-seed0"]
+    # the trained run's wall time is the sum of its epochs (1.5 + 3.0 s); a resumed run shows none
+    assert "4.5 s" in rows["nmodel-tiny-seed0"] and "4.5 s" not in rows["bmodel-tiny-seed0"]
+    assert "2.2 s" in rows["bmodel-tiny-seed0"]  # its median epoch
+    assert "2 trained in their notebook, 1 resumed" in site["html"]
+    resumed = (site["out"] / "runs" / "bmodel-tiny-seed0.html").read_text()
+    trained = (site["out"] / "runs" / "nmodel-tiny-seed0.html").read_text()
+    note = resumed.index('class="mnistlab-note"')
+    assert resumed.index("SETTINGS CELL") < note < resumed.index("TRAINING CELL"), "note not right above training"
+    assert "resumed the run after epoch 2 from the checkpoint runs/checkpoints/x.pt" in resumed
+    assert "trained no epoch" in resumed and 'class="mnistlab-note"' not in trained
+
+
+def test_note_goes_to_the_top_without_a_training_cell(tmp_path):
+    page = render(notebook_with_training_cell(tmp_path / "old.ipynb", tagged=False), tmp_path / "site" / "old.html",
+                  tmp_path / "site", make_record(resumed_after=1))
+    html = page.read_text()
+    assert html.index('class="mnistlab-nav"') < html.index('class="mnistlab-note"') < html.index("SETTINGS CELL")
+    assert "resumed the run after epoch 1" in html and "this notebook trained epoch 2;" in html
+    assert "Training: epoch 1: cpu (AMD EPYC (2 cores)), 1 thread" in html and "epoch 2: cpu (AMD EPYC (2 cores)), 2 threads" in html
+
+
+def test_failed_runs_show_their_error_without_machine_paths(site):
+    html = site["html"]
+    assert 'id="failed"' in html and "no-data-seed0" in html
+    assert "DataError: …/raw is missing; also data/MNIST looked at" in html
+    assert "failed</span> <span class=\"error\">kernel died" in html
+
+
+def test_built_site_names_no_absolute_path(site):
+    """Neither the checkout's absolute path nor the temp folder the site was built in, in any file it wrote."""
+    forbidden = [str(project_root()).encode(), str(site["root"]).encode(), str(site["root"].resolve()).encode()]
+    for path in site["out"].rglob("*"):
+        if path.is_file() and path.suffix != ".json":  # records are the trainer's, not the site's
+            data = path.read_bytes()
+            assert not [f for f in forbidden if f in data], f"{path.relative_to(site['out'])} names a machine path"
+
+
+def test_mean_sd_only_with_several_seeds(tmp_path):
+    one = write_site(tmp_path / "one", sweep([run_result("a", make_record(seed=0))])).read_text()
+    two = write_site(tmp_path / "two", sweep([run_result("a", make_record(seed=0, acc=90)),
+                                              run_result("b", make_record(seed=1, acc=91))])).read_text()
+    table = lambda html: html[html.index('id="table1"'):html.index("</table>", html.index('id="table1"'))]
+    assert "±" not in table(one) and "standard deviation" not in one and "One seed per cell" in one
+    assert "90.50 ± 0.71" in table(two) and "Mean &plusmn; standard deviation over seeds" in two
+    assert re.search(r"95 % \[\d+\.\d\d, \d+\.\d\d\]", table(two))
+    assert (tmp_path / "two" / "table1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_complete_run_still_gives_a_page(tmp_path):
+    html = write_site(tmp_path, sweep([run_result("x", status="failed", error="boom")])).read_text()
+    assert "nothing to tabulate" in html and "table1.png" not in html and "boom" in html
+
+
+def test_one_number_format():
+    assert fmt.difference(0.13) == "+0.13" and fmt.difference(-0.054) == "-0.05" and fmt.difference(0) == "+0.00"
+    assert fmt.accuracy(98.7349) == "98.73" and fmt.accuracy(None) == fmt.accuracy(math.nan) == "–"
+    assert fmt.mean_sd(98.4, math.nan) == "98.40" and fmt.mean_sd(98.4, 0.071) == "98.40 ± 0.07"
+    assert fmt.interval(98.3, 98.52) == "[98.30, 98.52]" and fmt.interval(math.nan, 1) == ""
+    assert [fmt.duration(s) for s in (4.31, 48.4, 482, 7320)] == ["4.3 s", "48 s", "8 min 2 s", "2 h 2 min"]
+    assert fmt.count(1, "thread") == "1 thread" and fmt.count(2, "thread") == "2 threads"
+
+
+def test_public_text_keeps_paths_of_the_site_and_project_only(tmp_path):
+    out = tmp_path / "site"
+    text = f"{out}/runs/a.html and {project_root()}/params/ci.yaml and /etc/passwd, http://x.org/a/b, 1/2"
+    assert public_text(text, out) == "runs/a.html and params/ci.yaml and …/passwd, http://x.org/a/b, 1/2"
+
+
+def test_fetch_mathjax_is_checked_and_idempotent(tmp_path, monkeypatch):
+    path = assets.fetch_mathjax()  # the project's copy (make setup fetched it)
+    start = time.perf_counter()
+    assert assets.fetch_mathjax() == path
+    assert time.perf_counter() - start < 0.5, "a present, intact copy must not be fetched again"
+    monkeypatch.setenv("MNISTLAB_ROOT", str(tmp_path))  # a project whose copy is corrupt
+    corrupt = tmp_path / "data" / "mathjax" / assets.MATHJAX_SCRIPT
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_text("not mathjax")
+    assert assets.fetch_mathjax() == corrupt
+    assert hashlib.sha256(corrupt.read_bytes()).hexdigest() == assets.SHA256
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))
+    corrupt.write_text("not mathjax")
+    with pytest.raises(assets.AssetError, match=r"tex-svg-full.js is missing and npm is not on PATH"):
+        assets.fetch_mathjax()
