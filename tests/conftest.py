@@ -8,7 +8,7 @@ import mnistlab
 @pytest.fixture(scope="session")
 def data_dir():
     """The verified raw files' root (``<root>/MNIST/raw``); fetches them when missing."""
-    return mnistlab.fetch().parent.parent
+    return mnistlab.fetch().folder.parent.parent
 
 
 @pytest.fixture(scope="session")

