@@ -15,6 +15,8 @@ import torch
 
 from mnistlab import CheckpointError, Config, MODELS, Record, run
 from mnistlab.data import MNISTSplits, Split
+from mnistlab.records import val_selected
+from mnistlab.records import val_selected
 
 TINY = dict(hidden_size=64, epochs=2, train_size=2000)
 
@@ -91,6 +93,30 @@ def test_predictions_are_those_the_accuracies_were_measured_on(small_data, tmp_p
         assert 100.0 * (predicted == labels).mean() == pytest.approx(record.history[epoch - 1]["test_acc"])
     text = record.save(tmp_path / "r.json").read_text()
     assert len(json.loads(text)["predictions"]["final"]) == 10_000 and len(text) < 30_000  # compact
+
+
+class HostTransfers(torch.overrides.TorchFunctionMode):
+    """Counts the tensor methods that wait for the device and copy to the host."""
+
+    NAMES = ("tolist", "item", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+    def __init__(self):
+        super().__init__()
+        self.calls = dict.fromkeys(self.NAMES, 0)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.calls:
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_one_host_sync_per_epoch_and_predictions_copied_only_when_kept(small_data):
+    with HostTransfers() as spy:
+        record = run(Config(model="wmodel", hidden_size=32, epochs=5, train_size=2000, lr=0.03), data=small_data)
+    history = record.history
+    kept = sum(val_selected(history[:e]) is history[e - 1] or e == 5 for e in range(1, 6))
+    assert spy.calls == {**dict.fromkeys(HostTransfers.NAMES, 0), "tolist": 5, "cpu": kept}
 
 
 def test_run_without_validation_trains_and_skips_validation(small_data, tmp_path):
@@ -196,6 +222,4 @@ def test_tensorboard_scalars_are_written(small_data, tmp_path):
 
 
 def mnist_subset(splits, n):
-    from mnistlab.data import MNISTSplits, Split
-
     return MNISTSplits(Split(splits.train.x[:n], splits.train.y[:n]), splits.val, splits.test)
