@@ -60,7 +60,7 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _problems(folder: Path, names) -> tuple[dict[str, bytearray], dict[str, str]]:
+def _check(folder: Path, names) -> tuple[dict[str, bytearray], dict[str, str]]:
     """Each named file's bytes if its SHA-256 is right, else what is wrong with it (by name)."""
     contents, problems = {}, {}
     for name in names:
@@ -76,7 +76,7 @@ def _problems(folder: Path, names) -> tuple[dict[str, bytearray], dict[str, str]
 
 def _read(data_dir: str | os.PathLike | None, names) -> dict[str, bytearray]:
     """The verified bytes of the named raw files, read once, so nothing changes between check and use."""
-    contents, problems = _problems(raw_dir(data_dir), names)
+    contents, problems = _check(raw_dir(data_dir), names)
     if problems:
         fix = "mnistlab fetch --force" + ("" if data_dir is None else f" --data-dir {data_dir}")
         raise DataError("MNIST data is not usable:\n  " + "\n  ".join(problems.values()) + f"\nFix it with: {fix}")
@@ -190,7 +190,7 @@ def fetch(data_dir: str | os.PathLike | None = None, *, force: bool = False,
     """
     folder = raw_dir(data_dir)
     _remove_stale_temps(folder.parent)
-    _, problems = _problems(folder, SHA256)
+    _, problems = _check(folder, SHA256)
     if not problems and not force:
         return Fetched(folder, (), "already there and verified")
     repaired = tuple(name for name in SHA256 if name in problems and (folder / name).is_file())

