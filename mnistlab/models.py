@@ -7,13 +7,9 @@ from collections import OrderedDict
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-IN_FEATURES, NUM_CLASSES = 28 * 28, 10
+from .config import MODELS  # the names a config may give; defined without torch
 
-MODELS = {
-    "nmodel": "fc1 -> ReLU -> fc2 (plain)",
-    "bmodel": "fc1 -> BatchNorm1d -> ReLU -> fc2 (batch norm before the non-linearity)",
-    "wmodel": "weight-normalised fc1 -> ReLU -> weight-normalised fc2 (w = g v / ||v||)",
-}
+IN_FEATURES, NUM_CLASSES = 28 * 28, 10
 
 
 def build_model(name: str, hidden_size: int) -> nn.Sequential:
