@@ -1,0 +1,46 @@
+"""Up to date or not: one manifest per output, written last, that binds what was asked to the files it made.
+
+A run or page is up to date when its manifest exists, names the same key (the training identity
+of its seeds, or the inputs of a page) and every file it lists still has the SHA-256 it had when
+the work finished. The manifest is deleted before any work starts and written atomically after
+everything (notebook, HTML, records) is in place, so a kill at any moment in between leaves no
+manifest, and the next sweep redoes the work: file presence and modification times decide nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..records import atomic_write_text
+
+
+def key(value: Any) -> str:
+    """A short, stable digest of a JSON-able value (what was asked of a run or page)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stamp(manifest: Path, value_key: str, files: list[Path]) -> None:
+    """Record that ``files`` are the finished result of ``value_key``; call only when all of them are written."""
+    entry = {"key": value_key, "files": {f.name: file_hash(f) for f in files}}
+    atomic_write_text(manifest, json.dumps(entry, indent=1) + "\n")
+
+
+def fresh(manifest: Path, value_key: str) -> bool:
+    """The manifest names ``value_key`` and every file it lists is there, unchanged."""
+    try:
+        entry = json.loads(manifest.read_text())
+        return entry["key"] == value_key and all(
+            file_hash(manifest.parent / name) == digest for name, digest in entry["files"].items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def invalidate(manifest: Path) -> None:
+    manifest.unlink(missing_ok=True)

@@ -1,0 +1,135 @@
+"""Executing one notebook where it runs (a Dask worker): papermill's API, then the page, then the manifest.
+
+A task is plain data (paths and parameters), so it travels to any worker; what it returns is
+plain data too. Nothing here raises for a notebook that fails: the error comes back as text and
+the other tasks go on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from . import cache
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notebook to execute with ``parameters`` into ``output`` and render as ``html``."""
+
+    name: str
+    source: Path  # the notebook in notebooks/
+    output: Path  # the executed notebook
+    html: Path
+    parameters: dict[str, Any]  # relative paths only: they are published in the notebook
+    site_root: Path  # the sweep's out folder, for the page's relative links
+    key: str  # what is asked (cache.key); the manifest binds it to the files
+    records: tuple[Path, ...] = ()  # records the notebook must write (a run's), in seed order
+    checkpoints: tuple[Path, ...] = ()  # deleted once the records are written
+    threads: int | None = None  # torch threads for the kernel; None: every core of the worker's machine
+
+    @property
+    def manifest(self) -> Path:
+        return self.output.with_name(f".{self.output.stem}.done")
+
+
+@dataclass
+class Outcome:
+    name: str
+    error: str = ""  # '' when the notebook ran through and wrote its records
+    seconds: float = 0.0
+    host: str = field(default_factory=lambda: os.uname().nodename)
+
+
+def up_to_date(task: Task) -> bool:
+    return cache.fresh(task.manifest, task.key)
+
+
+def execute(task: Task) -> Outcome:
+    """Execute, render and stamp ``task``; any failure comes back in ``Outcome.error``."""
+    started = time.perf_counter()
+    outcome = Outcome(task.name)
+    cache.invalidate(task.manifest)
+    try:
+        _forget_other_runs(task)
+        outcome.error = _papermill(task)
+        record = _first_record(task)
+        from .render import render
+
+        render(task.output, task.html, task.site_root, record)
+        missing = [paths.relative(path, task.site_root) for path in task.records if not path.exists()]
+        if not outcome.error and missing:
+            outcome.error = f"the notebook wrote no record {', '.join(missing)}"
+        if not outcome.error:
+            for checkpoint in task.checkpoints:
+                checkpoint.unlink(missing_ok=True)
+            cache.stamp(task.manifest, task.key, [task.output, task.html, *task.records])
+    except Exception as error:  # a disk error, a broken notebook file: this task fails, the sweep goes on
+        outcome.error = outcome.error or f"{type(error).__name__}: {error}"
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _forget_other_runs(task: Task) -> None:
+    """Records are rewritten by this execution: an older one must never be reported for it. Checkpoints
+    of other training settings (an interrupted run of an earlier params file) would be refused: drop them."""
+    for record in task.records:
+        record.unlink(missing_ok=True)
+    if task.checkpoints:
+        from ..spec import RunSpec
+        from ..train import checkpoint_config
+
+        spec = RunSpec.from_params(**task.parameters)
+        for config, checkpoint in zip(spec.configs(), task.checkpoints):
+            saved = checkpoint_config(checkpoint) if checkpoint.exists() else None
+            if checkpoint.exists() and (saved is None or config.differences(saved)):
+                checkpoint.unlink()
+
+
+def _papermill(task: Task) -> str:
+    """Run papermill in this process; the executed notebook (partly, on failure) lands at ``task.output``."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    partial = task.output.with_name(f".{task.output.stem}.partial.ipynb")
+    task.output.parent.mkdir(parents=True, exist_ok=True)
+    threads = str(task.threads or len(os.sched_getaffinity(0)))
+    # Dask pins its workers to one thread; the kernel is a process of its own and gets what the task says.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = threads
+    os.environ[paths.ROOT_ENV] = str(paths.project_root())  # the kernel resolves paths as this process does
+    error = ""
+    try:
+        papermill.execute_notebook(task.source, partial, parameters=task.parameters, kernel_name="python3",
+                                   cwd=task.source.parent, progress_bar=False, log_output=False)
+    except PapermillExecutionError as failure:
+        error = f"{failure.ename}: {failure.evalue}"
+    except Exception as failure:  # the kernel died, or papermill could not start it
+        error = f"{type(failure).__name__}: {failure}"
+    if not partial.exists():
+        task.output.unlink(missing_ok=True)  # papermill never started it: an older notebook would mislead
+        task.html.unlink(missing_ok=True)
+        raise RuntimeError(error or "papermill wrote no notebook")
+    notebook = nbformat.read(partial, as_version=4)
+    # Published: name the notebooks as the project does, not by this machine's absolute paths.
+    notebook.metadata.papermill["input_path"] = paths.relative(task.source)
+    notebook.metadata.papermill["output_path"] = paths.relative(task.output, task.site_root)
+    nbformat.write(notebook, partial)
+    os.replace(partial, task.output)
+    return error
+
+
+def _first_record(task: Task):
+    from ..records import Record, RecordError
+
+    for path in task.records:
+        try:
+            return Record.load(path)
+        except RecordError:
+            continue
+    return None

@@ -1,0 +1,135 @@
+"""Params files: YAML mappings of train-notebook parameters, read strictly, one run per file and seed.
+
+A params file is data a colleague (or a stranger) hands you, so it is read defensively: at most
+64 KiB, no anchors or aliases (a few hundred bytes of aliases expand to gigabytes), no duplicated
+keys (YAML would silently keep the last), and numbers as YAML 1.2 reads them (``1e-3`` is a
+float, not the string YAML 1.1 makes of it). Every problem names the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import paths
+from ..config import ConfigError, _show
+from ..spec import RunSpec
+
+MAX_BYTES = 64 * 1024
+SET_BY_SWEEP = ("out_dir", "run_name", "checkpoint")  # each run's files live under the sweep's --out
+
+
+class ParamsError(ConfigError):
+    """A params file or sweep argument is invalid; nothing has run. The message names the file and key."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without anchors, aliases or duplicated keys, with YAML 1.2's floats."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.constructor.ConstructorError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in a params file", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E5, -2.5e+3 (1.1 wants a dot and a sign)
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def read(file: Path) -> dict[str, Any]:
+    """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values."""
+    try:
+        size = file.stat().st_size
+        if size > MAX_BYTES:
+            raise ParamsError(f"{size} bytes; a params file is at most {MAX_BYTES} bytes")
+        params = yaml.load(file.read_text(), Loader=_StrictLoader)  # noqa: S506 (a safe loader, made stricter)
+    except yaml.MarkedYAMLError as error:
+        where = f"line {error.problem_mark.line + 1}: " if error.problem_mark else ""
+        raise ParamsError(f"not a valid params file: {where}{error.problem}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ParamsError(f"cannot read it as YAML ({_short(error)})") from None
+    if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
+        raise ParamsError(f"expected a mapping of train-notebook parameter names to values; got {type(params).__name__}")
+    reserved = sorted(set(params) & set(SET_BY_SWEEP))
+    if reserved:
+        raise ParamsError(f"{', '.join(reserved)} is set by the sweep for each run; remove it from the file")
+    return params
+
+
+@dataclass(frozen=True)
+class Job:
+    """One params file of a sweep: one notebook that trains all its seeds."""
+
+    file: Path
+    params: dict[str, Any]  # as written in the file, seeds included
+    spec: RunSpec  # validated, with the sweep's out_dir, run_name and checkpoint
+
+    @property
+    def name(self) -> str:
+        return self.spec.run_name
+
+
+def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[Job]:
+    """Every params file read and validated before anything runs; one ParamsError listing every problem."""
+    files = []
+    for path in params:
+        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        if not found or not found[0].is_file():
+            raise ParamsError(f"{paths.relative(path)}: no params file (a folder of *.yaml, or one .yaml file)")
+        files += found
+    result, errors, owners = [], [], {}
+    for file in files:
+        try:
+            job = _job(file, out, seeds)
+        except ConfigError as error:  # ParamsError too
+            errors.append(f"{paths.relative(file)}: {error}")
+            continue
+        if job.name in owners:  # both would write out/runs/<name>.*: refuse rather than overwrite
+            errors.append(f"{paths.relative(file)}: run name {job.name!r} is also {paths.relative(owners[job.name])}'s; "
+                          "rename one file, or sweep them into different --out folders")
+        owners.setdefault(job.name, file)
+        result.append(job)
+    if errors:
+        raise ParamsError("\n".join(errors))
+    return result
+
+
+def _job(file: Path, out: Path, seeds: list[int] | None) -> Job:
+    params = read(file)
+    if seeds is not None and ("seed" in params or "seeds" in params):
+        raise ParamsError("seed is set both here and by --seeds; remove one")
+    given = {**params}
+    if seeds is not None:
+        given["seeds"] = list(seeds)
+    elif "seeds" not in given:
+        given["seeds"] = [params.get("seed", 0)]
+        given.pop("seed", None)
+    spec = RunSpec.from_params(**given, out_dir=str(out / "runs"), run_name=file.stem,
+                               checkpoint=str(out / "checkpoints" / f"{file.stem}.pt"))
+    data_dir = spec.config.data_dir
+    if data_dir is not None and not paths.resolve(data_dir).is_dir():
+        raise ParamsError(f"data_dir {params['data_dir']!r} is not a folder (relative paths are taken from the project root)")
+    return Job(file=file, params={**params, **({"seeds": list(seeds)} if seeds is not None else {})}, spec=spec)
+
+
+def _short(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
