@@ -162,7 +162,7 @@ def test_note_goes_to_the_top_without_a_training_cell(tmp_path):
     html = page.read_text()
     assert html.index('class="mnistlab-nav"') < html.index('class="mnistlab-note"') < html.index("SETTINGS CELL")
     assert "resumed the run after epoch 1" in html and "this notebook trained epoch 2;" in html
-    assert "Training: epoch 1: cpu (AMD EPYC (2 cores)), 1 thread" in html and "epoch 2: cpu (AMD EPYC (2 cores)), 2 threads" in html
+    assert "Training: epoch 1: cpu: AMD EPYC (2 cores), 1 thread" in html and "epoch 2: cpu: AMD EPYC (2 cores), 2 threads" in html
 
 
 def test_failed_runs_show_their_error_without_machine_paths(site):

@@ -1,4 +1,9 @@
-"""A reader's view of the sweep site: real headless Chromium over HTTP, driven by the DevTools protocol."""
+"""A reader's view of the site, offline: real headless Chromium over HTTP on loopback, driven by the DevTools protocol.
+
+The test builds its own small site: the real backprop notebook executed with papermill and rendered with
+``render``, a run page of a resumed run, and an index from hand-made records written by ``write_site``.
+Chromium resolves no host name but 127.0.0.1, and every request it makes is recorded.
+"""
 
 import base64
 import json
@@ -9,24 +14,40 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+
+from mnistlab.lab.render import render
+from mnistlab.lab.results import PageResult, RunResult, SweepResult
+from mnistlab.lab.site import write_site
+from mnistlab.paths import project_root
+from test_site import make_record, notebook_with_training_cell
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,1600", "--remote-debugging-port=0"]
+         "--disable-domain-reliability", "--no-pings", "--window-size=1280,1600", "--remote-debugging-port=0",
+         # offline: no name resolves, so nothing but loopback can be reached by name
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
-# Every <img> has loaded and has pixels; the index's runs table and its rows.
+# Every <img> has loaded and has pixels; the index's runs table; every link; the visible text.
 PAGE_FACTS = """JSON.stringify({
   title: document.title,
-  images: [...document.images].map(img => ({src: img.src.slice(0, 40), loaded: img.complete && img.naturalWidth > 0})),
-  runs: [...document.querySelectorAll('#runs tbody tr')].map(tr => tr.cells[0].textContent),
+  images: [...document.images].map(img => ({src: img.getAttribute('src').slice(0, 40),
+                                            loaded: img.complete && img.naturalWidth > 0})),
+  runs: [...document.querySelectorAll('#runs tbody tr')].map(tr => tr.cells[0].textContent.trim()),
   boldInRuns: document.querySelectorAll('#runs b').length,
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
+  text: document.body.innerText,
 })"""
 # Every link on the page answers 200 from the server.
 LINK_STATUSES = "Promise.all([...document.links].map(a => fetch(a.href).then(r => [a.getAttribute('href'), r.status])))"
+# Wait for MathJax to finish typesetting; then its output elements, and any TeX errors.
+MATHJAX = """MathJax.startup.promise.then(() => JSON.stringify({
+  containers: document.querySelectorAll('mjx-container').length,
+  errors: document.querySelectorAll('[data-mjx-error], mjx-merror').length,
+}))"""
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +61,40 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def server(sweep_site):
-    """``python -m http.server`` on a free port of 127.0.0.1, serving the sweep's out folder."""
+def site(tmp_path_factory):
+    """The real backprop page, a resumed run's page, and the index of four runs (two seeds of one cell)."""
+    import papermill
+
+    root = tmp_path_factory.mktemp("browser-site")
+    out = root / "site"
+    started = time.perf_counter()
+    papermill.execute_notebook(project_root() / "notebooks" / "backprop.ipynb", root / "backprop.ipynb",
+                               kernel_name="python3", progress_bar=False, cwd=root)
+    executed = time.perf_counter()
+    render(root / "backprop.ipynb", out / "backprop.html", out)
+    records = {"nmodel-tiny-seed0": make_record("nmodel", seed=0, acc=90),
+               "nmodel-tiny-seed1": make_record("nmodel", seed=1, acc=91),
+               "bmodel-tiny-seed0": make_record("bmodel", acc=92, resumed_after=2, threads=2),
+               "<b>x-seed0": make_record("wmodel", acc=91)}
+    runs = []
+    for name, record in records.items():
+        record.save(out / "runs" / f"{name}.json")
+        page = render(notebook_with_training_cell(root / f"{name}.ipynb"), out / "runs" / f"{name}.html", out, record)
+        runs.append(RunResult(name=name, params={"model": record.config["model"]}, status="complete", executed=True,
+                              record=record, html=f"runs/{page.name}", record_file=f"runs/{name}.json"))
+    pages = [PageResult("backprop", "complete", True, "", "backprop.html")]
+    write_site(out, SweepResult(params=["params/ci.yaml"], started="2026-11-27T06:00:00Z", wall_seconds=60.0,
+                                runs=runs, pages=pages))
+    print(f"papermill backprop.ipynb: {executed - started:.1f} s; rendering and index: "
+          f"{time.perf_counter() - executed:.1f} s")
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """``python -m http.server`` on a free port of 127.0.0.1, serving the site."""
     process = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
-                                "--directory", str(sweep_site.out)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                "--directory", str(site)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True)
     line = process.stdout.readline()  # "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
     try:
@@ -66,9 +117,12 @@ def browser(chromium, tmp_path_factory):
 
 
 class Browser:
-    """One Chromium tab over the DevTools protocol: open a URL, evaluate JavaScript, take a screenshot."""
+    """One Chromium tab over the DevTools protocol: open a URL, evaluate JavaScript, take a screenshot.
 
-    def __init__(self, profile: Path, timeout: float = 30):
+    Every request the tab makes is kept in ``requests`` (the Network domain's requestWillBeSent events).
+    """
+
+    def __init__(self, profile: Path, timeout: float = 60):
         import websocket  # websocket-client, which jupyter_server already depends on
 
         port_file = profile / "DevToolsActivePort"
@@ -79,14 +133,19 @@ class Browser:
         port = port_file.read_text().split()[0]
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
         page = next(t for t in targets if t["type"] == "page")
-        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout)
-        self.timeout, self.calls = timeout, 0
+        # no Origin header: Chromium 111+ refuses a DevTools socket from an origin it was not told to allow
+        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
+        self.timeout, self.calls, self.requests = timeout, 0, []
+        self.call("Network.enable")
+        self.call("Network.setCacheDisabled", cacheDisabled=True)
 
     def call(self, method: str, **params):
         self.calls += 1
         self.socket.send(json.dumps({"id": self.calls, "method": method, "params": params}))
-        while True:  # events arrive in between; skip them
+        while True:  # events arrive in between: keep the requests, skip the rest
             reply = json.loads(self.socket.recv())
+            if reply.get("method") == "Network.requestWillBeSent":
+                self.requests.append(reply["params"]["request"]["url"])
             if reply.get("id") == self.calls:
                 assert "error" not in reply, reply["error"]
                 return reply["result"]
@@ -111,23 +170,74 @@ class Browser:
         return path
 
 
-@pytest.mark.slow
-def test_index_lists_the_runs_and_every_link_works(browser, server, sweep_site, tmp_path):
-    facts = browser.open(f"{server}index.html")
-    assert facts["title"].startswith("mnistlab report")
-    assert sorted(facts["runs"]) == sorted(run["name"] for run in sweep_site.report["runs"])
-    assert "<b>x-seed0" in facts["runs"] and facts["boldInRuns"] == 0  # shown as text, not markup
+def left_the_machine(requests: list[str]) -> list[str]:
+    """The requests that went anywhere but loopback (data: URLs stay in the page)."""
+    return [url for url in requests if urlsplit(url).scheme not in ("data", "about", "blob")
+            and urlsplit(url).hostname != "127.0.0.1"]
+
+
+def assert_links_and_images(browser, facts):
     statuses = dict(browser.evaluate(LINK_STATUSES))
     assert statuses and all(status == 200 for status in statuses.values()), statuses
-    assert {"analysis.html", "data.html", "backprop.html"} <= set(statuses)
+    assert all(image["loaded"] for image in facts["images"]), facts["images"]
+    return statuses
+
+
+@pytest.mark.slow
+def test_index_offline_lists_the_runs_and_every_link_works(browser, server, tmp_path):
+    browser.requests.clear()
+    facts = browser.open(f"{server}index.html")
+    assert facts["title"] == "mnistlab report: site"
+    assert sorted(facts["runs"]) == sorted(["nmodel-tiny-seed0", "nmodel-tiny-seed1", "bmodel-tiny-seed0",
+                                            "<b>x-seed0"])
+    assert facts["boldInRuns"] == 0  # a hostile name is shown as text, not markup
+    statuses = assert_links_and_images(browser, facts)
+    assert {"backprop.html", "runs/%3Cb%3Ex-seed0.html", "runs/bmodel-tiny-seed0.json"} <= set(statuses)
+    assert [image["src"] for image in facts["images"]] == ["table1.png"]
+    assert "resumed after epoch 2" in facts["text"] and "Mean ± standard deviation over seeds" in facts["text"]
+    assert not left_the_machine(browser.requests), browser.requests
     shot = browser.screenshot(tmp_path / "index.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"screenshot: {shot}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["runs/%3Cb%3Ex-seed0.html", "runs/nmodel-tiny-seed0.html", "analysis.html"])
-def test_run_and_analysis_pages_show_their_figures(browser, server, page):
-    facts = browser.open(f"{server}{page}")
-    assert facts["images"], f"{page} has no figure"
-    assert all(image["loaded"] for image in facts["images"]), facts["images"]
+def test_backprop_maths_is_typeset_offline(browser, server, tmp_path):
+    browser.requests.clear()
+    facts = browser.open(f"{server}backprop.html")
+    maths = json.loads(browser.evaluate(MATHJAX))
+    assert maths["containers"] > 50 and maths["errors"] == 0, maths
+    assert "$$" not in facts["text"] and "\\frac" not in facts["text"], "raw TeX left on the page"
+    statuses = assert_links_and_images(browser, facts)
+    assert statuses.get("index.html") == 200, "no working link back to the index"
+    assert f"{server}_static/tex-svg-full.js" in browser.requests
+    assert not left_the_machine(browser.requests), left_the_machine(browser.requests)
+    print(f"{maths['containers']} formulas typeset; screenshot: {browser.screenshot(tmp_path / 'backprop.png')}")
+
+
+@pytest.mark.slow
+def test_resumed_run_page_shows_its_note_above_training(browser, server):
+    browser.requests.clear()
+    facts = browser.open(f"{server}runs/bmodel-tiny-seed0.html")
+    placement = browser.evaluate("""(() => {
+      const note = document.querySelector('.mnistlab-note');
+      const training = [...document.querySelectorAll('.jp-CodeCell')].find(c => c.textContent.includes('TRAINING CELL'));
+      return {visible: !!note && note.offsetHeight > 0,
+              before: !!note && !!training && !!(note.compareDocumentPosition(training) & Node.DOCUMENT_POSITION_FOLLOWING)};
+    })()""")
+    assert placement == {"visible": True, "before": True}
+    assert "Trained before this notebook ran." in facts["text"]
+    assert json.loads(browser.evaluate(MATHJAX))["containers"] == 2
+    assert_links_and_images(browser, facts)
+    assert facts["links"][0] == "../index.html"
+    assert not left_the_machine(browser.requests), browser.requests
+
+
+@pytest.mark.slow
+def test_built_site_names_no_absolute_path(site):
+    """Neither the checkout's absolute path nor the temp folder it was built in, in any file of the site."""
+    forbidden = {str(project_root()), str(site.parent), str(site.parent.resolve())}
+    for path in site.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [f for f in forbidden if f.encode() in data], f"{path.relative_to(site)} names a machine path"

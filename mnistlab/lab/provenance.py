@@ -22,7 +22,7 @@ class Provenance:
     how: str  # "trained here" or "resumed after epoch N"
     resumed_after: int | None  # epochs trained before the process that wrote the record
     resumed_from: str | None  # the checkpoint it resumed from, relative to the project root
-    where: str  # device (and CPU or GPU name) per training process, "; "-joined
+    where: str  # "device: CPU or GPU name" per training process, "; "-joined
     threads: str  # torch's intra-op threads per training process
     median_epoch_seconds: float | None
     wall_seconds: float | None  # None unless one process trained every epoch
@@ -45,7 +45,7 @@ def provenance(record: Record) -> Provenance:
 
 
 def segments_text(record: Record) -> list[str]:
-    """One line per training process: "epochs 1–100: cpu (AMD EPYC), 1 thread, started 2026-11-20T10:00Z"."""
+    """One line per training process: "epochs 1–100: cpu: AMD EPYC, 1 thread, started 2026-11-20T10:00Z"."""
     lines = []
     for s in getattr(record, "segments", None) or []:
         epochs = _epochs(s["first_epoch"], s["last_epoch"])
@@ -94,7 +94,7 @@ def _place(segment: dict[str, Any]) -> str:
     device, name = segment.get("device"), segment.get("device_name")
     if not device:
         return f"device {UNKNOWN}"
-    return f"{device} ({name})" if name else str(device)
+    return f"{device}: {name}" if name else str(device)
 
 
 def _joined(parts) -> str:
