@@ -92,3 +92,17 @@ def test_wrong_digits_caption_true_and_predicted_labels():
                                  {"nmodel": np.array([8, 1, 9, 1, 5])})
     titles = [ax.get_title() for ax in figures["nmodel"].axes if ax.get_title()]
     assert titles == ["3→8", "4→9"] and "2 test digits wrong" in figures["nmodel"].texts[0].get_text()
+
+
+@pytest.mark.slow
+def test_analysis_notebook_with_no_records_says_so_instead_of_failing(tmp_path):
+    import papermill
+
+    from mnistlab import paths
+
+    out = papermill.execute_notebook(paths.resolve("notebooks/analysis.ipynb"), tmp_path / "out.ipynb",
+                                     parameters={"records_dir": str(tmp_path / "none")}, kernel_name="python3",
+                                     progress_bar=False)
+    text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "0 records in .../none" in text and "No records: nothing to analyse" in text
+    assert "No complete run: Table 1 is empty." in text

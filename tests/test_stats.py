@@ -134,6 +134,12 @@ def test_with_one_seed_the_claims_say_they_cannot_be_tested():
     assert claims.check([]) == [] and "No complete run" in claims.scope([])
 
 
+def test_without_wmodel_the_ordering_compares_bmodel_with_nmodel():
+    runs = [r for r in three_seeds() if r.config["model"] != "wmodel"]
+    order = claims.check(runs)[0]
+    assert "bmodel − nmodel = +1.39 points" in order.text and order.verdict == stats.SUPPORTED
+
+
 def test_claims_are_checked_on_one_setting_and_never_pair_across_settings():
     odd = record("nmodel", 0, 10.0, list(range(90)), lr=1e6)  # same model, H and seed; another lr
     table = claims.comparisons(three_seeds() + [odd])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,19 @@ def errors(records: Iterable[Record], labels: np.ndarray, which: str = "val_sele
         result.predicted[ALL_THREE] = _most_common(np.concatenate([np.stack(by_model[m]) for m in MODELS]))
     result.rates = pd.DataFrame(rates, index=pd.RangeIndex(stats.CLASSES, name="digit"))
     return result
+
+
+def test_set(data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The official 10,000 test images (uint8, (N, 28, 28)) and labels, in test-set order, as numpy arrays."""
+    from ..data import load_raw  # torch and torchvision: only when the errors are looked at
+
+    images, labels = load_raw(data_dir or None, train=False)
+    return np.asarray(images), np.asarray(labels)
+
+
+def kept_predictions(records: Iterable[Record], which: str = "val_selected") -> bool:
+    """Whether any record kept its per-example test predictions (version-1 records did not)."""
+    return any(r.predicted(which) is not None for r in records)
 
 
 def _most_common(runs: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from .. import paths
 from ..config import MODELS, Config
 from ..records import Record
 from . import stats
@@ -37,6 +38,12 @@ METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
 def load_records(folder: str | os.PathLike) -> list[Record]:
     """Every ``*.json`` record in ``folder``, sorted by file name; none when the folder does not exist."""
     return [Record.load(path) for path in sorted(Path(folder).glob("*.json"))]
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as published pages may show it: relative to the project root, else only its last part."""
+    text = paths.relative(path)
+    return text if not Path(text).is_absolute() else f".../{Path(path).name}"
 
 
 def settings(record: Record) -> str:
@@ -156,7 +163,7 @@ def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "t
             if not part.empty:
                 sns.lineplot(part, x="epoch", y=metric, hue="line", hue_order=order, errorbar="sd", ax=ax,
                              palette="deep")
-                ax.set_yscale("log")
+                _log_axis(ax)
             ax.set_title(f"{phase} {metric}")
             ax.set_ylabel("error (%, log scale)" if metric == "error" else "loss (log scale)")
             ax.grid(True, which="both", alpha=0.3)
@@ -175,7 +182,7 @@ def run_curves(record: Record) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("loss", "error")):
         sns.lineplot(frame, x="epoch", y=metric, hue="phase", ax=ax)
-        ax.set_yscale("log")
+        _log_axis(ax)
         ax.set_ylabel("error (%, log scale)" if metric == "error" else "loss (log scale)")
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -236,6 +243,14 @@ def wrong_digits(images, labels, wrong: Mapping[str, np.ndarray], predicted: Map
         title = f"{group}: {int(np.sum(mask))} test digits wrong" + (f" (first {len(index)})" if len(index) < np.sum(mask) else "")
         figures[group] = digits(images[index], labels[index], title, rows=rows, columns=columns, captions=captions)
     return figures
+
+
+def _log_axis(ax) -> None:
+    """A log y axis labelled in plain numbers at 1, 2 and 5 of each decade (0.1-point steps stay readable)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _identity(record: Record) -> dict:
