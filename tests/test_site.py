@@ -165,6 +165,16 @@ def test_note_goes_to_the_top_without_a_training_cell(tmp_path):
     assert "Training: epoch 1: cpu: AMD EPYC (2 cores), 1 thread" in html and "epoch 2: cpu: AMD EPYC (2 cores), 2 threads" in html
 
 
+def test_a_notebook_of_several_seeds_notes_each_resumed_one(tmp_path):
+    seeds = [make_record(seed=0), make_record(seed=1, resumed_after=2), make_record(seed=2, resumed_after=1)]
+    html = render(notebook_with_training_cell(tmp_path / "nb.ipynb"), tmp_path / "site" / "runs" / "nb.html",
+                  tmp_path / "site", seeds).read_text()
+    assert html.count('class="mnistlab-note"') == 1 and "Seed 0:" not in html
+    assert "Seed 1: this notebook resumed the run after epoch 2" in html and "trained no epoch" in html
+    assert "Seed 2: this notebook resumed the run after epoch 1" in html and "trained epoch 2;" in html
+    assert 'href="../index.html"' in html and 'src="../_static/tex-svg-full.js"' in html
+
+
 def test_failed_runs_show_their_error_without_machine_paths(site):
     html = site["html"]
     assert 'id="failed"' in html and "no-data-seed0" in html

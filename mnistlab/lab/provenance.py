@@ -7,6 +7,7 @@ their provenance reconstructed, unknown parts as None). Shared by the index and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from ..records import Record
@@ -55,18 +56,26 @@ def segments_text(record: Record) -> list[str]:
     return lines
 
 
-def resumed_note(record: Record | None) -> str | None:
-    """The note a run page shows above its training cell when its training happened before; else None."""
-    if record is None or not getattr(record, "resumed_after_epoch", None):
-        return None
-    n, total = record.resumed_after_epoch, len(record.history)
-    source = f" from the checkpoint {record.resumed_from}" if getattr(record, "resumed_from", None) else ""
-    trained_here = "no epoch" if n >= total else _epochs(n + 1, total)
-    earlier = "; ".join(segments_text(record)) or UNKNOWN
-    median = record.summary.get("median_epoch_seconds")
-    return (f"This notebook resumed the run after epoch {n}{source}: the epochs before were trained earlier, "
-            f"in another process, and this notebook trained {trained_here}; its progress bar and timings "
-            f"show only that. Training: {earlier}. Median epoch {duration(median)}.")
+def resumed_notes(records: Iterable[Record]) -> list[str]:
+    """What a run page says above its training cell: one sentence per record whose training happened
+    before the notebook ran (several when the notebook trained several seeds); none when all trained here."""
+    records = list(records)
+    notes = []
+    for record in records:
+        n = getattr(record, "resumed_after_epoch", None)
+        if not n:
+            continue
+        total = len(record.history)
+        source = f" from the checkpoint {record.resumed_from}" if getattr(record, "resumed_from", None) else ""
+        trained_here = "no epoch" if n >= total else _epochs(n + 1, total)
+        seed = f"Seed {record.config.get('seed')}: " if len(records) > 1 else ""
+        earlier = "; ".join(segments_text(record)) or UNKNOWN
+        median = record.summary.get("median_epoch_seconds")
+        text = (f"this notebook resumed the run after epoch {n}{source}: the epochs before were trained "
+                f"earlier, in another process, and this notebook trained {trained_here}; its progress bar and "
+                f"timings show only that. Training: {earlier}. Median epoch {duration(median)}.")
+        notes.append(seed + text if seed else text[0].upper() + text[1:])
+    return notes
 
 
 def summary_line(records: list[Record]) -> str:

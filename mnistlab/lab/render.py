@@ -6,11 +6,12 @@ Called by the sweep's workers (separate processes): every call builds its own ex
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..records import Record, atomic_write_text
 from .assets import MATHJAX_SCRIPT, STATIC, copy_static
-from .provenance import resumed_note
+from .provenance import resumed_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "mnistlab"  # templates/nbconvert/mnistlab: extends nbconvert's lab
@@ -18,19 +19,21 @@ TRAINING_TAG = "training"  # the train notebook's training cell; a resumed run's
 
 
 def render(notebook: str | os.PathLike, html: str | os.PathLike, site_root: str | os.PathLike,
-           record: Record | None = None) -> Path:
+           records: Record | Iterable[Record] | None = None) -> Path:
     """Write ``notebook`` as ``html``, a page of the site at ``site_root``; return ``html``.
 
     MathJax 3 is loaded from ``<site_root>/_static/`` (copied there when missing) and the page links
-    back to ``<site_root>/index.html``, both by relative URLs. When ``record`` says its run was resumed,
-    a note says so above the cell tagged ``training`` (at the top of the page when there is none).
+    back to ``<site_root>/index.html``, both by relative URLs. ``records``: the run's record, or the
+    records of every seed the notebook trained; for each one that was resumed, a note says so above the
+    cell tagged ``training`` (at the top of the page when there is none).
     """
     import nbformat
     from nbconvert import HTMLExporter
 
     html, site_root = Path(html), Path(site_root)
     nb = nbformat.read(notebook, as_version=4)
-    note = resumed_note(record)
+    records = [records] if isinstance(records, Record) else list(records or [])
+    notes = resumed_notes(records)
     note_at = "top"
     for cell in nb.cells:  # only the first tagged cell; the notebook is ours in memory, not written back
         if TRAINING_TAG in cell.metadata.get("tags", []):
@@ -42,7 +45,7 @@ def render(notebook: str | os.PathLike, html: str | os.PathLike, site_root: str 
         "mnistlab": {
             "mathjax_url": _relative_url(site_root / STATIC / MATHJAX_SCRIPT, html.parent),
             "index_url": _relative_url(site_root / "index.html", html.parent),
-            "note": note,
+            "notes": notes,
             "note_at": note_at,
         },
     }
