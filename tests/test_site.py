@@ -147,7 +147,8 @@ def test_provenance_says_which_run_was_resumed(site):
     # the trained run's wall time is the sum of its epochs (1.5 + 3.0 s); a resumed run shows none
     assert "4.5 s" in rows["nmodel-tiny-seed0"] and "4.5 s" not in rows["bmodel-tiny-seed0"]
     assert "2.2 s" in rows["bmodel-tiny-seed0"]  # its median epoch
-    assert "2 trained in their notebook, 1 resumed" in site["html"]
+    assert "3 runs: 2 trained in their notebook, 1 resumed from a checkpoint trained earlier. Trained on cpu: " \
+           "AMD EPYC (2 cores), with 1 thread or 2 threads. Median epoch 2.2 s." in site["html"]
     resumed = (site["out"] / "runs" / "bmodel-tiny-seed0.html").read_text()
     trained = (site["out"] / "runs" / "nmodel-tiny-seed0.html").read_text()
     note = resumed.index('class="mnistlab-note"')
@@ -173,6 +174,20 @@ def test_a_notebook_of_several_seeds_notes_each_resumed_one(tmp_path):
     assert "Seed 1: this notebook resumed the run after epoch 2" in html and "trained no epoch" in html
     assert "Seed 2: this notebook resumed the run after epoch 1" in html and "trained epoch 2;" in html
     assert 'href="../index.html"' in html and 'src="../_static/tex-svg-full.js"' in html
+
+
+def test_a_version_1_record_resumed_elsewhere_says_what_is_not_known(tmp_path):
+    """The published paper runs: version-1 records whose notebooks resumed after the last epoch."""
+    data = make_record("bmodel", epochs=2).to_dict()
+    data.update(format="mnistlab.record/1", environment={"device": "cpu", "device_name": "AMD EPYC (2 cores)",
+                                                         "cpu_threads": 2, "resumed_after_epoch": 2})
+    for key in ("provenance", "predictions", "diverged_reason"):
+        data.pop(key)
+    record = Record.from_dict(data)
+    html = write_site(tmp_path, sweep([run_result("old", record)])).read_text()
+    row = html[html.index('id="runs"'):]
+    assert "resumed after epoch 2" in row and "device not recorded" in row and "2 threads" not in row
+    assert "Device not recorded; threads not recorded." in html and "Median epoch 2.2 s." in html
 
 
 def test_failed_runs_show_their_error_without_machine_paths(site):

@@ -79,20 +79,22 @@ def resumed_notes(records: Iterable[Record]) -> list[str]:
 
 
 def summary_line(records: list[Record]) -> str:
-    """One sentence over every run with a record: how many were trained here or resumed, where, how fast."""
+    """A few words over every run with a record: how many were trained here or resumed, where, how fast."""
     if not records:
         return "No run has a record."
     views = [provenance(r) for r in records]
     resumed = sum(v.resumed_after is not None for v in views)
-    places = sorted({p for v in views for p in v.where.split("; ")})
-    threads = sorted({t for v in views for t in v.threads.split("; ")})
+    places = sorted({p for v in views for p in v.where.split("; ") if p != f"device {UNKNOWN}"})
+    threads = sorted({t for v in views for t in v.threads.split("; ") if t != UNKNOWN})
     medians = [v.median_epoch_seconds for v in views if v.median_epoch_seconds is not None]
-    speed = (f"median epoch {duration(min(medians))}" if len(set(medians)) == 1 else
-             f"median epoch {duration(min(medians))} to {duration(max(medians))}") if medians else \
-        f"epoch times {UNKNOWN}"
-    return (f"{count(len(records), 'run')}: {len(records) - resumed} trained in their notebook, "
-            f"{resumed} resumed from a checkpoint trained earlier; on {', '.join(places)}; "
-            f"{', '.join(threads)}; {speed}.")
+    where = f"Trained on {', '.join(places)}" if places else f"Device {UNKNOWN}"
+    where += f", with {' or '.join(threads)}." if threads else f"; threads {UNKNOWN}."
+    if len(places) < len({p for v in views for p in v.where.split("; ")}):
+        where += f" Some runs' training processes were {UNKNOWN} (records from before version 2 do not say)."
+    speed = "" if not medians else f" Median epoch {duration(min(medians))}." if len(set(medians)) == 1 else \
+        f" Median epoch {duration(min(medians))} to {duration(max(medians))}."
+    return (f"{count(len(records), 'run')}: {len(records) - resumed} trained in their notebook, {resumed} resumed "
+            f"from a checkpoint trained earlier. {where}{speed}")
 
 
 def _epochs(first: int, last: int) -> str:
