@@ -106,3 +106,15 @@ def test_analysis_notebook_with_no_records_says_so_instead_of_failing(tmp_path):
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     assert "0 records in .../none" in text and "No records: nothing to analyse" in text
     assert "No complete run: Table 1 is empty." in text
+
+
+def test_runs_without_validation_have_their_own_row_and_no_val_selected_figure():
+    full = record("nmodel", 1000, 0, [97.0, 97.6], validation=False, train_size=60_000)
+    for row in full.history:
+        row["val_loss"] = row["val_acc"] = None  # not measured: what training writes without validation
+    table = plots.table1([full, record("nmodel", 1000, 0, [97.0, 97.5])])
+    key = ("nmodel", 1000, "epochs=2, train_size=60000, validation=False")
+    assert key in table.index and table.loc[key, "best_test_acc"] == pytest.approx(97.6)
+    assert math.isnan(table.loc[key, "val_selected_test_acc"])
+    assert plots.table1_text(table).loc[key, "val_selected_test_acc"] == ""
+    assert set(plots.history_frame([full])["phase"]) == {"train", "test"}

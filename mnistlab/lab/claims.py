@@ -169,8 +169,8 @@ def training_accuracy(records: list[Record]) -> Claim:
         best = [max(h["train_acc"] for h in r.history) for r in runs]
         reach = sum(acc >= 100.0 for acc in best)
         all_reach &= reach == len(runs)
-        sentences.append(f"{model}: {reach} of {_count(len(runs), 'run')} reach 100 %"
-                         + ("" if reach == len(runs) else f" (highest training accuracy of the worst run: {min(best):.2f} %)"))
+        worst = "" if reach == len(runs) else f" (highest training accuracy of the worst run: {min(best):.2f} %)"
+        sentences.append(f"{model}: {reach} of {_count(len(runs), 'run')} reach 100 %{worst}")
     epochs = sorted({r.config["epochs"] for r in records})
     text = "; ".join(sentences) + f", training for {'/'.join(map(str, epochs))} epochs (training accuracy is " \
         "measured during each epoch's training pass)."
@@ -194,7 +194,8 @@ def hidden_size_effect(records: list[Record], metric: str) -> Claim:
     if len(means) >= 2:
         best, worst = max(means, key=means.get), min(means, key=means.get)
         sentences.append(f"measured means: best H = {best}, worst H = {worst}")
-    text = ("; ".join(sentences) + ".") if verdicts else "Needs nmodel runs at two of H = 5000, 2000, 1000 with a common seed."
+    text = ("; ".join(sentences) + ".") if verdicts \
+        else "Needs nmodel runs at two of H = 5000, 2000, 1000 with a common seed."
     return Claim("Hidden size for nmodel", "H = 5000 is best, H = 2000 worst.",
                  stats.combine(verdicts) if verdicts else stats.UNTESTED, text)
 

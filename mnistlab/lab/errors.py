@@ -37,8 +37,9 @@ def errors(records: Iterable[Record], labels: np.ndarray, which: str = "val_sele
         if predicted is None:
             continue
         if predicted.shape != labels.shape:
-            raise ValueError(f"{record.config['model']}-hs{record.config['hidden_size']}-seed{record.config['seed']}: "
-                             f"{len(predicted)} predictions for {len(labels)} test labels; pass the official test labels")
+            c = record.config
+            raise ValueError(f"{c['model']}-hs{c['hidden_size']}-seed{c['seed']}: {len(predicted)} predictions for "
+                             f"{len(labels)} test labels; pass the official test labels (errors.test_set)")
         by_model.setdefault(record.config["model"], []).append(predicted.astype(np.int64))
     result = Errors(which)
     rates = {}

@@ -240,7 +240,8 @@ def wrong_digits(images, labels, wrong: Mapping[str, np.ndarray], predicted: Map
         captions = [f"{labels[i]}→{guesses[i]}" if guesses is not None else f"{labels[i]}" for i in index]
         columns = 8
         rows = max(1, -(-len(index) // columns))
-        title = f"{group}: {int(np.sum(mask))} test digits wrong" + (f" (first {len(index)})" if len(index) < np.sum(mask) else "")
+        shown = f" (first {len(index)})" if len(index) < np.sum(mask) else ""
+        title = f"{group}: {int(np.sum(mask))} test digits wrong{shown}"
         figures[group] = digits(images[index], labels[index], title, rows=rows, columns=columns, captions=captions)
     return figures
 
