@@ -143,7 +143,7 @@ def test_provenance_says_which_run_was_resumed(site):
     rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr>\s*<td class=\"run\">.*?>([^<>]+)</a>.*?</tr>",
                                                        site["html"], re.S)}
     assert "resumed after epoch 2" in rows["bmodel-tiny-seed0"] and "2 threads" in rows["bmodel-tiny-seed0"]
-    assert "trained here" in rows["nmodel-tiny-seed0"] and "1 thread" in rows["nmodel-tiny-seed0"]
+    assert "trained in its notebook" in rows["nmodel-tiny-seed0"] and "1 thread" in rows["nmodel-tiny-seed0"]
     # the trained run's wall time is the sum of its epochs (1.5 + 3.0 s); a resumed run shows none
     assert "4.5 s" in rows["nmodel-tiny-seed0"] and "4.5 s" not in rows["bmodel-tiny-seed0"]
     assert "2.2 s" in rows["bmodel-tiny-seed0"]  # its median epoch

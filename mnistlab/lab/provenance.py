@@ -1,4 +1,4 @@
-"""How a run was produced, in the words the site prints: trained here or resumed, where, with how many threads.
+"""How a run was produced, in the words the site prints: trained in its notebook or resumed, where, with how many threads.
 
 Read from a ``Record`` (format 2: ``segments``, ``resumed_after_epoch``; version-1 records arrive with
 their provenance reconstructed, unknown parts as None). Shared by the index and the run pages.
@@ -20,7 +20,7 @@ UNKNOWN = "not recorded"
 class Provenance:
     """What the site says about how one run's epochs were trained."""
 
-    how: str  # "trained here" or "resumed after epoch N"
+    how: str  # "trained in its notebook" or "resumed after epoch N"
     resumed_after: int | None  # epochs trained before the process that wrote the record
     resumed_from: str | None  # the checkpoint it resumed from, relative to the project root
     where: str  # "device: CPU or GPU name" per training process, "; "-joined
@@ -35,7 +35,7 @@ def provenance(record: Record) -> Provenance:
     resumed = getattr(record, "resumed_after_epoch", None) or None
     segments = getattr(record, "segments", None) or []
     return Provenance(
-        how=f"resumed after epoch {resumed}" if resumed else "trained here",
+        how=f"resumed after epoch {resumed}" if resumed else "trained in its notebook",
         resumed_after=resumed,
         resumed_from=getattr(record, "resumed_from", None),
         where=_joined(_place(s) for s in segments),
@@ -79,7 +79,7 @@ def resumed_notes(records: Iterable[Record]) -> list[str]:
 
 
 def summary_line(records: list[Record]) -> str:
-    """A few words over every run with a record: how many were trained here or resumed, where, how fast."""
+    """A few words over every run with a record: how many were trained in its notebook or resumed, where, how fast."""
     if not records:
         return "No run has a record."
     views = [provenance(r) for r in records]
