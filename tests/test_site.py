@@ -243,6 +243,7 @@ def test_fetch_mathjax_is_checked_and_idempotent(tmp_path, monkeypatch):
     assert assets.fetch_mathjax() == path
     assert time.perf_counter() - start < 0.5, "a present, intact copy must not be fetched again"
     monkeypatch.setenv("MNISTLAB_ROOT", str(tmp_path))  # a project whose copy is corrupt
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
     corrupt = tmp_path / "data" / "mathjax" / assets.MATHJAX_SCRIPT
     corrupt.parent.mkdir(parents=True)
     corrupt.write_text("not mathjax")

@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..paths import project_root
+from ..paths import data_dir
 from ..records import atomic_write_bytes
 
 NPM_PACKAGE = "mathjax@3.2.2"
@@ -31,8 +31,8 @@ class AssetError(RuntimeError):
 
 
 def mathjax_dir() -> Path:
-    """``<project root>/data/mathjax``: where ``fetch_mathjax`` keeps the script."""
-    return project_root() / "data" / "mathjax"
+    """``<data dir>/mathjax`` (``$MNISTLAB_DATA`` or ``data/``): where ``fetch_mathjax`` keeps the script."""
+    return data_dir() / "mathjax"
 
 
 def fetch_mathjax(*, force: bool = False) -> Path:
