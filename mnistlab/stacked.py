@@ -140,9 +140,10 @@ def run_seeds(configs: list[Config], *, data: MNISTSplits | None = None,
     ``data``: splits already loaded. ``checkpoint_dir``: a folder for the stack's checkpoint,
     written after every epoch and resumed from when present. ``cuda_graphs``: None (the default)
     or False trains eagerly; True captures the training step as a CUDA graph (CUDA only; off by
-    default until checked against the eager loop on a real GPU). A seed whose loss turns NaN or
-    inf is marked diverged and its record stops there; the others train on (the models share
-    nothing, so its NaNs cannot reach them).
+    default until checked against the eager loop on a real GPU). A seed that blows up (the rule
+    is ``records.divergence``) is marked diverged and its record stops there; the others train on:
+    the models share nothing, so its NaNs cannot reach them. Each record's epoch ``seconds`` are the
+    whole stack's; its provenance segment names the seeds it shared them with (``stacked_seeds``).
     """
     configs = check_seeds(configs)
     first = configs[0]
@@ -160,8 +161,8 @@ def run_seeds(configs: list[Config], *, data: MNISTSplits | None = None,
         model = StackedModel.from_seeds(first.model, first.hidden_size, seeds).to(device)
         fused = device.type in ("cuda", "cpu")
         # A tensor learning rate lives in device memory, so StepLR changes it under a captured graph.
-        lr = torch.tensor(first.lr, device=device) if graphs else first.lr
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), fused=fused, capturable=graphs)
+        initial_lr = torch.tensor(first.lr, device=device) if graphs else first.lr
+        optimizer = torch.optim.Adam(model.parameters(), lr=initial_lr, betas=(0.9, 0.999), fused=fused, capturable=graphs)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=first.step_size, gamma=first.gamma)
         shuffles = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         # Each seed's epoch time is the stack's: the record says which seeds shared it, and how.
