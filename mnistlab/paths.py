@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 ROOT_ENV = "MNISTLAB_ROOT"
+DATA_ENV = "MNISTLAB_DATA"
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +24,12 @@ def project_root() -> Path:
     if (_CHECKOUT / "pyproject.toml").is_file():
         return _CHECKOUT
     return Path.cwd()
+
+
+def data_dir() -> Path:
+    """Where downloaded data lives (MNIST under ``MNIST/raw``, MathJax under ``mathjax``): ``$MNISTLAB_DATA``,
+    else ``data/`` in the project root."""
+    return resolve(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else project_root() / "data"
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -57,10 +57,9 @@ def execute(task: Task) -> Outcome:
     try:
         _forget_other_runs(task)
         outcome.error = _papermill(task)
-        record = _first_record(task)
         from .render import render
 
-        render(task.output, task.html, task.site_root, record)
+        render(task.output, task.html, task.site_root, _records(task))
         missing = [paths.relative(path, task.site_root) for path in task.records if not path.exists()]
         if not outcome.error and missing:
             outcome.error = f"the notebook wrote no record {', '.join(missing)}"
@@ -116,20 +115,40 @@ def _papermill(task: Task) -> str:
         task.html.unlink(missing_ok=True)
         raise RuntimeError(error or "papermill wrote no notebook")
     notebook = nbformat.read(partial, as_version=4)
-    # Published: name the notebooks as the project does, not by this machine's absolute paths.
+    # Published: name files as the project does, never by this machine's absolute paths (tracebacks and
+    # warnings name source files by where the package and the output folder happen to be).
     notebook.metadata.papermill["input_path"] = paths.relative(task.source)
     notebook.metadata.papermill["output_path"] = paths.relative(task.output, task.site_root)
+    installed = Path(__file__).resolve().parents[2]  # the checkout (editable install) or site-packages
+    prefixes = sorted({f"{task.site_root}/", f"{paths.project_root()}/", f"{installed}/"}, key=len, reverse=True)
+    for cell in notebook.cells:
+        cell["outputs"] = [_without(prefixes, output) for output in cell.get("outputs", [])]
     nbformat.write(notebook, partial)
     os.replace(partial, task.output)
     return error
 
 
-def _first_record(task: Task):
+def _without(prefixes: list[str], value):
+    """``value`` (an output: strings, lists, dicts) with every ``prefixes`` entry removed from its strings."""
+    if isinstance(value, str):
+        for prefix in prefixes:
+            value = value.replace(prefix, "")
+        return value
+    if isinstance(value, list):
+        return [_without(prefixes, item) for item in value]
+    if isinstance(value, dict):
+        return type(value)({key: _without(prefixes, item) for key, item in value.items()})
+    return value
+
+
+def _records(task: Task) -> list:
+    """The records the notebook wrote (the page notes which of them were resumed)."""
     from ..records import Record, RecordError
 
+    records = []
     for path in task.records:
         try:
-            return Record.load(path)
+            records.append(Record.load(path))
         except RecordError:
             continue
-    return None
+    return records

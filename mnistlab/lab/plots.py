@@ -35,9 +35,10 @@ PHASES = {"train": "train", "val": "validation", "test": "test"}
 METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
 
 
-def load_records(folder: str | os.PathLike) -> list[Record]:
-    """Every ``*.json`` record in ``folder``, sorted by file name; none when the folder does not exist."""
-    return [Record.load(path) for path in sorted(Path(folder).glob("*.json"))]
+def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> list[Record]:
+    """The records ``files`` when given (a sweep's own runs: the index reads the same), else every ``*.json``
+    in ``folder``, sorted by file name; none when the folder does not exist."""
+    return [Record.load(path) for path in (list(files) or sorted(Path(folder).glob("*.json")))]
 
 
 def shown_path(path: str | os.PathLike) -> str:

@@ -67,7 +67,7 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
     n = workers or max(gpus, 1)  # on a CPU machine one run at a time: torch already uses every core
     resources = {"GPU": 1} if gpus else None
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, resources=resources) as local, Client(local) as dask_client:
+                      dashboard_address="127.0.0.1:0", resources=resources) as local, Client(local) as dask_client:
         if gpus:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") \
                 else [str(i) for i in range(gpus)]
