@@ -12,7 +12,7 @@ import yaml
 from nbconvert import HTMLExporter
 
 import mnistlab
-from mnistlab.notebooks import is_checked
+from mnistlab.lab.notebooks import is_checked
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -57,27 +57,31 @@ def test_notebook_passes_nbval_and_renders(name, records_dir, tmp_path):
         assert "data:image/png;base64" in body  # the figures are embedded
 
 
-def test_train_notebook_writes_its_record(records_dir, tmp_path):
+def test_train_notebook_writes_a_record_per_seed(tmp_path):
     out = tmp_path / "records"
     papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
-                               parameters={**CI_PARAMS, "out_dir": str(out), "run_name": "ci"},
+                               parameters={**CI_PARAMS, "out_dir": str(out), "run_name": "ci", "seeds": [0, 1]},
                                progress_bar=False)
-    record = mnistlab.Record.load(out / "ci.json")
-    assert record.config["model"] == CI_PARAMS["model"] and len(record.history) == CI_PARAMS["epochs"]
+    for seed in (0, 1):
+        record = mnistlab.Record.load(out / f"ci-seed{seed}.json")
+        assert record.config["model"] == CI_PARAMS["model"] and record.config["seed"] == seed
+        assert len(record.history) == CI_PARAMS["epochs"]
 
 
 @pytest.mark.parametrize("parameters, message", [
     ({"model": "zmodel"}, "model must be one of nmodel, bmodel, wmodel; got 'zmodel'"),
-    ({"hidden_size": -5}, "hidden_size must be at least 1; got -5"),
+    ({"hidden_size": -5}, "hidden_size must be between 1 and 100000; got -5"),
     ({"epochs": "ten"}, "epochs must be an integer; got 'ten' (str)"),
+    ({"hiddensize": 20}, "unknown parameter(s) 'hiddensize'; valid: model, hidden_size"),  # papermill only warns
+    ({"device": "cuda:7"}, "device 'cuda:7' is not available on this machine"),
 ])
 def test_bad_parameter_stops_papermill_with_the_message(parameters, message, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as error:
-        papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb",
-                                   kernel_name="python3", parameters=parameters, progress_bar=False)
+        papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
+                                   parameters={**parameters, "out_dir": str(tmp_path / "records")}, progress_bar=False)
     assert error.value.ename == "ConfigError" and message in error.value.evalue
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    assert not (tmp_path / "reports").exists()
+    assert not (tmp_path / "records").exists()
     # It stops in the first code cell after the parameters, before any data is loaded.
     code = [c for c in executed.cells if c.cell_type == "code"]
     injected = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", []))

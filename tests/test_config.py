@@ -1,0 +1,178 @@
+"""Config and the run specification: validation, the training identity, the one path rule, the notebook's parameters."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill
+import pytest
+
+import mnistlab
+from mnistlab import Config, ConfigError, RunSpec, paths, spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_the_paper_protocol():
+    c = Config()
+    assert (c.model, c.hidden_size, c.epochs, c.lr, c.step_size, c.gamma, c.batch_size, c.train_size, c.seed,
+            c.validation) == ("wmodel", 1000, 100, 0.01, 20, 0.1, 100, 50_000, 0, True)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"model": "xmodel"}, "model must be one of nmodel, bmodel, wmodel; got 'xmodel'"),
+    ({"model": ["nmodel", "bmodel"]}, "model must be one of nmodel, bmodel, wmodel; got ['nmodel', 'bmodel']"),
+    ({"hidden_size": 0}, "hidden_size must be between 1 and 100000; got 0"),
+    ({"hidden_size": 10**29}, "hidden_size must be between 1 and 100000; got 1000000000000000"),
+    ({"hidden_size": 1e29}, "hidden_size must be an integer; got 1e+29 (float)"),
+    ({"hidden_size": "1000"}, "hidden_size must be an integer; got '1000' (str)"),
+    ({"hidden_size": True}, "hidden_size must be an integer; got True (bool)"),
+    ({"epochs": -1}, "epochs must be between 1 and 100000; got -1"),
+    ({"lr": 0}, "lr must be a finite number greater than 0; got 0"),
+    ({"lr": float("nan")}, "lr must be a finite number greater than 0; got nan"),
+    ({"lr": "fast"}, "lr must be a number; got 'fast' (str)"),
+    ({"train_size": 60_000}, "train_size must be between 1 and 50000; got 60000"),
+    ({"validation": False, "train_size": 60_001}, "train_size must be between 1 and 60000; got 60001"),
+    ({"validation": "no"}, "validation must be true or false; got 'no'"),
+    ({"model": "bmodel", "batch_size": 1}, "batch_size must be between 2 and 50000; got 1"),
+    ({"batch_size": 200, "train_size": 100}, "batch_size must be between 1 and 100; got 200"),
+    ({"device": "gpu7"}, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'gpu7'"),
+    ({"device": "meta"}, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'meta'"),
+    ({"seed": -1}, "seed must be between 0 and 4294967295; got -1"),
+    ({"seed": 2**64}, "seed must be between 0 and 4294967295; got 18446744073709551616"),
+])
+def test_invalid_settings_name_the_setting(settings, message):
+    with pytest.raises(ConfigError) as error:
+        Config(**settings)
+    assert message in str(error.value)
+
+
+def test_a_huge_value_is_shown_short():
+    with pytest.raises(ConfigError) as error:
+        Config(model="x" * 10_000)
+    assert len(str(error.value)) < 200 and "10002 characters" in str(error.value)
+
+
+def test_identity_is_what_trains_not_where():
+    config = Config(model="nmodel", hidden_size=10, device="cpu", data_dir="elsewhere")
+    assert set(config.identity()) == set(Config.field_names()) - {"device", "data_dir"}
+    saved = {**config.to_dict(), "device": "cuda", "data_dir": None}
+    assert config.differences(saved) == []
+    assert config.differences({**saved, "hidden_size": 11, "seed": 1}) == ["hidden_size", "seed"]
+    older = {k: v for k, v in saved.items() if k != "validation"}  # records from before 'validation'
+    assert config.differences(older) == [] and Config(validation=False).differences(older) != []
+
+
+def test_import_and_config_need_no_torch():
+    code = ("import sys, mnistlab; mnistlab.Config(hidden_size=5); mnistlab.RunSpec.from_params(model='bmodel');"
+            "from mnistlab.lab import params; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_bad_params_file_is_refused_without_importing_torch(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: nmodel\nhidden_size: -5\n")
+    code = (f"import sys; from mnistlab import cli; rc = cli.main(['sweep', {str(bad)!r}]);"
+            "print(rc, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["2", "False"]
+    assert "bad.yaml: hidden_size must be between 1 and 100000; got -5" in result.stderr
+
+
+# The run specification -------------------------------------------------------------------------
+
+def test_unknown_parameters_are_refused_with_the_valid_names():
+    with pytest.raises(ConfigError) as error:
+        RunSpec.from_params(hiddensize=20)
+    message = str(error.value)
+    assert "unknown parameter(s) 'hiddensize'" in message and "hidden_size" in message and "out_dir" in message
+
+
+def test_every_relative_path_is_from_the_project_root_wherever_we_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a kernel started in notebooks/, a shell anywhere
+    run = RunSpec.from_params(model="nmodel", hidden_size=10, out_dir="out", checkpoint="run.pt", tensorboard=True)
+    root = paths.project_root()
+    assert root == ROOT and run.out_dir == root / "out" and run.checkpoint == root / "run.pt"
+    assert run.record_path(0) == root / "out" / "nmodel-hs10-seed0.json"
+    assert run.tensorboard_dir(0) == root / "out" / "tensorboard" / "nmodel-hs10-seed0"
+    absolute = RunSpec.from_params(out_dir=str(tmp_path / "abs"), checkpoint=str(tmp_path / "c.pt"))
+    assert absolute.out_dir == tmp_path / "abs" and absolute.checkpoint == tmp_path / "c.pt"
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    assert RunSpec.from_params(out_dir="out").out_dir == tmp_path / "out"
+
+
+def test_repr_names_no_machine_path():
+    run = RunSpec.from_params(out_dir="reports/x", checkpoint="reports/x/c.pt")
+    assert str(ROOT) not in repr(run) and "'reports/x'" in repr(run)
+
+
+def test_seeds_give_one_config_record_and_checkpoint_each():
+    run = RunSpec.from_params(model="nmodel", seeds=[3, 1], run_name="cell", checkpoint="c/cell.pt")
+    assert [c.seed for c in run.configs()] == [3, 1] and run.config.seed == 3
+    assert [run.record_path(s).name for s in run.seeds] == ["cell-seed3.json", "cell-seed1.json"]
+    assert [run.checkpoint_path(s).name for s in run.seeds] == ["cell-seed3.pt", "cell-seed1.pt"]
+    assert RunSpec.from_params(seeds="0,2").seeds == (0, 2)  # papermill -p seeds 0,2
+    assert RunSpec.from_params(seed=4, run_name="one", checkpoint="one.pt").checkpoint_path(4).name == "one.pt"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"seed": 2, "seeds": [0, 1]}, "seed (2) and seeds ([0, 1]) are both set; give one"),
+    ({"seeds": [0, 0]}, "seeds must be distinct"),
+    ({"seeds": [0, -1]}, "seed must be between 0 and 4294967295; got -1"),
+    ({"seeds": "0,x"}, "seeds must be a list of whole numbers"),
+    ({"run_name": "../escape"}, "run_name is a file name"),
+    ({"tensorboard": "yes"}, "tensorboard must be true or false; got 'yes'"),
+    ({"out_dir": ""}, "out_dir must not be empty"),
+])
+def test_bad_run_options_are_refused(params, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        RunSpec.from_params(**params)
+
+
+def test_check_refuses_before_training_what_only_the_machine_can_tell(tmp_path, data_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write to"):
+        RunSpec.from_params(out_dir=str(blocker / "records"), data_dir=str(data_dir)).check()
+    with pytest.raises(ConfigError, match="is not a folder"):
+        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path / "nowhere")).check()
+    with pytest.raises(ConfigError, match="data_dir: MNIST data is not usable"):
+        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path)).check()
+    import torch
+
+    if torch.cuda.device_count() < 8:
+        with pytest.raises(ConfigError, match="device 'cuda:7' is not available on this machine"):
+            RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), device="cuda:7").check()
+    RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir)).check()  # all is well: no error
+
+
+def test_notebook_parameters_cell_matches_the_spec():
+    """The parameters cell (as papermill sees it) and RunSpec cannot drift apart."""
+    cell = papermill.inspect_notebook(str(ROOT / "notebooks" / "train.ipynb"))
+    expected = spec.parameters()
+    assert list(cell) == list(expected)
+    for name, (kind, default) in expected.items():
+        assert cell[name]["inferred_type_name"] == kind.__name__, name
+        assert eval(cell[name]["default"]) == default, name  # the cell's literal is the spec's default
+        assert cell[name]["help"], f"{name} has no comment in the parameters cell"
+
+
+def test_cli_train_takes_the_notebooks_parameters(tmp_path, data_dir):
+    result = subprocess.run([sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "8",
+                             "--epochs", "1", "--train-size", "500", "--seeds", "0,1", "--out-dir", str(tmp_path),
+                             "--run-name", "cli", "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["cli-seed0.json", "cli-seed1.json"]
+    assert mnistlab.Record.load(tmp_path / "cli-seed1.json").config["seed"] == 1
+
+
+def test_cli_prints_expected_errors_without_a_traceback(tmp_path):
+    checkpoint = tmp_path / "broken.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "8",
+                             "--epochs", "1", "--train-size", "500", "--out-dir", str(tmp_path),
+                             "--checkpoint", str(checkpoint)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("mnistlab train: ") and "cannot read checkpoint" in result.stderr
