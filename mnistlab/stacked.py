@@ -353,6 +353,15 @@ def _save_checkpoint(path, configs, model, optimizer, scheduler, generators, rec
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def checkpoint_configs(path: str | os.PathLike) -> list[dict] | None:
+    """The configs a stack's checkpoint was written by (one per seed), or None when it cannot be read
+    (as ``train.checkpoint_config`` for one run)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("configs")
+    except Exception:  # truncated or foreign: it belongs to no stack
+        return None
+
+
 def _resume(path, configs, model, optimizer, scheduler, generators, records) -> None:
     try:
         state = torch.load(path, map_location=generators[0].device, weights_only=True)
