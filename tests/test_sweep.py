@@ -1,9 +1,9 @@
-"""`mnistlab sweep`: validation before anything runs, real papermill runs, resume, failures, the index page."""
+"""`mnistlab sweep` for real: papermill in Dask workers, failures, the up-to-date cache, kills, the lock, clusters."""
 
 import json
 import os
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,300 +15,242 @@ import nbformat
 import pytest
 import torch
 import yaml
-from nbformat.v4 import new_notebook
 
 import mnistlab
-from mnistlab import cli, sweep
+from conftest import ROOT, TINY, make_project, project_env
+from mnistlab import cli
+from mnistlab.lab import lock, schedule
+from mnistlab.lab.sweep import report, sweep
 from mnistlab.records import Record
 
-ROOT = Path(__file__).resolve().parent.parent
-GOOD = ["<b>x-seed0", "nmodel-tiny-seed0"]
+GOOD = ["<b>x-seed0", "<b>x-seed1", "nmodel-tiny-seed0"]
 
 
-class IndexPage(HTMLParser):
-    """The links and the runs table's rows (cell texts) of index.html, as a reader sees them."""
-
+class Links(HTMLParser):
     def __init__(self, text):
         super().__init__()
-        self.links, self.rows, self._in_runs, self._in_body, self._cell = [], [], False, False, None
+        self.links = []
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
         if tag == "a":
-            self.links.append(attrs["href"])
-        elif tag == "table":
-            self._in_runs = attrs.get("id") == "runs"
-        elif self._in_runs and tag == "tbody":
-            self._in_body = True
-        elif self._in_runs and self._in_body and tag == "tr":
-            self.rows.append([])
-        elif self._in_runs and tag == "td":
-            self._cell = ""
-
-    def handle_endtag(self, tag):
-        if tag == "td" and self._cell is not None:
-            self.rows[-1].append(self._cell)
-            self._cell = None
-        elif tag == "table":
-            self._in_runs = self._in_body = False
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell += data
-
-
-def index(site) -> IndexPage:
-    return IndexPage((site.out / "index.html").read_text())
+            self.links.append(dict(attrs)["href"])
 
 
 def write_params(folder: Path, name: str, params) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
-    path.write_text(params if isinstance(params, str) else yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(params))
     return path
 
 
-# Refused before anything runs -------------------------------------------------------------------
-
-TINY = {"model": "nmodel", "hidden_size": 16, "epochs": 2, "train_size": 500}
-
-
-@pytest.mark.parametrize("content, key, extra", [
-    ({**TINY, "hiden_size": 32}, "hiden_size", []),
-    ({**TINY, "hidden_size": "big"}, "hidden_size", []),
-    ({**TINY, "epochs": 0}, "epochs", []),
-    ("model: nmodel\nlr: 1e-3\n", "lr", []),  # YAML 1.1 reads 1e-3 (no dot) as a string
-    ("- nmodel\n- bmodel\n", "mapping", []),
-    ("model: [nmodel\n", "YAML", []),
-    ({**TINY, "out_dir": "elsewhere"}, "out_dir", []),
-    ({**TINY, "seed": 3}, "seed", ["--seeds", "0,1"]),
-])
-def test_invalid_params_file_is_refused_before_anything_runs(tmp_path, capsys, content, key, extra):
-    params = tmp_path / "params"
-    write_params(params, "good", TINY)
-    write_params(params, "bad", content)
-    out = tmp_path / "site"
-    assert cli.main(["sweep", str(params), "--out", str(out), *extra]) == 2
-    error = capsys.readouterr().err
-    assert "bad.yaml" in error and key in error and "good.yaml" not in error
-    assert not out.exists()
-
-
-def test_every_invalid_file_is_named_at_once(tmp_path, capsys):
-    params = tmp_path / "params"
-    write_params(params, "one", {**TINY, "batch_size": -1})
-    write_params(params, "two", {**TINY, "model": "xmodel"})
-    assert cli.main(["sweep", str(params), "--out", str(tmp_path / "site")]) == 2
-    error = capsys.readouterr().err
-    assert "one.yaml: batch_size" in error and "two.yaml: model" in error
-
-
-def test_bad_arguments_are_refused(tmp_path, capsys):
-    write_params(tmp_path, "good", TINY)
-    for args in (["--seeds", "0,x"], ["--seeds", "1,1"], ["--workers", "0"]):
-        with pytest.raises(SystemExit) as exit:
-            cli.main(["sweep", str(tmp_path / "good.yaml"), *args])
-        assert exit.value.code == 2
-    assert cli.main(["sweep", str(tmp_path / "empty-folder")]) == 2
-    assert "no params file" in capsys.readouterr().err
-
-
-def test_exit_status_is_1_when_anything_failed(monkeypatch, tmp_path):
-    monkeypatch.setattr(sweep, "sweep", lambda *args, **kwargs: {"ok": False})
-    assert cli.main(["sweep", str(tmp_path)]) == 1
-
-
-def test_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert sweep.worker_environments(None) == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep.worker_environments(3)] == ["0", "1", "0"]
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert sweep.worker_environments(None) == [{}]
-    assert sweep.worker_environments(2) == [{"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}] * 2
-
-
-@pytest.fixture
-def fake_papermill(tmp_path, monkeypatch):
-    """The bookkeeping alone: papermill replaced by a stand-in that writes what train.ipynb would.
-
-    A run's record has status ``diverged`` when its lr is above 1e6. Returns the notebooks folder
-    (empty notebooks) and the list of executed runs' names.
-    """
-    executed = []
-
-    def fake_execute(source, output, parameters, cwd, env):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(new_notebook(), output)
-        if source.name == "train.ipynb":
-            config, options = mnistlab.parse_params(**parameters)
-            assert not Path(options.checkpoint).exists() or not stale(options.checkpoint, config)
-            executed.append(options.run_name)
-            diverged = config.lr > 1e6
-            row = {key: 1.0 for key in ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "seconds")}
-            history = [{**row, "epoch": 1, "test_loss": float("nan") if diverged else 1.0}]
-            Record(config=config.to_dict(), environment={}, history=history,
-                   status="diverged" if diverged else "complete").save(options.record_path)
-        return ""
-
-    monkeypatch.setattr(sweep, "execute", fake_execute)
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    for name in ("train", *sweep.PAGES):
-        nbformat.write(new_notebook(), notebooks / f"{name}.ipynb")
-    return notebooks, executed
-
-
-def stale(checkpoint, config) -> bool:
-    return torch.load(checkpoint, weights_only=True)["config"]["hidden_size"] != config.hidden_size
-
-
-def test_diverged_run_counts_as_failed(tmp_path, fake_papermill, capsys):
-    notebooks, _ = fake_papermill
-    params = write_params(tmp_path / "params", "big-lr", {**TINY, "lr": 1e30})
-    report = sweep.sweep(params, tmp_path / "site", notebooks=notebooks)
-    assert not report["ok"] and report["failed"] == ["big-lr-seed0"]
-    assert report["runs"][0]["status"] == "diverged"
-    assert "big-lr-seed0: diverged" in capsys.readouterr().out
-    assert '<td class="failed">diverged' in (tmp_path / "site" / "index.html").read_text()
-
-
-def test_changed_parameters_redo_the_run_from_scratch(tmp_path, fake_papermill):
-    notebooks, executed = fake_papermill
-    params, out = tmp_path / "params", tmp_path / "site"
-    write_params(params, "a", TINY)
-    write_params(params, "b", TINY)
-    assert sweep.sweep(params, out, notebooks=notebooks)["ok"] and sorted(executed) == ["a-seed0", "b-seed0"]
-    write_params(params, "b", {**TINY, "hidden_size": 32})
-    # A checkpoint left by an interrupted run of b's old settings: the notebook would refuse to resume from it.
-    (out / "checkpoints").mkdir(exist_ok=True)
-    torch.save({"config": mnistlab.Config(**TINY).to_dict()}, out / "checkpoints" / "b-seed0.pt")
-    report = sweep.sweep(params, out, notebooks=notebooks)
-    assert report["ok"] and executed[2:] == ["b-seed0"]  # a is up to date
-    assert Record.load(out / "runs" / "b-seed0.json").config["hidden_size"] == 32
-    assert not (out / "checkpoints" / "b-seed0.pt").exists()
-    assert sweep.sweep(params, out, notebooks=notebooks, force=True)["ok"]
-    assert sorted(executed[3:]) == ["a-seed0", "b-seed0"]
-
-
-def test_several_params_paths_make_one_sweep(tmp_path, fake_papermill):
-    notebooks, executed = fake_papermill
-    a = write_params(tmp_path / "one", "a", TINY)
-    write_params(tmp_path / "two", "b", TINY)
-    write_params(tmp_path / "two", "c", TINY)
-    report = sweep.sweep([a, tmp_path / "two"], tmp_path / "site", notebooks=notebooks)
-    assert report["ok"] and sorted(executed) == ["a-seed0", "b-seed0", "c-seed0"]
-    assert [run["name"] for run in report["runs"]] == ["a-seed0", "b-seed0", "c-seed0"]
-    with pytest.raises(sweep.SweepError, match="no params file"):
-        sweep.sweep([a, tmp_path / "absent"], tmp_path / "site", notebooks=notebooks)
-
-
-# A real sweep (the session fixture ``sweep_site`` in conftest.py) ----------------------------
+# One real sweep (the session fixture ``sweep_site`` in conftest.py) ------------------------------
 
 @pytest.mark.slow
-def test_sweep_writes_notebooks_records_html_analysis_and_index(sweep_site):
+def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
     runs = sweep_site.out / "runs"
     for name in GOOD:
-        assert Record.load(runs / f"{name}.json").status == "complete"
-        assert nbformat.read(runs / f"{name}.ipynb", as_version=4).metadata.papermill.parameters["run_name"] == name
-        assert "data:image/png;base64," in (runs / f"{name}.html").read_text()  # figures embedded
-        assert not (sweep_site.out / "checkpoints" / f"{name}.pt").exists()  # deleted once recorded
-    for page in ("analysis", "data", "backprop"):
-        assert (sweep_site.out / f"{page}.html").exists()
-    assert [page["status"] for page in sweep_site.report["pages"]] == ["complete"] * 3
-    assert json.loads((sweep_site.out / "sweep.json").read_text()) == sweep_site.report
-
-    page = index(sweep_site)
-    assert sorted(row[0] for row in page.rows) == sorted(GOOD + ["no-data-seed0"])
-    for href in page.links:
+        record = Record.load(runs / f"{name}.json")
+        assert record.status == "complete" and len(record.history) == TINY["epochs"]
+    notebook = nbformat.read(runs / "<b>x.ipynb", as_version=4)  # both seeds of the file in one notebook
+    assert notebook.metadata.papermill.parameters["seeds"] == [0, 1]
+    assert "data:image/png;base64," in (runs / "<b>x.html").read_text()  # figures embedded
+    assert not any((sweep_site.out / "checkpoints").glob("*"))  # deleted once recorded
+    assert [page.status for page in sweep_site.result.pages] == ["complete"] * 3
+    assert json.loads((sweep_site.out / "sweep.json").read_text()) == json.loads(json.dumps(report(sweep_site.result)))
+    links = Links((sweep_site.out / "index.html").read_text()).links
+    for href in links:
         assert not href.startswith(("/", "http:", "https:", "file:")), href
-        assert (sweep_site.out / unquote(href)).is_file(), href
-    assert {"analysis.html", "data.html", "backprop.html", "runs/%3Cb%3Ex-seed0.html"} <= set(page.links)
+        assert (sweep_site.out / unquote(href.split("#")[0])).exists(), href
+    assert {"analysis.html", "data.html", "backprop.html", "runs/%3Cb%3Ex.html"} <= set(links)
+
+
+@pytest.mark.slow
+def test_everything_a_sweep_writes_stays_under_out(sweep_site):
+    events = list((sweep_site.out / "runs" / "tensorboard" / "nmodel-tiny-seed0").glob("events.out.tfevents.*"))
+    assert events, "tensorboard: true wrote no event file under --out"
+    assert sorted(p.name for p in sweep_site.root.iterdir()) == ["notebooks", "params", "site"]
+    assert not (ROOT / "runs").exists() or not any((ROOT / "runs").rglob("nmodel-tiny*"))
+
+
+@pytest.mark.slow
+def test_published_files_name_no_machine_path(sweep_site):
+    for path in sweep_site.out.rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".ipynb", ".json"):
+            text = path.read_text()
+            assert str(ROOT) not in text and str(sweep_site.root) not in text, path
 
 
 @pytest.mark.slow
 def test_failing_run_fails_alone_and_is_reported(sweep_site):
-    report = sweep_site.report
-    assert not report["ok"] and report["failed"] == ["no-data-seed0"]
-    failed = next(run for run in report["runs"] if run["name"] == "no-data-seed0")
-    assert failed["status"] == "failed" and failed["error"].startswith("DataError")
-    assert failed["record"] is None and failed["html"] == "runs/no-data-seed0.html"  # partly executed, kept, rendered
-    assert "DataError" in (sweep_site.out / failed["html"]).read_text()
-    assert "no-data-seed0: FAILED" in sweep_site.log and "FAILED no-data-seed0" in sweep_site.log
-    row = next(row for row in index(sweep_site).rows if row[0] == "no-data-seed0")
-    assert row[1].startswith("failed") and "DataError" in row[1]
+    result = sweep_site.result
+    assert not result.ok and result.failed == ["no-gpu-seed0"]
+    failed = next(run for run in result.runs if run.name == "no-gpu-seed0")
+    assert failed.status == "failed" and failed.error.startswith("ConfigError: device 'cuda:7' is not available")
+    assert failed.record is None and failed.html == "runs/no-gpu.html"  # partly executed, kept, rendered
+    assert "ConfigError" in (sweep_site.out / failed.html).read_text()
+    assert "no-gpu: FAILED: ConfigError" in sweep_site.log and "FAILED no-gpu-seed0" in sweep_site.log
 
 
 @pytest.mark.slow
-def test_run_names_are_escaped_in_the_index(sweep_site):
-    text = (sweep_site.out / "index.html").read_text()
-    assert "&lt;b&gt;x-seed0" in text and "<b>x" not in text
-    assert "<b>x-seed0" in [row[0] for row in index(sweep_site).rows]
-
-
-@pytest.mark.slow
-def test_second_sweep_skips_up_to_date_runs_and_pages(sweep_site, tmp_path, capsys):
-    out = tmp_path / "site"
-    shutil.copytree(sweep_site.out, out)  # copies keep their times, so the copy is as up to date as the original
-    params = tmp_path / "params"
-    params.mkdir()
+def test_second_sweep_skips_what_is_up_to_date(sweep_site, data_dir, capsys):
+    good = sweep_site.root / "params-good"
     for stem in ("nmodel-tiny", "<b>x"):
-        shutil.copy(sweep_site.params / f"{stem}.yaml", params)
-    before = {path: path.stat().st_mtime_ns for path in out.rglob("*.ipynb")}
-    report = sweep.sweep(params, out, notebooks=sweep_site.notebooks)
-    assert report["ok"]
-    assert not any(run["executed"] for run in report["runs"]) and not any(p["executed"] for p in report["pages"])
-    assert {path: path.stat().st_mtime_ns for path in out.rglob("*.ipynb")} == before
+        good.mkdir(exist_ok=True)
+        (good / f"{stem}.yaml").write_bytes((sweep_site.params / f"{stem}.yaml").read_bytes())
+    before = {path: path.stat().st_mtime_ns for path in sweep_site.out.rglob("*.ipynb")}
+    with project_env(sweep_site.root, data_dir):
+        result = sweep(good, "site")
+    assert not any(run.executed for run in result.runs) and [r.status for r in result.runs] == ["complete"] * 3
+    assert not any(page.executed for page in result.pages[1:])  # data and backprop; analysis reads other records now
+    assert {path: path.stat().st_mtime_ns for path in sweep_site.out.rglob("*.ipynb")
+            if path in before and path.name != "analysis.ipynb"} == \
+        {path: mtime for path, mtime in before.items() if path.name != "analysis.ipynb"}
     log = capsys.readouterr().out
-    assert all(f"{name}: complete (up to date)" in log for name in GOOD)
+    assert "nmodel-tiny: up to date" in log and "<b>x: up to date" in log
+
+
+# Kills, locks and changed parameters --------------------------------------------------------------
+
+def start_sweep(params: Path, out: str, root: Path, data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "MNISTLAB_ROOT": str(root), "MNISTLAB_DATA": str(data_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "sweep", str(params), "--out", out], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir, monkeypatch):
-    # One thread in the kernels and here: sums in another order differ in the last bits, and two
-    # threads on a busy two-core machine crawl.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    (notebooks / "train.ipynb").symlink_to(ROOT / "notebooks" / "train.ipynb")  # no pages: only the run matters
+def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(tmp_path, data_dir):
+    root = make_project(tmp_path / "project")
+    params = write_params(root / "params", "k", {"model": "nmodel", **TINY})
+    with project_env(root, data_dir):
+        assert sweep(params, "site").ok
+    out = root / "site"
+
+    write_params(root / "params", "k", {"model": "nmodel", **TINY, "hidden_size": 8})
+    process = start_sweep(params, "site", root, data_dir)
+    record = out / "runs" / "k-seed0.json"
+    # The new record is written before the notebook is saved and rendered: kill right then.
+    wait_for(lambda: record.exists() and Record.load(record).config["hidden_size"] == 8, process)
+    kill_tree(process)
+    assert Record.load(record).config["hidden_size"] == 8, "the sweep did not get as far as the new record"
+    assert not (out / "runs" / ".k.done").exists()  # the manifest went first: nothing claims to be up to date
+
+    with project_env(root, data_dir):
+        result = sweep(params, "site")
+    assert result.ok and result.runs[0].executed  # redone, not taken as up to date
+    assert result.runs[0].record.config["hidden_size"] == 8
+    assert nbformat.read(out / "runs" / "k.ipynb", as_version=4).metadata.papermill.parameters["hidden_size"] == 8
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
+    root = make_project(tmp_path / "project")
     # Many short epochs: the kill lands after the first checkpoint and well before the last epoch.
     settings = {"model": "nmodel", "hidden_size": 32, "epochs": 10, "step_size": 4, "train_size": 4000}
-    params = write_params(tmp_path, "slow", settings)
-    out = tmp_path / "site"
-    checkpoint, record = out / "checkpoints" / "slow-seed0.pt", out / "runs" / "slow-seed0.json"
-
-    code = f"from mnistlab.sweep import sweep; sweep({str(params)!r}, {str(out)!r}, notebooks={str(notebooks)!r})"
-    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    params = write_params(root / "params", "slow", settings)
+    out = root / "site"
+    checkpoint, record = out / "checkpoints" / "slow.pt", out / "runs" / "slow-seed0.json"
+    process = start_sweep(params, "site", root, data_dir)
+    wait_for(checkpoint.exists, process)
     kill_tree(process)
     assert checkpoint.exists(), "no checkpoint before the sweep ended or timed out"
     saved = torch.load(checkpoint, weights_only=True)["history"]
     assert 1 <= len(saved) < settings["epochs"] and not record.exists()
 
-    report = sweep.sweep(params, out, notebooks=notebooks)
-    assert report["runs"][0]["status"] == "complete"
-    resumed = Record.load(record).history
-    assert resumed[:len(saved)] == saved  # the epochs before the kill, timings included: resumed, not redone
+    with project_env(root, data_dir):
+        result = sweep(params, "site")
+    assert result.runs[0].status == "complete"
+    resumed = Record.load(record)
+    assert resumed.history[:len(saved)] == saved  # the epochs before the kill, timings included: resumed, not redone
+    assert resumed.resumed_after_epoch == len(saved)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # As in the kernel, which a one-worker CPU cluster gives every core: other thread counts sum in another order.
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     try:
         uninterrupted = mnistlab.run(mnistlab.Config(**settings)).history
     finally:
         torch.set_num_threads(threads)
     without_seconds = [[{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-                       for rows in (resumed, uninterrupted)]
+                       for rows in (resumed.history, uninterrupted)]
     assert without_seconds[0] == without_seconds[1]
     assert not checkpoint.exists()
 
 
+def test_a_second_sweep_into_a_folder_in_use_is_refused_and_a_dead_holder_is_stale(tmp_path, capsys):
+    out = tmp_path / "site"
+    code = f"from mnistlab.lab import lock; import time\nwith lock.hold(__import__('pathlib').Path({str(out)!r})):\n" \
+           "    print('held', flush=True); time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        params = write_params(tmp_path / "params", "a", {"model": "nmodel", **TINY})
+        assert cli.main(["sweep", str(params), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert "is in use by another sweep" in error and f"pid {holder.pid} on {socket.gethostname()}" in error
+    finally:
+        holder.kill()
+        holder.wait()
+    with lock.hold(out) as note:  # the holder died without letting go: its lock is stale
+        assert f"took over the lock of a sweep that ended without releasing it (pid {holder.pid}" in note
+    with lock.hold(out) as note:
+        assert note == ""  # released cleanly last time
+
+
+# Clusters ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sweep_on_an_existing_scheduler_with_two_workers(tmp_path, data_dir):
+    root = make_project(tmp_path / "project")
+    params = write_params(root / "params", "remote", {"model": "bmodel", **TINY})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "MNISTLAB_ROOT": str(root), "MNISTLAB_DATA": str(data_dir), "OMP_NUM_THREADS": "1"}
+    dask = [sys.executable, "-m", "dask"]
+    processes = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", ":0", "--no-show"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes += [subprocess.Popen([*dask, "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                    "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+    try:
+        from dask.distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        with project_env(root, data_dir):
+            result = sweep(params, "site", scheduler=address)
+        assert result.ok and result.runs[0].record.status == "complete"
+        assert (root / "site" / "index.html").exists()
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_slurm_job_script_asks_for_one_gpu_per_job(tmp_path):
+    options = yaml.safe_load((ROOT / "params" / "clusters" / "slurm.yaml").read_text())
+    # Keep the test's scheduler on loopback; the rest is the shipped file.
+    local = write_params(tmp_path, "slurm", {**options, "scheduler_options": {"host": "127.0.0.1",
+                                                                                "dashboard_address": None}})
+    cluster = schedule.slurm_cluster(cluster_file=local)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script
+    assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -t 04:00:00" in script
+
+
 def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the process, its group and every descendant: jupyter starts kernels in a session of their own."""
+    """SIGKILL the process, its group and every descendant: Dask workers and kernels included."""
     doomed = descendants(process.pid)
     os.killpg(process.pid, signal.SIGKILL)
     for pid in doomed:
