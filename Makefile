@@ -40,3 +40,12 @@ lab: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+# An offline bundle for a GPU node with PyTorch but no network (wheels for PYTHON_VERSION, MNIST, MathJax),
+# and the script that installs it there, runs the cuda tests, the GPU benchmark and the paper sweep, and packs them.
+GPU_BUNDLE ?= build/gpu-bundle
+gpu-bundle: $(STAMP)
+	PYTHON=$(BIN)/python PYTHON_VERSION=$(PYTHON_VERSION) scripts/gpu-bundle.sh $(GPU_BUNDLE)
+
+gpu-report:
+	scripts/gpu-report.sh $(GPU_BUNDLE)
