@@ -8,6 +8,7 @@ the other tasks go on.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ def _papermill(task: Task) -> str:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
     partial = task.output.with_name(f".{task.output.stem}.partial.ipynb")
     task.output.parent.mkdir(parents=True, exist_ok=True)
@@ -103,13 +105,17 @@ def _papermill(task: Task) -> str:
         os.environ[variable] = threads
     os.environ[paths.ROOT_ENV] = str(paths.project_root())  # the kernel resolves paths as this process does
     error = ""
-    try:
-        papermill.execute_notebook(task.source, partial, parameters=task.parameters, kernel_name="python3",
-                                   cwd=task.source.parent, progress_bar=False, log_output=False)
-    except PapermillExecutionError as failure:
-        error = f"{failure.ename}: {failure.evalue}"
-    except Exception as failure:  # the kernel died, or papermill could not start it
-        error = f"{type(failure).__name__}: {failure}"
+    # The kernel talks to this process over Unix sockets in a folder of its own: no TCP port (and no
+    # warning about unencrypted TCP on every kernel start).
+    with tempfile.TemporaryDirectory(prefix="mnistlab-kernel-") as sockets:
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+        try:
+            papermill.execute_notebook(task.source, partial, parameters=task.parameters, kernel_name="python3",
+                                       cwd=task.source.parent, progress_bar=False, log_output=False, config=ipc)
+        except PapermillExecutionError as failure:
+            error = f"{failure.ename}: {failure.evalue}"
+        except Exception as failure:  # the kernel died, or papermill could not start it
+            error = f"{type(failure).__name__}: {failure}"
     if not partial.exists():
         task.output.unlink(missing_ok=True)  # papermill never started it: an older notebook would mislead
         task.html.unlink(missing_ok=True)
