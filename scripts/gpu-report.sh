@@ -49,7 +49,10 @@ mkdir -p "$RESULTS" "$TMP/bin"
 
 step "installing $(ls "$BUNDLE/wheels" | wc -l) wheels from $BUNDLE/wheels into $SITE (no network)"
 # --no-deps: the node's own packages (torch, numpy, ...) satisfy the rest, and --target would not see them.
-"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --target "$SITE" "$BUNDLE"/wheels/*.whl
+# No pip configuration either (files or PIP_* variables): a constraint or index set for the node must not
+# change what is installed from the bundle.
+PIP_CONFIG_FILE=/dev/null "$PYTHON" -m pip --isolated install --quiet --disable-pip-version-check --no-index \
+    --no-deps --target "$SITE" "$BUNDLE"/wheels/*.whl
 export PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # The kernel spec (python3, from ipykernel) and nbconvert's templates are data files under share/jupyter,
 # which Jupyter finds only through JUPYTER_PATH when installed with --target.
