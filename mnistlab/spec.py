@@ -139,12 +139,16 @@ class RunSpec:
 
     def run(self, *, progress: bool = False) -> list:
         """Check, train every seed, save each record; return the records (one per seed)."""
+        from .data import load
         from .train import run
 
         self.check()
+        config = self.config
+        data = load(config.data_dir, device=config.resolved_device(), train_size=config.train_size,
+                    validation=config.validation)  # once for every seed
         records = []
         for config in self.configs():
-            record = run(config, checkpoint=self.checkpoint_path(config.seed),
+            record = run(config, data=data, checkpoint=self.checkpoint_path(config.seed),
                          tensorboard_dir=self.tensorboard_dir(config.seed), progress=progress)
             record.save(self.record_path(config.seed))
             records.append(record)

@@ -28,10 +28,14 @@ DEFAULT_SLURM = "params/clusters/slurm.yaml"
 
 
 def gpu_count() -> int:
-    """CUDA devices this machine's workers may use (imports torch)."""
-    import torch
-
-    return torch.cuda.device_count()
+    """NVIDIA GPUs this machine's workers may use, from the driver's /proc entries (importing torch to ask
+    would cost seconds per sweep); ``CUDA_VISIBLE_DEVICES`` narrows them as it does for CUDA."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    count = len(list(gpus.iterdir())) if gpus.is_dir() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = min(count, len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]))
+    return count
 
 
 class PinGPU(WorkerPlugin):
