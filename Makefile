@@ -34,9 +34,10 @@ bench: setup
 
 # JupyterLab on the notebooks, with the venv's "Python 3 (ipykernel)" kernel the notebooks name.
 # Containers and cloud VMs often run as root, which Jupyter refuses without --allow-root.
+LAB_ARGS ?=
 lab: setup
 	@if [ "$$(id -u)" = 0 ]; then echo "running as root: starting JupyterLab with --allow-root"; fi
-	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf build .pytest_cache
@@ -48,4 +49,4 @@ gpu-bundle: $(STAMP)
 	PYTHON=$(BIN)/python PYTHON_VERSION=$(PYTHON_VERSION) scripts/gpu-bundle.sh $(GPU_BUNDLE)
 
 gpu-report:
-	scripts/gpu-report.sh $(GPU_BUNDLE)
+	PYTHON=$(PYTHON) scripts/gpu-report.sh $(GPU_BUNDLE)

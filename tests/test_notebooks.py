@@ -102,3 +102,41 @@ def test_committed_notebook_is_lean(name):
 
 def _errors(notebook):
     return json.dumps([o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"])
+
+
+def test_readme_names_the_kernel_the_notebooks_open_with():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")  # what every notebook's metadata names
+    assert Path(spec.resource_dir).resolve().is_relative_to(Path(sys.prefix).resolve())  # the project's environment
+    assert f'"{spec.display_name}"' in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_make_lab_starts_jupyterlab_as_root_too():
+    """`make lab` (the README's way in) serves JupyterLab; as root, which Jupyter refuses by default, too."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = f"--no-browser --ip=127.0.0.1 --port={port} --ServerApp.token= --ServerApp.open_browser=False"
+    process = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 120, None
+        while time.monotonic() < deadline and process.poll() is None and status != 200:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=5).status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, f"JupyterLab did not answer (exit status {process.poll()})"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    if os.getuid() == 0:
+        assert "running as root: starting JupyterLab with --allow-root" in output
