@@ -81,6 +81,9 @@ def sweep_site(tmp_path_factory, data_dir):
              "no-gpu": {"model": "nmodel", "device": "cuda:7"}}
     for stem, values in files.items():
         (params / f"{stem}.yaml").write_text(yaml.safe_dump({**values, **TINY}))
+    stray = root / "site" / "runs" / "stray-seed0.json"  # a record left by something else: read by neither page
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes((ROOT / "tests" / "data" / "record-v1-bmodel-hs1000.json").read_bytes())
     log = io.StringIO()
     with project_env(root, data_dir, OMP_NUM_THREADS="1"), contextlib.redirect_stdout(log):
         result = sweep(params, "site", workers=2)

@@ -66,6 +66,15 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
 
 
 @pytest.mark.slow
+def test_analysis_and_index_read_the_same_records(sweep_site):
+    analysis = nbformat.read(sweep_site.out / "analysis.ipynb", as_version=4)
+    printed = "".join(output.get("text", "") for cell in analysis.cells for output in cell.get("outputs", []))
+    assert "3 records in site/runs, 3 complete" in printed  # the sweep's own: not the stray one beside them
+    index = (sweep_site.out / "index.html").read_text()
+    assert "stray" not in index and all(name.replace("<", "&lt;").replace(">", "&gt;") in index for name in GOOD)
+
+
+@pytest.mark.slow
 def test_everything_a_sweep_writes_stays_under_out(sweep_site):
     events = list((sweep_site.out / "runs" / "tensorboard" / "nmodel-tiny-seed0").glob("events.out.tfevents.*"))
     assert events, "tensorboard: true wrote no event file under --out"
