@@ -140,3 +140,13 @@ def test_make_lab_starts_jupyterlab_as_root_too():
         output = process.communicate(timeout=60)[0]
     if os.getuid() == 0:
         assert "running as root: starting JupyterLab with --allow-root" in output
+
+
+@pytest.mark.slow
+def test_refresh_keeps_a_current_notebook_as_it_is(tmp_path):
+    """`python -m mnistlab.lab.notebooks` re-executes a notebook and stores only its checked outputs: on the
+    committed backprop notebook (deterministic float64 checks) it changes nothing, so its outputs are current."""
+    copy = tmp_path / "backprop.ipynb"
+    copy.write_bytes((ROOT / "notebooks" / "backprop.ipynb").read_bytes())
+    subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(copy)], check=True, capture_output=True)
+    assert nbformat.read(copy, as_version=4) == nbformat.read(ROOT / "notebooks" / "backprop.ipynb", as_version=4)

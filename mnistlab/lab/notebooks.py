@@ -50,3 +50,24 @@ def _with_count(output, count):
     if "execution_count" in output:
         output["execution_count"] = count
     return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mnistlab.lab.notebooks NOTEBOOK... [-p NAME VALUE]...``: refresh the checked outputs in place."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("notebooks", nargs="+")
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a parameter, its value read as YAML (as papermill's -p)")
+    args = parser.parse_args(argv)
+    parameters = {name: yaml.safe_load(value) for name, value in args.p}
+    for path in args.notebooks:
+        refresh(path, **parameters)
+        print(f"refreshed {path}")
+
+
+if __name__ == "__main__":
+    main()
