@@ -29,6 +29,7 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "run_name": (str, "", "record file name stem; empty: <model>-hs<hidden_size>; -seed<seed> is appended"),
     "checkpoint": (str, "", "file saved after each epoch and resumed from; empty: none"),
     "tensorboard": (bool, False, "also log scalars to <out_dir>/tensorboard/<run>/"),
+    "cuda_graphs": (bool, False, "capture the training step as a CUDA graph (CUDA only; not yet checked on a GPU)"),
 }
 
 
@@ -49,6 +50,7 @@ class RunSpec:
     run_name: str  # the stem; each seed's record is <run_name>-seed<seed>.json
     checkpoint: Path | None
     tensorboard: bool
+    cuda_graphs: bool = False
 
     @classmethod
     def from_params(cls, **params: Any) -> RunSpec:
@@ -70,8 +72,9 @@ class RunSpec:
                 raise ConfigError(f"{name} must be a string; got {_show(values[name])} ({type(values[name]).__name__})")
         if not values["out_dir"]:
             raise ConfigError("out_dir must not be empty")
-        if not isinstance(values["tensorboard"], bool):
-            raise ConfigError(f"tensorboard must be true or false; got {_show(values['tensorboard'])}")
+        for name in ("tensorboard", "cuda_graphs"):
+            if not isinstance(values[name], bool):
+                raise ConfigError(f"{name} must be true or false; got {_show(values[name])}")
         run_name = values["run_name"] or f"{config.model}-hs{config.hidden_size}"
         if set(run_name) & set("/\\\0") or run_name.startswith("."):
             raise ConfigError(f"run_name is a file name: no '/', '\\' or leading '.'; got {_show(run_name)}")
@@ -79,7 +82,7 @@ class RunSpec:
         for seed in seeds[1:]:
             Config(**{**config.to_dict(), "seed": seed})  # each seed validated as Config.seed is
         return cls(config=config, seeds=seeds, out_dir=paths.resolve(values["out_dir"]), run_name=run_name,
-                   checkpoint=checkpoint, tensorboard=values["tensorboard"])
+                   checkpoint=checkpoint, tensorboard=values["tensorboard"], cuda_graphs=values["cuda_graphs"])
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> RunSpec:
@@ -92,7 +95,8 @@ class RunSpec:
         # Shown in published notebooks: paths as the project names them, never this machine's absolute paths.
         checkpoint = paths.relative(self.checkpoint) if self.checkpoint else None
         return (f"RunSpec(config={self.config!r}, seeds={list(self.seeds)}, out_dir={paths.relative(self.out_dir)!r}, "
-                f"run_name={self.run_name!r}, checkpoint={checkpoint!r}, tensorboard={self.tensorboard})")
+                f"run_name={self.run_name!r}, checkpoint={checkpoint!r}, tensorboard={self.tensorboard}, "
+                f"cuda_graphs={self.cuda_graphs})")
 
     def configs(self) -> list[Config]:
         """One Config per seed."""
@@ -128,6 +132,8 @@ class RunSpec:
                 if index >= torch.cuda.device_count():
                     raise ConfigError(f"device {device!r} is not available on this machine "
                                       f"({torch.cuda.device_count()} CUDA devices); use device: auto or cpu")
+        if self.cuda_graphs and self.config.resolved_device().type != "cuda":
+            raise ConfigError(f"cuda_graphs is for CUDA devices; this run trains on {self.config.resolved_device()}")
         if self.config.data_dir is not None and not paths.resolve(self.config.data_dir).is_dir():
             raise ConfigError(f"data_dir {self.config.data_dir!r} is not a folder (relative: from the project root)")
         try:
@@ -137,8 +143,35 @@ class RunSpec:
         for folder in [self.out_dir] + ([self.checkpoint.parent] if self.checkpoint else []):
             _check_writable(folder)
 
+    def stacked(self) -> bool:
+        """Train the seeds together as one stack of models: on CUDA, where one batched product per layer
+        replaces K small ones (on a CPU it gains nothing, and separate runs stay bit-identical to one
+        seed alone), and whenever the step is captured as a CUDA graph."""
+        return self.cuda_graphs or (len(self.seeds) > 1 and self.config.resolved_device().type == "cuda")
+
+    def checkpoints(self) -> list[Path]:
+        """Every checkpoint file this run may write: the stack's, or one per seed."""
+        if self.checkpoint is None:
+            return []
+        return sorted({self.checkpoint, *(self.checkpoint_path(seed) for seed in self.seeds)})
+
+    def owns_checkpoint(self, path: str | os.PathLike) -> bool:
+        """Whether a checkpoint was written by this run (by one of its seeds, or by the stack of them all);
+        a foreign or unreadable one would be refused on resume (imports torch)."""
+        import torch
+
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            saved = state.get("configs") or [state["config"]]
+        except Exception:  # truncated, foreign, or not a checkpoint at all
+            return False
+        mine = self.configs()
+        if len(saved) == 1:
+            return any(not config.differences(saved[0]) for config in mine)
+        return len(saved) == len(mine) and all(not c.differences(old) for c, old in zip(mine, saved))
+
     def run(self, *, progress: bool = False) -> list:
-        """Check, train every seed, save each record; return the records (one per seed)."""
+        """Check, train every seed (together, when ``stacked``), save each record; return the records."""
         from .data import load
         from .train import run
 
@@ -146,14 +179,18 @@ class RunSpec:
         config = self.config
         data = load(config.data_dir, device=config.resolved_device(), train_size=config.train_size,
                     validation=config.validation)  # once for every seed
-        records = []
-        for config in self.configs():
-            record = run(config, data=data, checkpoint=self.checkpoint_path(config.seed),
-                         tensorboard_dir=self.tensorboard_dir(config.seed), progress=progress)
-            record.save(self.record_path(config.seed))
-            records.append(record)
-        return records
+        if self.stacked():
+            from .stacked import run_seeds
 
+            records = run_seeds(self.configs(), data=data, checkpoint=self.checkpoint, progress=progress,
+                                cuda_graphs=self.cuda_graphs or None)
+        else:
+            records = [run(config, data=data, checkpoint=self.checkpoint_path(config.seed),
+                           tensorboard_dir=self.tensorboard_dir(config.seed), progress=progress)
+                       for config in self.configs()]
+        for seed, record in zip(self.seeds, records):
+            record.save(self.record_path(seed))
+        return records
 
 def _field_type(annotation: Any) -> type:
     return {"str": str, "int": int, "float": float, "bool": bool}.get(str(annotation).split(" ")[0], str)

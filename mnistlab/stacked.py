@@ -133,12 +133,12 @@ def check_seeds(configs: list[Config]) -> list[Config]:
 
 
 def run_seeds(configs: list[Config], *, data: MNISTSplits | None = None,
-              checkpoint_dir: str | os.PathLike | None = None, progress: bool = False,
+              checkpoint: str | os.PathLike | None = None, progress: bool = False,
               cuda_graphs: bool | None = None) -> list[Record]:
     """Train several seeds of one config together; one Record per seed, as ``train.run`` would give.
 
-    ``data``: splits already loaded. ``checkpoint_dir``: a folder for the stack's checkpoint,
-    written after every epoch and resumed from when present. ``cuda_graphs``: None (the default)
+    ``data``: splits already loaded. ``checkpoint``: the stack's checkpoint file (one for all its
+    seeds), written after every epoch and resumed from when present. ``cuda_graphs``: None (the default)
     or False trains eagerly; True captures the training step as a CUDA graph (CUDA only; off by
     default until checked against the eager loop on a real GPU). A seed that blows up (the rule
     is ``records.divergence``) is marked diverged and its record stops there; the others train on:
@@ -169,8 +169,7 @@ def run_seeds(configs: list[Config], *, data: MNISTSplits | None = None,
         here = {**environment(device, fused), "stacked_seeds": seeds, "cuda_graphs": graphs}
         records = [Record(config=c.to_dict(), environment=dict(here)) for c in configs]
 
-        checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / stack_name(configs, ".pt")
-        if checkpoint is not None and checkpoint.is_file():
+        if checkpoint is not None and Path(checkpoint).is_file():
             _resume(checkpoint, configs, model, optimizer, scheduler, shuffles, records)
         trainer = (GraphedTrainer if graphs else EagerTrainer)(model, optimizer, train, first.batch_size)
         started_utc = utc_now()
@@ -353,15 +352,6 @@ def _save_checkpoint(path, configs, model, optimizer, scheduler, generators, rec
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def checkpoint_configs(path: str | os.PathLike) -> list[dict] | None:
-    """The configs a stack's checkpoint was written by (one per seed), or None when it cannot be read
-    (as ``train.checkpoint_config`` for one run)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("configs")
-    except Exception:  # truncated or foreign: it belongs to no stack
-        return None
-
-
 def _resume(path, configs, model, optimizer, scheduler, generators, records) -> None:
     try:
         state = torch.load(path, map_location=generators[0].device, weights_only=True)
@@ -371,7 +361,7 @@ def _resume(path, configs, model, optimizer, scheduler, generators, records) -> 
     changed = sorted({key for config, old in zip(configs, saved) for key in config.differences(old)})
     if len(saved) != len(configs) or changed:
         raise CheckpointError(f"{path}: written by a stack with different {', '.join(changed) or 'seeds'}; "
-                              "delete it or use another checkpoint_dir")
+                              "delete it or use another checkpoint path")
     lr = optimizer.param_groups[0]["lr"]
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -261,11 +261,3 @@ def _portable(path: str | os.PathLike) -> str:
     shown = relative(path)
     return Path(path).name if Path(shown).is_absolute() else shown
 
-
-def checkpoint_config(path: str | os.PathLike) -> dict | None:
-    """The config a checkpoint was written by, or None when it cannot be read: whether it belongs to a run
-    is ``Config.differences``'s to say (the sweep asks before it lets a notebook resume)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("config")
-    except Exception:  # truncated or foreign: it belongs to no run
-        return None

@@ -205,18 +205,17 @@ def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, mo
 
     monkeypatch.setattr(stacked, "_save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        run_seeds(configs, data=data_1000, checkpoint_dir=tmp_path)
+        run_seeds(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
     monkeypatch.setattr(stacked, "_save_checkpoint", save)
-    resumed = run_seeds(configs, data=data_1000, checkpoint_dir=tmp_path)
+    resumed = run_seeds(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
     for a, b in zip(straight, resumed):
         assert [{k: v for k, v in h.items() if k != "seconds"} for h in a.history] == \
                [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
         assert b.resumed_after_epoch == 1 and [s["first_epoch"] for s in b.segments] == [1, 2]
         assert a.predictions == b.predictions
     other = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "lr": 0.02}) for seed in SEEDS[:2]]
-    (tmp_path / stacked.stack_name(other, ".pt")).write_bytes((tmp_path / stacked.stack_name(configs, ".pt")).read_bytes())
     with pytest.raises(mnistlab.CheckpointError, match="different lr"):
-        run_seeds(other, data=data_1000, checkpoint_dir=tmp_path)
+        run_seeds(other, data=data_1000, checkpoint=tmp_path / "stack.pt")
 
 
 # Graphed vs eager on one GPU: the graph replays the eager step's own kernels, so histories should agree

@@ -81,14 +81,11 @@ def _forget_other_runs(task: Task) -> None:
         record.unlink(missing_ok=True)
     if task.checkpoints:
         from ..spec import RunSpec
-        from ..train import checkpoint_config
 
         spec = RunSpec.from_params(**task.parameters)
-        for config, checkpoint in zip(spec.configs(), task.checkpoints):
-            saved = checkpoint_config(checkpoint) if checkpoint.exists() else None
-            if checkpoint.exists() and (saved is None or config.differences(saved)):
+        for checkpoint in task.checkpoints:
+            if checkpoint.exists() and not spec.owns_checkpoint(checkpoint):
                 checkpoint.unlink()
-
 
 def _papermill(task: Task) -> str:
     """Run papermill in this process; the executed notebook (partly, on failure) lands at ``task.output``."""

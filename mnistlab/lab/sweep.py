@@ -80,7 +80,7 @@ def _run_task(job: Job, notebooks: Path, out: Path, threads: int | None) -> Task
                 html=out / "runs" / f"{job.name}.html", parameters=parameters, site_root=out,
                 key=cache.key({"runs": identity, "tensorboard": spec.tensorboard}),
                 records=tuple(spec.record_path(seed) for seed in spec.seeds),
-                checkpoints=tuple(spec.checkpoint_path(seed) for seed in spec.seeds), threads=threads)
+                checkpoints=tuple(spec.checkpoints()), threads=threads)
 
 
 def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None) -> Task:
