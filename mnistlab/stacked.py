@@ -27,8 +27,8 @@ from torch import nn
 from .config import Config, ConfigError
 from .data import MNISTSplits, Split, load
 from .models import build_model
-from .records import Record, atomic_write_bytes, divergence, epoch_row
-from .train import (EVAL_CHUNK, CheckpointError, _fast_cpu_math, _portable, _splits, environment, keep_predictions,
+from .records import Record, atomic_write_bytes
+from .train import (EVAL_CHUNK, CheckpointError, _fast_cpu_math, _portable, _splits, environment, finish_epoch,
                     utc_now)
 
 # One model's state-dict key -> (the stack's name for it, how one model's tensor is laid out in the stack).
@@ -189,14 +189,7 @@ def run_seeds(configs: list[Config], *, data: MNISTSplits | None = None,
                 for record, s, labels in zip(records, sums, predicted):
                     if record.status == "diverged":
                         continue  # its record ended there; its NaNs ride along without reaching the others
-                    row = epoch_row(epoch, lr, seconds, (*s[0:2], len(train)),
-                                    (*s[2:4], len(val)) if val is not None else None, (*s[-2:], len(test)))
-                    record.history.append(row)
-                    record.trained(epoch, here, started_utc)
-                    reason = divergence(row)
-                    if reason is not None:
-                        record.status, record.diverged_epoch, record.diverged_reason = "diverged", epoch, reason
-                    keep_predictions(record, labels, last=epoch == first.epochs or reason is not None)
+                    finish_epoch(record, epoch, lr, seconds, s, (train, val, test), labels, here, started_utc)
                 bar.update(1)
                 if all(record.status == "diverged" for record in records):
                     break

@@ -72,14 +72,9 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
                 scheduler.step()
                 # The one host synchronisation of the epoch.
                 sums = torch.cat([train_sums, val_sums, test_sums]).tolist()
-                row = epoch_row(epoch, lr, time.perf_counter() - started, (*sums[0:2], len(train)),
-                                (*sums[2:4], len(val)) if val is not None else None, (*sums[-2:], len(test)))
-                record.history.append(row)
-                record.trained(epoch, here, started_utc)
-                reason = divergence(row)
-                if reason is not None:
-                    record.status, record.diverged_epoch, record.diverged_reason = "diverged", epoch, reason
-                keep_predictions(record, predicted, last=epoch == config.epochs or reason is not None)
+                reason = finish_epoch(record, epoch, lr, time.perf_counter() - started, sums, (train, val, test),
+                                      predicted, here, started_utc)
+                row = record.history[-1]
                 if writer is not None:
                     for key, value in row.items():
                         if key not in ("epoch", "seconds") and value is not None:
@@ -95,6 +90,22 @@ def run(config: Config | None = None, *, data: MNISTSplits | None = None,
             if writer is not None:
                 writer.close()
     return record
+
+
+def finish_epoch(record: Record, epoch: int, lr: float, seconds: float, sums: list[float],
+                 splits: tuple[Split, Split | None, Split], predicted: torch.Tensor, here: dict, started_utc: str) -> str | None:
+    """Write one epoch into ``record`` from its sums ([loss, correct] per measured split, read back once):
+    the history row, the provenance, the kept predictions, and the divergence rule; return why it diverged."""
+    train, val, test = splits
+    row = epoch_row(epoch, lr, seconds, (*sums[0:2], len(train)),
+                    (*sums[2:4], len(val)) if val is not None else None, (*sums[-2:], len(test)))
+    record.history.append(row)
+    record.trained(epoch, here, started_utc)
+    reason = divergence(row)
+    if reason is not None:
+        record.status, record.diverged_epoch, record.diverged_reason = "diverged", epoch, reason
+    keep_predictions(record, predicted, last=epoch == record.config["epochs"] or reason is not None)
+    return reason
 
 
 def keep_predictions(record: Record, predicted: torch.Tensor, last: bool) -> None:
