@@ -141,8 +141,11 @@ def test_killed_run_resumes_to_the_same_history(small_data, data_dir, tmp_path):
     settings = dict(model="wmodel", hidden_size=256, epochs=4, train_size=2000, step_size=2)
     checkpoint = tmp_path / "run.pt"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    # The same thread count as this process's resumed and uninterrupted runs: bit-identical needs it.
+    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "train", *args, f"--data-dir={data_dir}",
-                                f"--checkpoint={checkpoint}"], start_new_session=True)
+                                f"--checkpoint={checkpoint}", f"--out-dir={tmp_path}"], start_new_session=True,
+                               env={**os.environ, **threads})
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
