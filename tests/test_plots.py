@@ -33,7 +33,10 @@ def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
     assert n["best_test_acc_std"] == pytest.approx(0.2121, abs=1e-3)
     # 95 % t interval with 1 degree of freedom: 97.35 +- 12.706 * 0.2121 / sqrt(2).
     assert n["best_test_acc_low"] == pytest.approx(97.35 - 1.906, abs=1e-2)
-    assert n["seed_paper"] == 97.31 and n["difference"] == pytest.approx(0.04)
+    assert np.isnan(n["seed_paper"]) and np.isnan(n["difference"])  # 2 epochs: no reproduction of the seed's runs
+    protocol = plots.table1([record("nmodel", 1000, 0, [97.0] * 99 + [97.35])])  # the seed's 100 epochs
+    assert protocol.index[0][2] == "protocol" and protocol.iloc[0]["seed_paper"] == 97.31
+    assert protocol.iloc[0]["difference"] == pytest.approx(0.04)
     assert math.isnan(table.loc[("bmodel", 5000, "epochs=2")]["best_test_acc_std"])  # one seed: no spread to show
     text = plots.table1_text(table)
     assert text.loc[("nmodel", 1000, "epochs=2"), "best_test_acc"] == "97.35 ± 0.21 [95.44, 99.26]"

@@ -253,3 +253,12 @@ def test_fetch_mathjax_is_checked_and_idempotent(tmp_path, monkeypatch):
     corrupt.write_text("not mathjax")
     with pytest.raises(assets.AssetError, match=r"tex-svg-full.js is missing and npm is not on PATH"):
         assets.fetch_mathjax()
+
+
+def test_the_index_says_what_the_profile_is(tmp_path):
+    result = sweep([run_result("a", make_record(seed=0))])
+    result.about = ["# The quick profile\n\nWhat this is: <the pipeline>.\n\nWhat this is not: the paper."]
+    html = write_site(tmp_path, result).read_text()
+    about = html[html.index('id="about"'):html.index("</section>")]
+    assert "<p>What this is: &lt;the pipeline&gt;.</p>" in about and "<p>What this is not: the paper.</p>" in about
+    assert "# The quick profile" not in about

@@ -43,6 +43,7 @@ class SweepResult:
     wall_seconds: float
     runs: list[RunResult] = field(default_factory=list)
     pages: list[PageResult] = field(default_factory=list)
+    about: list[str] = field(default_factory=list)  # what the params folders say they are (their README.md)
 
     @property
     def failed(self) -> list[str]:

@@ -60,7 +60,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
                              started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-                             wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages)
+                             wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
+                             about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()])
         atomic_write_text(out / "sweep.json", json.dumps(report(result), indent=1) + "\n")
         from .site import write_site
 
@@ -163,7 +164,7 @@ def report(result: SweepResult) -> dict:
         entry = {key: value for key, value in asdict(run).items() if key != "record"}
         entry["summary"] = run.record.summary if run.record else None
         runs.append(entry)
-    return {"params": result.params, "started": result.started, "wall_seconds": result.wall_seconds,
+    return {"params": result.params, "about": result.about, "started": result.started, "wall_seconds": result.wall_seconds,
             "ok": result.ok, "failed": result.failed, "runs": runs, "pages": [asdict(page) for page in result.pages]}
 
 
