@@ -136,7 +136,7 @@ def table1_figure(table, records: list[Record]):
     """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the seed's number (x)."""
     from matplotlib.figure import Figure
 
-    from .plots import SEED_TABLE, settings
+    from .plots import settings
 
     keys = list(table.index)
     sizes = list(dict.fromkeys(key[1] for key in keys))
@@ -159,8 +159,8 @@ def table1_figure(table, records: list[Record]):
         ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
                     label=line if line not in labelled else None)
         labelled.add(line)
-        paper = SEED_TABLE.get(tuple(key[:2]))
-        if paper is not None:
+        paper = row.get("seed_paper")  # only beside runs of the seed's protocol (plots.table1)
+        if not _nan(paper):
             ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
                     label="the seed's number" if "seed" not in labelled else None)
             labelled.add("seed")
