@@ -134,6 +134,8 @@ class RunSpec:
                                       f"({torch.cuda.device_count()} CUDA devices); use device: auto or cpu")
         if self.cuda_graphs and self.config.resolved_device().type != "cuda":
             raise ConfigError(f"cuda_graphs is for CUDA devices; this run trains on {self.config.resolved_device()}")
+        if self.cuda_graphs and self.tensorboard:
+            raise ConfigError("tensorboard and cuda_graphs do not go together (a captured step logs nothing); drop one")
         if self.config.data_dir is not None and not paths.resolve(self.config.data_dir).is_dir():
             raise ConfigError(f"data_dir {self.config.data_dir!r} is not a folder (relative: from the project root)")
         try:
@@ -146,8 +148,11 @@ class RunSpec:
     def stacked(self) -> bool:
         """Train the seeds together as one stack of models: on CUDA, where one batched product per layer
         replaces K small ones (on a CPU it gains nothing, and separate runs stay bit-identical to one
-        seed alone), and whenever the step is captured as a CUDA graph."""
-        return self.cuda_graphs or (len(self.seeds) > 1 and self.config.resolved_device().type == "cuda")
+        seed alone), and whenever the step is captured as a CUDA graph. The stack logs no TensorBoard
+        scalars, so a run that asks for them trains its seeds one after another."""
+        if self.cuda_graphs:
+            return True
+        return not self.tensorboard and len(self.seeds) > 1 and self.config.resolved_device().type == "cuda"
 
     def checkpoints(self) -> list[Path]:
         """Every checkpoint file this run may write: the stack's, or one per seed."""
