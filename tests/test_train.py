@@ -16,7 +16,6 @@ import torch
 from mnistlab import CheckpointError, Config, MODELS, Record, run
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
-from mnistlab.records import val_selected
 
 TINY = dict(hidden_size=64, epochs=2, train_size=2000)
 
@@ -137,15 +136,18 @@ def test_train_size_must_match_the_data(small_data):
         run(Config(model="nmodel", hidden_size=8, epochs=1, train_size=1000), data=small_data)
 
 
-def test_killed_run_resumes_to_the_same_history(small_data, data_dir, tmp_path):
+def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
+    """Killed, resumed and uninterrupted runs, each in a fresh `mnistlab train` process (the same thread count
+    and library state: bit-identical histories need them the same)."""
     settings = dict(model="wmodel", hidden_size=256, epochs=4, train_size=2000, step_size=2)
     checkpoint = tmp_path / "run.pt"
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-    # The same thread count as this process's resumed and uninterrupted runs: bit-identical needs it.
-    threads = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "train", *args, f"--data-dir={data_dir}",
-                                f"--checkpoint={checkpoint}", f"--out-dir={tmp_path}"], start_new_session=True,
-                               env={**os.environ, **threads})
+
+    def train(*extra):
+        args = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+        return [sys.executable, "-m", "mnistlab.cli", "train", *args, f"--data-dir={data_dir}", *extra]
+
+    process = subprocess.Popen(train(f"--checkpoint={checkpoint}", f"--out-dir={tmp_path / 'killed'}"),
+                               start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -155,9 +157,11 @@ def test_killed_run_resumes_to_the_same_history(small_data, data_dir, tmp_path):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     done = len(torch.load(checkpoint, weights_only=True)["history"])
-    assert 1 <= done < 4
-    resumed = run(Config(**settings), data=small_data, checkpoint=checkpoint)
-    uninterrupted = run(Config(**settings), data=small_data)
+    assert 1 <= done < 4 and not list((tmp_path / "killed").glob("*.json"))  # killed before it wrote a record
+    subprocess.run(train(f"--checkpoint={checkpoint}", f"--out-dir={tmp_path / 'resumed'}"), check=True,
+                   capture_output=True)
+    subprocess.run(train(f"--out-dir={tmp_path / 'straight'}"), check=True, capture_output=True)
+    resumed, uninterrupted = (Record.load(tmp_path / folder / "wmodel-hs256-seed0.json") for folder in ("resumed", "straight"))
     assert without_seconds(resumed) == without_seconds(uninterrupted)
     assert resumed.resumed_after_epoch == done and uninterrupted.resumed_after_epoch is None
 
