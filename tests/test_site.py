@@ -262,3 +262,10 @@ def test_the_index_says_what_the_profile_is(tmp_path):
     about = html[html.index('id="about"'):html.index("</section>")]
     assert "<p>What this is: &lt;the pipeline&gt;.</p>" in about and "<p>What this is not: the paper.</p>" in about
     assert "# The quick profile" not in about
+
+
+def test_runs_table_shows_the_cell_and_only_the_settings_off_the_protocol(tmp_path):
+    params = {"model": "bmodel", "hidden_size": 1000, "epochs": 3, "lr": 0.01, "batch_size": 100, "seed": 2}
+    html = write_site(tmp_path, sweep([run_result("a", make_record(seed=2), **params)])).read_text()
+    cell = re.search(r'<td class="params">(.*?)</td>', html).group(1)
+    assert cell == "model=bmodel hidden_size=1000 epochs=3 seed=2"  # lr 0.01 and batch 100 are the protocol's

@@ -105,7 +105,7 @@ def run_row(run: RunResult) -> dict[str, Any]:
     return {
         "name": run.name, "html": run.html, "notebook": run.notebook, "record": run.record_file,
         "status": run.status, "ok": run.status == "complete", "executed": run.executed, "error": run.error,
-        "params": " ".join(f"{key}={value}" for key, value in run.params.items()),
+        "params": " ".join(f"{key}={value}" for key, value in run.params.items() if _shown(key, value)),
         "best": fmt.accuracy(summary.get("best_test_acc")),
         "val_selected": fmt.accuracy(summary.get("val_selected_test_acc")),
         "final": fmt.accuracy(summary.get("final_test_acc")),
@@ -117,6 +117,14 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "median": fmt.duration(view.median_epoch_seconds) if view else fmt.MISSING,
         "wall": fmt.duration(view.wall_seconds) if view else fmt.MISSING,
     }
+
+
+def _shown(key: str, value: Any) -> bool:
+    """A run's parameter worth a column: what names the cell, and every setting off the paper protocol."""
+    from ..config import Config
+
+    protocol = Config().to_dict()
+    return key in ("model", "hidden_size", "seed") or key not in protocol or protocol[key] != value
 
 
 def public_text(text: Any, out: Path) -> str:
