@@ -8,7 +8,7 @@ report) is ``mnistlab.lab``.
 
 from importlib import import_module
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .config import MODELS, Config, ConfigError  # noqa: E402
 from .records import Record, RecordError  # noqa: E402

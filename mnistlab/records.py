@@ -1,7 +1,8 @@
 """The record of one run as JSON: config, per-epoch history, summary, test predictions and provenance.
 
-Format ``mnistlab.record/2``; version-1 records (no predictions, provenance in ``environment``) still
-load, with their provenance reconstructed as far as their fields allow.
+Format ``mnistlab.record/3``. Version-2 records (no code or hardware in their provenance, no training set
+measured in eval mode) and version-1 records (no predictions, provenance in ``environment``) still
+load, with what they lack as None.
 
 - ``history``: one row per epoch (``HISTORY_KEYS``). Accuracies in percent, losses mean cross-entropy
   per image. JSON ``null`` is a loss that was NaN or inf (NaN in memory) or, in a run without
@@ -10,14 +11,22 @@ load, with their provenance reconstructed as far as their fields allow.
   ``diverged_epoch`` for ``diverged_reason`` (the rule is ``divergence``).
 - ``predictions``: the predicted test labels, one digit per test image in test-set order, at the
   val-selected epoch (``val_selected``; absent without validation) and at the last epoch (``final``).
+- ``train_eval``: the whole training set measured in eval mode after the last epoch (``epoch``, ``loss``,
+  ``acc``); null for a run that diverged before its last epoch. The history's ``train_acc`` is the running
+  count of the training pass, taken while the weights change.
 - ``provenance``: ``segments``, one per process that trained epochs, in order: ``first_epoch``,
   ``last_epoch``, ``started`` (UTC), ``device``, ``device_name``, ``threads`` (torch's intra-op threads
-  in that process), ``fused_adam``, ``torch``, ``python``, ``mnistlab``; null where unknown (older
-  records and checkpoints). ``resumed_after_epoch`` and ``resumed_from`` (the checkpoint, relative to
+  in that process), ``fused_adam``, ``torch``, ``python``, ``mnistlab``, ``hardware`` (``origin.hardware``:
+  the CPU's model, family and kernel set, or the GPU's name and capability), ``code`` (the fingerprint of
+  the training code, ``origin.code``), ``git_commit`` and ``git_dirty``; null where unknown (older
+  records). ``resumed_after_epoch`` and ``resumed_from`` (the checkpoint, relative to
   the project root) are set when the process that wrote the record started from a checkpoint: it
   trained only the epochs after that one, perhaps none.
 - ``environment``: the process that wrote the record (a segment's keys without epochs and time). When
   the run was resumed this is not where it trained: the segments say that.
+- ``code``: the training code of the process that wrote the record: version, fingerprint, each
+  fingerprinted file's SHA-256, git commit and dirty flag (``origin.code``); a resumed run's segments
+  all have this fingerprint (a checkpoint of other code is refused).
 - ``summary``: derived on save, for readers without this package (see ``Record.summary``).
 """
 
@@ -34,17 +43,18 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "mnistlab.record/2"
-FORMATS = ("mnistlab.record/1", FORMAT)  # what ``load`` reads
+FORMAT = "mnistlab.record/3"
+FORMATS = ("mnistlab.record/1", "mnistlab.record/2", FORMAT)  # what ``load`` reads
 HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
 STATUSES = ("complete", "diverged")
 PREDICTIONS = ("val_selected", "final")
-SEGMENT_KEYS = ("first_epoch", "last_epoch", "started", "device", "device_name", "threads", "fused_adam", "torch",
-                "python", "mnistlab")
+SEGMENT_KEYS_V2 = ("first_epoch", "last_epoch", "started", "device", "device_name", "threads", "fused_adam", "torch",
+                   "python", "mnistlab")
+SEGMENT_KEYS = (*SEGMENT_KEYS_V2, "hardware", "code", "git_commit", "git_dirty")
 # Divergence (see ``divergence``): ln 10 is the cross-entropy of a uniform guess over the ten digits.
 CHANCE_LOSS = math.log(10)
 MAX_TRAIN_LOSS = 1e3 * CHANCE_LOSS  # a mean training loss above this has blown up, finite or not
-CHANCE_EPOCH, CHANCE_ACC = 3, 20.0  # from this epoch on, training accuracy (%) below this is still chance
+CHANCE_ACC = 20.0  # training and test accuracy (%) both below this after an epoch: at chance (10 %)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # reading the umask means setting it; put it straight back
 
@@ -67,6 +77,8 @@ class Record:
     segments: list[dict[str, Any]] = field(default_factory=list)  # one per process that trained epochs
     resumed_after_epoch: int | None = None  # this record's process started from a checkpoint of this many epochs
     resumed_from: str | None = None  # that checkpoint, relative to the project root
+    train_eval: dict[str, float] | None = None  # the training set in eval mode after the last epoch
+    code: dict[str, Any] = field(default_factory=dict)  # the writing process's training code (origin.code)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -92,6 +104,7 @@ class Record:
             "seconds": float(sum(seconds)),
             "median_epoch_seconds": statistics.median(seconds) if seconds else None,
             "wall_seconds": float(sum(seconds)) if whole else None,
+            "train_eval_acc": self.train_eval and self.train_eval["acc"],
             "resumed_after_epoch": self.resumed_after_epoch,
             "status": self.status,
         }
@@ -115,6 +128,19 @@ class Record:
         else:
             self.segments.append({"first_epoch": epoch, "last_epoch": epoch, "started": started, **environment})
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this record to resume it (``restore`` reads it back)."""
+        return {"history": self.history, "predictions": self.predictions, "segments": self.segments,
+                "status": self.status, "diverged_epoch": self.diverged_epoch, "diverged_reason": self.diverged_reason,
+                "train_eval": self.train_eval}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.history[:] = state["history"]
+        self.predictions.update(state["predictions"])
+        self.segments[:] = state["segments"]
+        self.status, self.diverged_epoch = state["status"], state["diverged_epoch"]
+        self.diverged_reason, self.train_eval = state["diverged_reason"], state["train_eval"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -126,6 +152,8 @@ class Record:
             "provenance": {"segments": self.segments, "resumed_after_epoch": self.resumed_after_epoch,
                            "resumed_from": self.resumed_from},
             "environment": self.environment,
+            "code": self.code,
+            "train_eval": self.train_eval,
             "predictions": self.predictions,
             "history": [{k: _json_number(h[k]) for k in HISTORY_KEYS} for h in self.history],
         }
@@ -151,13 +179,17 @@ class Record:
         if data["status"] == "complete" and len(history) != epochs:
             raise RecordError(f"{source}: status is complete but history has {len(history)} epochs, "
                               f"config epochs is {epochs!r}; a complete run trains every epoch")
-        if data["format"] == FORMAT:
-            return cls(config=data["config"], environment=data["environment"], history=history,
-                       status=data["status"], diverged_epoch=data.get("diverged_epoch"),
-                       diverged_reason=data.get("diverged_reason"),
-                       predictions=_predictions(data.get("predictions"), source),
-                       **_provenance(data.get("provenance"), source))
-        return _from_v1(data, history)
+        if data["format"] == "mnistlab.record/1":
+            return _from_v1(data, history)
+        version = 3 if data["format"] == FORMAT else 2
+        train_eval = data.get("train_eval")
+        if train_eval is not None and not (isinstance(train_eval, dict) and {"epoch", "loss", "acc"} <= set(train_eval)):
+            raise RecordError(f"{source}: 'train_eval' must be null or a JSON object with epoch, loss and acc")
+        return cls(config=data["config"], environment=data["environment"], history=history,
+                   status=data["status"], diverged_epoch=data.get("diverged_epoch"),
+                   diverged_reason=data.get("diverged_reason"),
+                   predictions=_predictions(data.get("predictions"), source), train_eval=train_eval,
+                   code=data.get("code") or {}, **_provenance(data.get("provenance"), source, version))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Record:
@@ -205,8 +237,10 @@ def divergence(row: dict[str, Any]) -> str | None:
     """Why training has diverged at this history row, or None.
 
     A loss that is NaN or inf; a mean training loss above ``MAX_TRAIN_LOSS`` (1000 times that of a
-    uniform guess: lr 1e6 gives 1e14 and stays finite); or, from epoch ``CHANCE_EPOCH`` on, a training
-    accuracy below ``CHANCE_ACC`` % (chance is 10 %). Unmeasured (None) validation is not a divergence.
+    uniform guess: lr 1e6 gives 1e14 and stays finite); or, from the first epoch on, both the training
+    pass's accuracy and the test accuracy below ``CHANCE_ACC`` % (chance is 10 %; either alone can be low
+    early in a tiny run: the pass counts its first, untrained batches, and eval mode uses batch norm's
+    young running statistics). Unmeasured (None) validation is not a divergence.
     """
     for key in ("train_loss", "val_loss", "test_loss"):
         if row[key] is not None and not math.isfinite(row[key]):
@@ -214,9 +248,9 @@ def divergence(row: dict[str, Any]) -> str | None:
     if row["train_loss"] > MAX_TRAIN_LOSS:
         return (f"train_loss {row['train_loss']:.4g} at epoch {row['epoch']} is above {MAX_TRAIN_LOSS:.4g} "
                 "(1000 x ln 10, the loss of a uniform guess)")
-    if row["epoch"] >= CHANCE_EPOCH and row["train_acc"] < CHANCE_ACC:
-        return (f"train_acc {row['train_acc']:.2f} % at epoch {row['epoch']} is below {CHANCE_ACC:g} % "
-                f"(chance is 10 %) after {CHANCE_EPOCH - 1} epochs")
+    if row["train_acc"] < CHANCE_ACC and row["test_acc"] < CHANCE_ACC:
+        return (f"train_acc {row['train_acc']:.2f} % and test_acc {row['test_acc']:.2f} % at epoch {row['epoch']} "
+                f"are below {CHANCE_ACC:g} % (chance is 10 %)")
     return None
 
 
@@ -284,13 +318,15 @@ def _predictions(value: Any, source: str) -> dict[str, str]:
     return dict(value)
 
 
-def _provenance(value: Any, source: str) -> dict[str, Any]:
+def _provenance(value: Any, source: str, version: int) -> dict[str, Any]:
     if not isinstance(value, dict) or not isinstance(value.get("segments"), list):
         raise RecordError(f"{source}: 'provenance' must be a JSON object with a 'segments' list")
+    required = SEGMENT_KEYS if version == 3 else SEGMENT_KEYS_V2
     for i, segment in enumerate(value["segments"]):
-        if not isinstance(segment, dict) or not set(SEGMENT_KEYS) <= set(segment):
-            raise RecordError(f"{source}: provenance segments[{i}] must have the keys {', '.join(SEGMENT_KEYS)}")
-    return {"segments": value["segments"], "resumed_after_epoch": value.get("resumed_after_epoch"),
+        if not isinstance(segment, dict) or not set(required) <= set(segment):
+            raise RecordError(f"{source}: provenance segments[{i}] must have the keys {', '.join(required)}")
+    segments = [dict.fromkeys(SEGMENT_KEYS) | segment for segment in value["segments"]]  # version 2: new keys None
+    return {"segments": segments, "resumed_after_epoch": value.get("resumed_after_epoch"),
             "resumed_from": value.get("resumed_from")}
 
 

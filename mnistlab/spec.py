@@ -134,8 +134,6 @@ class RunSpec:
                                       f"({torch.cuda.device_count()} CUDA devices); use device: auto or cpu")
         if self.cuda_graphs and self.config.resolved_device().type != "cuda":
             raise ConfigError(f"cuda_graphs is for CUDA devices; this run trains on {self.config.resolved_device()}")
-        if self.cuda_graphs and self.tensorboard:
-            raise ConfigError("tensorboard and cuda_graphs do not go together (a captured step logs nothing); drop one")
         if self.config.data_dir is not None and not paths.resolve(self.config.data_dir).is_dir():
             raise ConfigError(f"data_dir {self.config.data_dir!r} is not a folder (relative: from the project root)")
         try:
@@ -148,11 +146,10 @@ class RunSpec:
     def stacked(self) -> bool:
         """Train the seeds together as one stack of models: on CUDA, where one batched product per layer
         replaces K small ones (on a CPU it gains nothing, and separate runs stay bit-identical to one
-        seed alone), and whenever the step is captured as a CUDA graph. The stack logs no TensorBoard
-        scalars, so a run that asks for them trains its seeds one after another."""
+        seed alone), and whenever the step is captured as a CUDA graph."""
         if self.cuda_graphs:
             return True
-        return not self.tensorboard and len(self.seeds) > 1 and self.config.resolved_device().type == "cuda"
+        return len(self.seeds) > 1 and self.config.resolved_device().type == "cuda"
 
     def checkpoints(self) -> list[Path]:
         """Every checkpoint file this run may write: the stack's, or one per seed."""
@@ -161,41 +158,40 @@ class RunSpec:
         return sorted({self.checkpoint, *(self.checkpoint_path(seed) for seed in self.seeds)})
 
     def owns_checkpoint(self, path: str | os.PathLike) -> bool:
-        """Whether a checkpoint was written by this run (by one of its seeds, or by the stack of them all);
-        a foreign or unreadable one would be refused on resume (imports torch)."""
-        import torch
+        """Whether a checkpoint was written by this run (by one of its seeds, or by the stack of them all)
+        with this training code; any other one would be refused on resume (imports torch)."""
+        from .train import CheckpointError, checkpoint_mismatch, read_checkpoint
 
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            saved = state.get("configs") or [state["config"]]
-        except Exception:  # truncated, foreign, or not a checkpoint at all
+            state = read_checkpoint(path)
+        except CheckpointError:  # truncated, foreign, or not a checkpoint at all
             return False
         mine = self.configs()
-        if len(saved) == 1:
-            return any(not config.differences(saved[0]) for config in mine)
-        return len(saved) == len(mine) and all(not c.differences(old) for c, old in zip(mine, saved))
+        if len(state["configs"]) == 1:
+            return any(checkpoint_mismatch(state, [config]) is None for config in mine)
+        return checkpoint_mismatch(state, mine) is None
 
     def run(self, *, progress: bool = False) -> list:
-        """Check, train every seed (together, when ``stacked``), save each record; return the records."""
+        """Check, train every seed (together, when ``stacked``), save each record as soon as its seed ends;
+        return the records."""
         from .data import load
-        from .train import run
+        from .train import train
 
         self.check()
         config = self.config
         data = load(config.data_dir, device=config.resolved_device(), train_size=config.train_size,
                     validation=config.validation)  # once for every seed
-        if self.stacked():
-            from .stacked import run_seeds
 
-            records = run_seeds(self.configs(), data=data, checkpoint=self.checkpoint, progress=progress,
-                                cuda_graphs=self.cuda_graphs or None)
-        else:
-            records = [run(config, data=data, checkpoint=self.checkpoint_path(config.seed),
-                           tensorboard_dir=self.tensorboard_dir(config.seed), progress=progress)
-                       for config in self.configs()]
-        for seed, record in zip(self.seeds, records):
-            record.save(self.record_path(seed))
-        return records
+        def save(record) -> None:
+            record.save(self.record_path(record.config["seed"]))
+
+        if self.stacked():
+            return train(self.configs(), data=data, checkpoint=self.checkpoint, progress=progress,
+                         tensorboard_dirs=[self.tensorboard_dir(seed) for seed in self.seeds],
+                         cuda_graphs=self.cuda_graphs, on_end=save)
+        return [train([config], data=data, checkpoint=self.checkpoint_path(config.seed), progress=progress,
+                      tensorboard_dirs=[self.tensorboard_dir(config.seed)], on_end=save)[0]
+                for config in self.configs()]
 
 def _field_type(annotation: Any) -> type:
     return {"str": str, "int": int, "float": float, "bool": bool}.get(str(annotation).split(" ")[0], str)

@@ -1,110 +1,207 @@
-"""The training loop: data resident on the device, no DataLoader, one host sync per epoch."""
+"""The training loop: one network, or a stack of K seeds of one parameter set, with the data resident on the
+device, no DataLoader, and one host sync per epoch.
+
+``train(configs)`` is the one loop: setup, epochs, records, divergence, progress, TensorBoard,
+checkpoint and resume are written here once, for one network and for a stack alike (``steps`` says
+how an epoch trains each). ``run(config)`` is the single-network case.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
-import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from . import __version__
-from .config import Config
+from . import origin
+from .config import Config, ConfigError
 from .data import MNISTSplits, Split, load
 from .models import build_model
 from .paths import relative
-from .records import (Record, atomic_write_bytes, divergence, encode_labels, epoch_row, predictions_to_keep,
-                      unknown_segment)
+from .records import Record, atomic_write_bytes, divergence, encode_labels, epoch_row, predictions_to_keep
+from .stacked import StackedModel
+from .steps import GraphedStack, Network, Stack, trained_images
 
-EVAL_CHUNK = 5000  # images per forward pass when evaluating; bounds memory at H=5000
+# A checkpoint after the first epoch, the last, and the first epoch that ends this long after the previous
+# one: a kill loses at most this much training (or one epoch, when an epoch takes longer).
+CHECKPOINT_SECONDS = 60.0
+CHECKPOINT_FORMAT = "mnistlab.checkpoint/3"
+CODE = origin.code()  # the training code this process imported, read when it was imported
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be resumed: unreadable, or written by a different config."""
+    """A checkpoint cannot be resumed: unreadable, or written by another config or other training code."""
 
 
 def run(config: Config | None = None, *, data: MNISTSplits | None = None,
         checkpoint: str | os.PathLike | None = None, tensorboard_dir: str | os.PathLike | None = None,
-        progress: bool = False) -> Record:
-    """Train ``config`` and return its Record.
+        progress: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS) -> Record:
+    """Train one network of ``config`` and return its Record (``train`` with one config)."""
+    return train([config or Config()], data=data, checkpoint=checkpoint, progress=progress,
+                 tensorboard_dirs=None if tensorboard_dir is None else [tensorboard_dir],
+                 checkpoint_seconds=checkpoint_seconds)[0]
 
-    ``data``: splits already loaded (on any device), to skip loading. ``checkpoint``: a file
-    written after every epoch and resumed from when present. ``tensorboard_dir``: where to log
-    scalars. ``progress``: show a tqdm bar over epochs. A run that blows up (``records.divergence``)
-    stops early with ``record.status == "diverged"``.
+
+def train(configs: list[Config], *, data: MNISTSplits | None = None, checkpoint: str | os.PathLike | None = None,
+          tensorboard_dirs: list[str | os.PathLike | None] | None = None, progress: bool = False,
+          cuda_graphs: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+          on_end: Callable[[Record], object] | None = None) -> list[Record]:
+    """Train one network (one config) or a stack of K seeds (configs that differ only in the seed); a Record each.
+
+    ``data``: splits already loaded (on any device), to skip loading. ``checkpoint``: one file for the
+    whole run, saved after the first and the last epoch and whenever ``checkpoint_seconds`` have passed
+    since the previous save, and resumed from when present. ``tensorboard_dirs``: one log folder per config
+    (None: no logs). ``cuda_graphs``: capture the stack's step as a CUDA graph (CUDA only). ``on_end``:
+    called with each record as soon as it ends (its last epoch, or divergence), e.g. to save it.
+
+    A network that blows up (``records.divergence``) is marked ``diverged`` and its record stops there;
+    the others of a stack train on: the networks share nothing, so its NaNs cannot reach them. A stack's
+    epoch ``seconds`` are the whole stack's; its provenance names the seeds it shared them with.
     """
-    config = config or Config()
-    device = config.resolved_device()
+    configs = check_seeds(configs)
+    first = configs[0]
+    device = first.resolved_device()
+    if cuda_graphs and not _graphs_available(device):
+        raise ConfigError(f"cuda_graphs needs a CUDA device; this run trains on {device}; use device 'cuda'")
+    stacked = len(configs) > 1 or cuda_graphs
     with _fast_cpu_math(device):
         if data is None:
-            data = load(config.data_dir, device=device, train_size=config.train_size, validation=config.validation)
-        train, val, test = _splits(data, config, device)
-
-        torch.manual_seed(config.seed)
-        model = build_model(config.model, config.hidden_size).to(device)
+            data = load(first.data_dir, device=device, train_size=first.train_size, validation=first.validation)
+        train_split, val, test = _splits(data, first, device)
+        seeds = [config.seed for config in configs]
         fused = device.type in ("cuda", "cpu")
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), fused=fused)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-        shuffle = torch.Generator(device=device).manual_seed(config.seed)
+        if stacked:
+            module = StackedModel.from_seeds(first.model, first.hidden_size, seeds).to(device)
+            # A tensor learning rate lives in device memory, so StepLR changes it under a captured graph.
+            lr = torch.tensor(first.lr, device=device) if cuda_graphs else first.lr
+            optimizer = torch.optim.Adam(module.parameters(), lr=lr, betas=(0.9, 0.999), fused=fused,
+                                         capturable=cuda_graphs)
+        else:
+            torch.manual_seed(first.seed)
+            module = build_model(first.model, first.hidden_size).to(device)
+            optimizer = torch.optim.Adam(module.parameters(), lr=first.lr, betas=(0.9, 0.999), fused=fused)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=first.step_size, gamma=first.gamma)
+        shuffles = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         here = environment(device, fused)
-        record = Record(config=config.to_dict(), environment=here)
+        if stacked:  # each seed's epoch time is the stack's: say which seeds shared it, and how
+            here |= {"stacked_seeds": seeds, "cuda_graphs": cuda_graphs}
+        records = [Record(config=c.to_dict(), environment=dict(here), code=CODE) for c in configs]
 
         if checkpoint is not None and Path(checkpoint).is_file():
-            _resume(checkpoint, config, model, optimizer, scheduler, shuffle, record)
+            _resume(checkpoint, configs, module, optimizer, scheduler, shuffles, records)
+            _capturable(optimizer, cuda_graphs, fused, device)
+        kind = GraphedStack if cuda_graphs else Stack if stacked else Network
+        steps = kind(module, optimizer, train_split, first.batch_size)
         started_utc = utc_now()
-        writer = _tensorboard(tensorboard_dir)
-        bar = _progress_bar(progress, config, initial=len(record.history))
+        done = max(len(record.history) for record in records)  # a diverged seed's history stops early
+        writers = [_tensorboard(folder) for folder in tensorboard_dirs or [None] * len(configs)]
+        bar = _progress_bar(progress, configs, initial=done)
+        n_trained = trained_images(len(train_split), first.batch_size)
+        saved_at = time.monotonic()
+        ended: set[int] = set()  # the records handed to on_end
         try:
-            for epoch in range(len(record.history) + 1, config.epochs + 1):
+            for epoch in range(done + 1, first.epochs + 1):
                 started = time.perf_counter()
-                lr = optimizer.param_groups[0]["lr"]
-                train_sums = train_epoch(model, optimizer, train, config.batch_size, shuffle)
-                val_sums = evaluate(model, val)[0] if val is not None else torch.zeros(0, device=device)
-                test_sums, predicted = evaluate(model, test)
+                last = epoch == first.epochs
+                parts = [steps.epoch(shuffles)]
+                parts.append(steps.evaluate(val)[0] if val is not None else torch.zeros(steps.size, 0, device=device))
+                test_sums, predicted = steps.evaluate(test)
+                parts.append(test_sums)
+                if last:  # the training set measured after training, in eval mode (the pass's counts are running)
+                    parts.append(steps.evaluate(train_split)[0])
                 scheduler.step()
-                # The one host synchronisation of the epoch.
-                sums = torch.cat([train_sums, val_sums, test_sums]).tolist()
-                reason = finish_epoch(record, epoch, lr, time.perf_counter() - started, sums, (train, val, test),
-                                      predicted, here, started_utc)
-                row = record.history[-1]
-                if writer is not None:
-                    for key, value in row.items():
-                        if key not in ("epoch", "seconds") and value is not None:
-                            writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                # The one host synchronisation of the epoch: K rows of [train, val, test(, train in eval mode)] sums.
+                sums = torch.cat(parts, dim=1).tolist()
+                seconds = time.perf_counter() - started
+                for record, row_sums, labels, writer in zip(records, sums, predicted, writers):
+                    if record.status == "diverged":
+                        continue  # its record ended there; its NaNs ride along without reaching the others
+                    splits = (n_trained, len(val) if val is not None else None, len(test), len(train_split))
+                    reason = finish_epoch(record, epoch, scheduled_lr(first, epoch), seconds, row_sums, splits,
+                                          labels, here, started_utc, last)
+                    _log(writer, record.history[-1])
+                    if (reason or last) and on_end is not None:
+                        on_end(record)
+                        ended.add(id(record))
                 bar.update(1)
-                bar.set_postfix(train_loss=f"{row['train_loss']:.4g}", test_acc=f"{row['test_acc']:.2f}")
-                if reason is not None:
+                bar.set_postfix_str(_postfix(records), refresh=False)
+                if all(record.status == "diverged" for record in records):
                     break
-                if checkpoint is not None:
-                    _save_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle, record)
+                if checkpoint is not None and (epoch == 1 or last
+                                               or time.monotonic() - saved_at >= checkpoint_seconds):
+                    _save_checkpoint(checkpoint, configs, module, optimizer, scheduler, shuffles, records)
+                    saved_at = time.monotonic()
         finally:
             bar.close()
-            if writer is not None:
-                writer.close()
-    return record
+            for writer in writers:
+                if writer is not None:
+                    writer.close()
+    if on_end is not None:  # records that ended before this process began (a finished checkpoint resumed)
+        for record in records:
+            if id(record) not in ended:
+                on_end(record)
+    return records
+
+
+def check_seeds(configs: list[Config]) -> list[Config]:
+    """The configs of one run: at least one, distinct seeds, and identical in everything else."""
+    if not configs:
+        raise ConfigError("train needs at least one config; got an empty list")
+    first = configs[0]
+    seeds = [c.seed for c in configs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must differ (one record per seed); got {seeds}")
+    for config in configs[1:]:
+        differing = first.differences({**config.identity(), "seed": first.seed})
+        differing += [key for key in ("device", "data_dir") if getattr(config, key) != getattr(first, key)]
+        if differing:
+            values = ", ".join(f"{key}={getattr(first, key)!r} vs {getattr(config, key)!r}" for key in differing)
+            raise ConfigError(f"seeds trained together must share every setting but the seed; seed {config.seed} "
+                              f"differs from seed {first.seed} in {values}; train them in separate stacks")
+    return list(configs)
+
+
+def _graphs_available(device: torch.device) -> bool:
+    """CUDA graphs need a CUDA device (the CPU tests stand in for the CUDA API and for this)."""
+    return device.type == "cuda"
+
+
+def scheduled_lr(config: Config, epoch: int) -> float:
+    """The learning rate during ``epoch`` (from 1), computed as StepLR computes it: the exact Python float,
+    even when the optimizer holds it as a float32 device tensor (under CUDA graphs)."""
+    lr = config.lr
+    for finished in range(1, epoch):
+        if finished % config.step_size == 0:
+            lr *= config.gamma
+    return lr
 
 
 def finish_epoch(record: Record, epoch: int, lr: float, seconds: float, sums: list[float],
-                 splits: tuple[Split, Split | None, Split], predicted: torch.Tensor, here: dict, started_utc: str) -> str | None:
+                 sizes: tuple[int, int | None, int, int], predicted: torch.Tensor, here: dict, started_utc: str,
+                 last: bool) -> str | None:
     """Write one epoch into ``record`` from its sums ([loss, correct] per measured split, read back once):
-    the history row, the provenance, the kept predictions, and the divergence rule; return why it diverged."""
-    train, val, test = splits
-    row = epoch_row(epoch, lr, seconds, (*sums[0:2], len(train)),
-                    (*sums[2:4], len(val)) if val is not None else None, (*sums[-2:], len(test)))
+    the history row, the provenance, the training set in eval mode after the last epoch, the kept
+    predictions, and the divergence rule; return why it diverged. ``sizes``: the images trained on, the
+    validation, test and training images."""
+    trained, n_val, n_test, n_train = sizes
+    val = (*sums[2:4], n_val) if n_val is not None else None
+    at = 4 if n_val is not None else 2
+    row = epoch_row(epoch, lr, seconds, (*sums[0:2], trained), val, (*sums[at:at + 2], n_test))
     record.history.append(row)
     record.trained(epoch, here, started_utc)
+    if last:
+        loss_sum, correct = sums[at + 2:at + 4]
+        record.train_eval = {"epoch": epoch, "loss": loss_sum / n_train, "acc": 100.0 * correct / n_train}
     reason = divergence(row)
     if reason is not None:
         record.status, record.diverged_epoch, record.diverged_reason = "diverged", epoch, reason
-    keep_predictions(record, predicted, last=epoch == record.config["epochs"] or reason is not None)
+    keep_predictions(record, predicted, last=last or reason is not None)
     return reason
 
 
@@ -116,76 +213,36 @@ def keep_predictions(record: Record, predicted: torch.Tensor, last: bool) -> Non
         record.predictions.update(dict.fromkeys(keep, labels))
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
-                generator: torch.Generator) -> torch.Tensor:
-    """One shuffled pass; returns [summed loss, correct count] as a device tensor (no sync)."""
-    model.train()
-    n = len(split)
-    order = torch.randperm(n, generator=generator, device=split.x.device)
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), device=split.x.device, dtype=torch.long)
-    for start in range(0, n, batch_size):
-        index = order[start:start + batch_size]
-        if len(index) == 1 and start > 0:
-            break  # a lone last image cannot be batch-normalised; the next epoch reshuffles it in
-        x, y = split.x[index], split.y[index]  # (B, 784), (B,)
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(x)  # (B, 10)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(index)
-        correct += (logits.detach().argmax(dim=1) == y).sum()
-    return torch.stack([loss_sum, correct.to(loss_sum.dtype)])
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-    """[summed cross-entropy, correct count] over ``split`` in eval mode, and the predicted labels
-    (uint8), both on the device: no host sync."""
-    model.eval()
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), device=split.x.device)
-    predicted = torch.empty(len(split), dtype=torch.uint8, device=split.x.device)
-    for start in range(0, len(split), EVAL_CHUNK):
-        x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        labels = logits.argmax(dim=1)
-        correct += (labels == y).sum()
-        predicted[start:start + EVAL_CHUNK] = labels
-    return torch.stack([loss_sum, correct]), predicted
-
-
 def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
-    """This process: where it trains, with how many threads, with which versions (a record's segment keys)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
+    """This process: where it trains, on what, with how many threads, with which versions and code
+    (a record's segment keys)."""
+    hardware = origin.hardware(device)
     return {
-        "mnistlab": __version__,
+        "mnistlab": CODE["mnistlab"],
         "torch": str(torch.__version__),  # a str subclass that weights_only checkpoints refuse
-        "python": platform.python_version(),
+        "python": sys.version.split()[0],
         "device": str(device),
-        "device_name": name,
+        "device_name": f"{hardware['name']} ({hardware['cores']} cores)" if hardware["kind"] == "cpu" else hardware["name"],
         "threads": torch.get_num_threads(),
         "fused_adam": fused_adam,
+        "hardware": hardware,
+        "code": CODE["fingerprint"],
+        "git_commit": CODE["git_commit"],
+        "git_dirty": CODE["git_dirty"],
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return f"{names[0]} ({os.cpu_count()} cores)"
-    except (OSError, IndexError):
-        return platform.processor() or platform.machine()
 
 
 def utc_now() -> str:
     """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_name(configs: list[Config]) -> str:
+    """E.g. ``wmodel-hs1000-seed0``, or ``wmodel-hs1000-seeds0-1-2`` for a stack."""
+    first = configs[0]
+    if len(configs) == 1:
+        return first.run_name
+    return f"{first.model}-hs{first.hidden_size}-seeds{'-'.join(str(c.seed) for c in configs)}"
 
 
 def _splits(data: MNISTSplits, config: Config, device: torch.device) -> tuple[Split, Split | None, Split]:
@@ -223,52 +280,97 @@ def _tensorboard(log_dir: str | os.PathLike | None):
     return SummaryWriter(os.fspath(log_dir))
 
 
-def _progress_bar(enabled: bool, config: Config, initial: int):
+def _log(writer, row: dict) -> None:
+    if writer is not None:
+        for key, value in row.items():
+            if key not in ("epoch", "seconds") and value is not None:
+                writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+
+
+def _progress_bar(enabled: bool, configs: list[Config], initial: int):
     # Plain text on stdout, not a widget: it reads the same in JupyterLab, a terminal and a papermill report.
     from tqdm import tqdm
 
-    return tqdm(total=config.epochs, initial=initial, desc=config.run_name, unit="epoch", file=sys.stdout,
+    return tqdm(total=configs[0].epochs, initial=initial, desc=run_name(configs), unit="epoch", file=sys.stdout,
                 disable=not enabled, mininterval=2.0)
 
 
-def _save_checkpoint(path, config, model, optimizer, scheduler, generator, record) -> None:
+def _postfix(records: list[Record]) -> str:
+    rows = [record.history[-1] for record in records if record.history]
+    if len(rows) == 1:
+        return f"train_loss={rows[0]['train_loss']:.4g}, test_acc={rows[0]['test_acc']:.2f}"
+    return "test_acc=" + "/".join(f"{row['test_acc']:.2f}" for row in rows)
+
+
+def _capturable(optimizer: torch.optim.Optimizer, cuda_graphs: bool, fused: bool, device: torch.device) -> None:
+    """``Optimizer.load_state_dict`` restores every group option from the file (an eager checkpoint's
+    ``capturable=False`` included): set them back to this run's, and keep the graph's device-tensor rate."""
+    for group in optimizer.param_groups:
+        group["capturable"], group["fused"] = cuda_graphs, fused
+        if cuda_graphs and not torch.is_tensor(group["lr"]):
+            group["lr"] = torch.tensor(group["lr"], device=device)
+
+
+def _save_checkpoint(path, configs, module, optimizer, scheduler, generators, records) -> None:
     buffer = io.BytesIO()
     torch.save({
-        "config": config.to_dict(),
-        "model": model.state_dict(),
+        "format": CHECKPOINT_FORMAT,
+        "code": CODE["fingerprint"],
+        "configs": [c.to_dict() for c in configs],
+        "model": module.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(),
-        "history": record.history,
-        "predictions": record.predictions,
-        "segments": record.segments,
+        "generators": [g.get_state() for g in generators],
+        "records": [record.checkpoint_state() for record in records],
     }, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _resume(path, config, model, optimizer, scheduler, generator, record) -> None:
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint's contents; CheckpointError when it is unreadable or not one of this format."""
     try:
-        state = torch.load(path, map_location=generator.device, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{path}: cannot read checkpoint ({error}); delete it to start over") from error
-    changed = config.differences(state.get("config", {}))
-    if changed:
-        raise CheckpointError(f"{path}: written by a run with different {', '.join(changed)}; "
-                              "delete it or use another checkpoint path")
-    model.load_state_dict(state["model"])
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (an older mnistlab's, or another "
+                              "program's); delete it to start over")
+    return state
+
+
+def checkpoint_mismatch(state: dict, configs: list[Config]) -> str | None:
+    """Why a checkpoint's run is not ``configs`` run by this code, or None when it is."""
+    saved = state["configs"]
+    changed = sorted({key for config, old in zip(configs, saved) for key in config.differences(old)})
+    if len(saved) != len(configs) or changed:
+        return f"written by a run with different {', '.join(changed) or 'seeds'}"
+    if state.get("code") != CODE["fingerprint"]:
+        return (f"written by other training code (fingerprint {str(state.get('code'))[:12]}, this code "
+                f"{CODE['fingerprint'][:12]}); its epochs and this code's would make one record")
+    return None
+
+
+def _resume(path, configs, module, optimizer, scheduler, generators, records) -> None:
+    state = read_checkpoint(path, map_location=generators[0].device)
+    mismatch = checkpoint_mismatch(state, configs)
+    if mismatch:
+        raise CheckpointError(f"{path}: {mismatch}; delete it or use another checkpoint path")
+    lr = optimizer.param_groups[0]["lr"]
+    module.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if torch.is_tensor(lr):  # keep the graph's device tensor, holding the saved rate
+        lr.fill_(float(optimizer.param_groups[0]["lr"]))
+        optimizer.param_groups[0]["lr"] = lr
     scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"].cpu())
-    done = len(state["history"])
-    record.history[:] = state["history"]
-    record.predictions.update(state.get("predictions", {}))
-    # Checkpoints from before provenance was kept: who trained their epochs is unknown.
-    record.segments[:] = state.get("segments") or ([unknown_segment(1, done)] if done else [])
-    record.resumed_after_epoch, record.resumed_from = done, _portable(path)
+    for generator, generator_state in zip(generators, state["generators"]):
+        generator.set_state(generator_state.cpu())
+    done = max(len(saved["history"]) for saved in state["records"])
+    for record, saved in zip(records, state["records"]):
+        record.restore(saved)
+        record.resumed_after_epoch, record.resumed_from = done, _portable(path)  # this process trains only later epochs
 
 
 def _portable(path: str | os.PathLike) -> str:
     """``path`` as a record may say it: relative to the project root, else its file name (no machine path)."""
     shown = relative(path)
     return Path(path).name if Path(shown).is_absolute() else shown
-

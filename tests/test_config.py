@@ -130,15 +130,22 @@ def test_bad_run_options_are_refused(params, message):
         RunSpec.from_params(**params)
 
 
-def test_a_checkpoint_belongs_to_its_run_by_identity_and_seed(tmp_path):
+def test_a_checkpoint_belongs_to_its_run_by_identity_seed_and_code(tmp_path):
     import torch
 
-    run = RunSpec.from_params(model="nmodel", hidden_size=8, seeds=[0, 1], checkpoint=str(tmp_path / "c.pt"))
+    from mnistlab.train import CHECKPOINT_FORMAT, CODE
+
+    run = RunSpec.from_params(model="nmodel", hidden_size=8, seeds=[0, 1], checkpoint=str(tmp_path / "c.pt"),
+                              device="cpu")
     zero, one = (config.to_dict() for config in run.configs())
-    for name, state, owned in [("seed1", {"config": one}, True), ("stack", {"configs": [zero, one]}, True),
-                               ("other-seed", {"config": {**one, "seed": 5}}, False),
-                               ("other-lr", {"configs": [zero, {**one, "lr": 0.5}]}, False),
-                               ("other-stack", {"configs": [zero]*3}, False)]:
+    ours = {"format": CHECKPOINT_FORMAT, "code": CODE["fingerprint"]}
+    for name, state, owned in [("seed1", {**ours, "configs": [one]}, True),
+                               ("stack", {**ours, "configs": [zero, one]}, True),
+                               ("other-seed", {**ours, "configs": [{**one, "seed": 5}]}, False),
+                               ("other-lr", {**ours, "configs": [zero, {**one, "lr": 0.5}]}, False),
+                               ("other-stack", {**ours, "configs": [zero] * 3}, False),
+                               ("other-code", {**ours, "code": "0" * 64, "configs": [one]}, False),
+                               ("older-format", {"config": one, "configs": [one]}, False)]:
         torch.save(state, tmp_path / f"{name}.pt")
         assert run.owns_checkpoint(tmp_path / f"{name}.pt") == owned, name
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -161,8 +168,8 @@ def test_check_refuses_before_training_what_only_the_machine_can_tell(tmp_path, 
     if torch.cuda.device_count() < 8:
         with pytest.raises(ConfigError, match="device 'cuda:7' is not available on this machine"):
             RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), device="cuda:7").check()
-        with pytest.raises(ConfigError, match="cuda_graphs is for CUDA devices; this run trains on cpu"):
-            RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), cuda_graphs=True).check()
+    with pytest.raises(ConfigError, match="cuda_graphs is for CUDA devices; this run trains on cpu"):
+        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), cuda_graphs=True, device="cpu").check()
     RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir)).check()  # all is well: no error
 
 

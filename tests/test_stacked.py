@@ -25,7 +25,9 @@ import torch.nn.functional as F
 import mnistlab
 from mnistlab import MODELS, Config, ConfigError, Record, build_model, run
 from mnistlab.data import MNISTSplits, Split
-from mnistlab.stacked import EagerTrainer, StackedModel, evaluate, run_seeds
+from mnistlab.stacked import StackedModel
+from mnistlab.steps import Stack
+from mnistlab.train import train
 
 SEEDS = [0, 1, 7]
 TINY = dict(hidden_size=32, epochs=2, train_size=1000, device="cpu")
@@ -65,7 +67,7 @@ def test_first_step_gradients_match_separate_models(name, small_data):
     stacked = StackedModel.from_seeds(name, 32, SEEDS)
     index = batches(small_data.train, len(SEEDS))  # each model its own batch, as with its own shuffling
     # lr 0: the real training step, leaving the weights alone and the gradients in place.
-    trainer = EagerTrainer(stacked, torch.optim.SGD(stacked.parameters(), lr=0.0), small_data.train, 100)
+    trainer = Stack(stacked, torch.optim.SGD(stacked.parameters(), lr=0.0), small_data.train, 100)
     trainer.step(index)
     for k, seed in enumerate(SEEDS):
         alone = separate_model(name, seed)
@@ -106,7 +108,7 @@ def test_short_runs_on_cuda_agree_with_separate_runs_per_seed(name, data_1000, t
 
 def assert_stack_agrees_with_separate_runs(name, data_1000, tmp_path, device):
     configs = [Config(model=name, seed=seed, **{**TINY, "device": device}) for seed in SEEDS]
-    records = run_seeds(configs, data=data_1000)
+    records = train(configs, data=data_1000)
     loss_tol, acc_tol, predictions_tol = TOLERANCE[name]
     for config, record in zip(configs, records):
         alone = run(config, data=data_1000)
@@ -158,14 +160,14 @@ def test_batch_norm_keeps_each_models_running_statistics_and_eval_uses_them(smal
 
 def test_configs_must_differ_only_in_the_seed():
     with pytest.raises(ConfigError, match=r"differs from seed 0 in hidden_size=32 vs 64, lr=0\.01 vs 0\.1"):
-        run_seeds([Config(model="nmodel", seed=0, **TINY), Config(model="nmodel", seed=1, **{**TINY, "hidden_size": 64},
+        train([Config(model="nmodel", seed=0, **TINY), Config(model="nmodel", seed=1, **{**TINY, "hidden_size": 64},
                                                                   lr=0.1)])
     with pytest.raises(ConfigError, match=r"seeds must differ.*\[3, 3\]"):
-        run_seeds([Config(seed=3, **TINY), Config(seed=3, **TINY)])
+        train([Config(seed=3, **TINY), Config(seed=3, **TINY)])
     with pytest.raises(ConfigError, match="at least one config"):
-        run_seeds([])
-    with pytest.raises(ConfigError, match="cuda_graphs=True needs a CUDA device"):
-        run_seeds([Config(seed=0, **TINY)], cuda_graphs=True)
+        train([])
+    with pytest.raises(ConfigError, match="cuda_graphs needs a CUDA device"):
+        train([Config(seed=0, **TINY)], cuda_graphs=True)
 
 
 def test_a_models_nans_do_not_reach_the_others(small_data):
@@ -175,17 +177,17 @@ def test_a_models_nans_do_not_reach_the_others(small_data):
         stacked.w1[1, :, 0] = math.nan
     index = batches(small_data.train, len(SEEDS))
     for model in (stacked, clean):
-        EagerTrainer(model, torch.optim.Adam(model.parameters(), lr=0.01), small_data.train, 100).step(index)
+        Stack(model, torch.optim.Adam(model.parameters(), lr=0.01), small_data.train, 100).step(index)
     assert torch.isnan(stacked.w2[1]).any()
     for k in (0, 2):
         for name, p in stacked.named_parameters():
             assert torch.equal(p[k], dict(clean.named_parameters())[name][k]), (k, name)
-    sums, _ = evaluate(stacked, small_data.test)
+    sums, _ = Stack(stacked, torch.optim.Adam(stacked.parameters()), small_data.test, 100).evaluate(small_data.test)
     assert math.isnan(sums[1, 0]) and torch.isfinite(sums[[0, 2]]).all()
 
 
 def test_diverged_seeds_are_marked(data_1000):
-    records = run_seeds([Config(model="nmodel", lr=1e30, seed=s, **{**TINY, "epochs": 4}) for s in SEEDS],
+    records = train([Config(model="nmodel", lr=1e30, seed=s, **{**TINY, "epochs": 4}) for s in SEEDS],
                         data=data_1000)
     for record in records:
         assert record.status == "diverged" and record.diverged_epoch == len(record.history) < 4
@@ -193,21 +195,21 @@ def test_diverged_seeds_are_marked(data_1000):
 
 
 def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, monkeypatch):
-    import mnistlab.stacked as stacked
+    import mnistlab.train as train_module
 
     configs = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3}) for seed in SEEDS[:2]]
-    straight = run_seeds(configs, data=data_1000)
-    save = stacked._save_checkpoint
+    straight = train(configs, data=data_1000)
+    save = train_module._save_checkpoint
 
     def save_then_stop(path, *args):  # the real save, then a kill right after the first epoch's checkpoint
         save(path, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stacked, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        run_seeds(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
-    monkeypatch.setattr(stacked, "_save_checkpoint", save)
-    resumed = run_seeds(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
+        train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
+    monkeypatch.setattr(train_module, "_save_checkpoint", save)
+    resumed = train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
     for a, b in zip(straight, resumed):
         assert [{k: v for k, v in h.items() if k != "seconds"} for h in a.history] == \
                [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
@@ -215,7 +217,7 @@ def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, mo
         assert a.predictions == b.predictions
     other = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "lr": 0.02}) for seed in SEEDS[:2]]
     with pytest.raises(mnistlab.CheckpointError, match="different lr"):
-        run_seeds(other, data=data_1000, checkpoint=tmp_path / "stack.pt")
+        train(other, data=data_1000, checkpoint=tmp_path / "stack.pt")
 
 
 # Graphed vs eager on one GPU: the graph replays the eager step's own kernels, so histories should agree
@@ -227,7 +229,7 @@ def test_cuda_graphs_give_the_eager_histories(name, small_data):
     data = MNISTSplits(*(Split(s.x.cuda(), s.y.cuda()) for s in (small_data.train, small_data.val, small_data.test)))
     configs = [Config(model=name, seed=seed, hidden_size=256, epochs=3, step_size=1, train_size=2000, device="cuda")
                for seed in SEEDS]
-    eager, graphed = run_seeds(configs, data=data), run_seeds(configs, data=data, cuda_graphs=True)
+    eager, graphed = train(configs, data=data), train(configs, data=data, cuda_graphs=True)
     loss_tol, acc_tol, _ = TOLERANCE[name] if name == "bmodel" else (1e-5, 0.05, 0)
     for a, b in zip(eager, graphed):
         assert b.environment["cuda_graphs"] and not a.environment["cuda_graphs"]

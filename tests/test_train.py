@@ -17,7 +17,7 @@ from mnistlab import CheckpointError, Config, MODELS, Record, run
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
 
-TINY = dict(hidden_size=64, epochs=2, train_size=2000)
+TINY = dict(hidden_size=64, epochs=2, train_size=2000, device="cpu")  # the CPU, also on a CUDA host
 
 
 def without_seconds(record):
@@ -156,7 +156,7 @@ def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    done = len(torch.load(checkpoint, weights_only=True)["history"])
+    done = len(torch.load(checkpoint, weights_only=True)["records"][0]["history"])
     assert 1 <= done < 4 and not list((tmp_path / "killed").glob("*.json"))  # killed before it wrote a record
     subprocess.run(train(f"--checkpoint={checkpoint}", f"--out-dir={tmp_path / 'resumed'}"), check=True,
                    capture_output=True)
@@ -183,7 +183,7 @@ def test_resumed_run_says_who_trained_which_epochs(small_data, data_dir, tmp_pat
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    done = len(torch.load(checkpoint, weights_only=True)["history"])
+    done = len(torch.load(checkpoint, weights_only=True)["records"][0]["history"])
     assert 1 <= done < 4
     resumed = run(Config(**settings), data=small_data, checkpoint=checkpoint)
     first, second = resumed.segments
@@ -230,3 +230,129 @@ def test_tensorboard_scalars_are_written(small_data, tmp_path):
 
 def mnist_subset(splits, n):
     return MNISTSplits(Split(splits.train.x[:n], splits.train.y[:n]), splits.val, splits.test)
+
+
+def test_a_run_at_chance_is_diverged_from_the_first_epoch(small_data):
+    """lr 1: about 10 % test accuracy at every epoch; a two-epoch run of it must not count as complete."""
+    record = run(Config(model="nmodel", hidden_size=64, epochs=2, lr=1.0, train_size=2000, device="cpu"),
+                 data=small_data)
+    assert record.status == "diverged" and record.diverged_epoch <= 2, record.history
+    assert "below 20 %" in record.diverged_reason
+
+
+def test_training_accuracy_counts_only_the_images_trained_on(small_data):
+    """201 images at batch 100: two batches, the lone last image left out (batch norm cannot normalise it)."""
+    data = MNISTSplits(Split(small_data.train.x[:201], small_data.train.y[:201]), small_data.val, small_data.test)
+    record = run(Config(model="bmodel", hidden_size=32, epochs=3, train_size=201, device="cpu"), data=data)
+    for row in record.history:
+        correct = row["train_acc"] * 200 / 100  # a whole number of the 200 images trained on
+        assert correct == round(correct), row["train_acc"]
+
+
+def test_training_set_is_measured_in_eval_mode_after_the_last_epoch_as_validation_and_test_are(small_data, tmp_path):
+    """The checkpoint after the last epoch holds the final network: measured here in eval mode, it gives the
+    record's test accuracy and predictions and its training-set figures; in train mode (batch statistics) it
+    does not. Its batch norm tracked exactly the training steps: the evaluations ran in eval mode."""
+    from mnistlab.models import build_model
+    from mnistlab.steps import Network
+
+    config = Config(model="bmodel", hidden_size=32, epochs=2, train_size=2000, device="cpu")
+    record = run(config, data=small_data, checkpoint=tmp_path / "c.pt")
+    model = build_model("bmodel", 32)
+    model.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True)["model"])
+    assert model.bn.num_batches_tracked.item() == 2 * 2000 // 100
+    network = Network(model, None, small_data.train, 100)
+    (test_sums,), (predicted,) = network.evaluate(small_data.test)
+    assert 100 * test_sums[1].item() / 10_000 == record.history[-1]["test_acc"]
+    assert (predicted.numpy() == record.predicted("final")).all()
+    (train_sums,), _ = network.evaluate(small_data.train)
+    assert record.train_eval == {"epoch": 2, "loss": train_sums[0].item() / 2000, "acc": 100 * train_sums[1].item() / 2000}
+    assert record.summary["train_eval_acc"] == record.train_eval["acc"] != record.history[-1]["train_acc"]
+    model.train()
+    with torch.no_grad():
+        in_train_mode = (model(small_data.test.x).argmax(1) == small_data.test.y).float().mean().item() * 100
+    assert in_train_mode != record.history[-1]["test_acc"]
+
+
+def test_each_seed_is_saved_as_soon_as_it_ends(tmp_path, data_dir, monkeypatch):
+    import mnistlab.train as train_module
+    from mnistlab import RunSpec
+
+    events, real_train, real_save = [], train_module.train, Record.save
+
+    def train(configs, **kwargs):
+        events.append(("train", [c.seed for c in configs]))
+        return real_train(configs, **kwargs)
+
+    def save(record, path):
+        events.append(("save", record.config["seed"]))
+        return real_save(record, path)
+
+    monkeypatch.setattr(train_module, "train", train)
+    monkeypatch.setattr(Record, "save", save)
+    spec = RunSpec.from_params(model="nmodel", hidden_size=8, epochs=1, train_size=500, seeds=[0, 1], device="cpu",
+                               out_dir=str(tmp_path), data_dir=str(data_dir))
+    spec.run()
+    assert events == [("train", [0]), ("save", 0), ("train", [1]), ("save", 1)]
+
+
+def test_checkpoints_after_the_first_and_last_epoch_and_on_a_cadence(small_data, tmp_path, monkeypatch):
+    import mnistlab.train as train_module
+
+    saved, real = [], train_module._save_checkpoint
+    monkeypatch.setattr(train_module, "_save_checkpoint",
+                        lambda path, *args: (saved.append(len(args[-1][0].history)), real(path, *args)))
+    config = Config(model="nmodel", hidden_size=8, epochs=4, train_size=500, device="cpu")
+    data = mnist_subset(small_data, 500)
+    run(config, data=data, checkpoint=tmp_path / "a.pt", checkpoint_seconds=3600)
+    assert saved == [1, 4]
+    saved.clear()
+    run(config, data=data, checkpoint=tmp_path / "b.pt", checkpoint_seconds=0)
+    assert saved == [1, 2, 3, 4]
+
+
+def test_a_checkpoint_of_other_training_code_is_refused(small_data, tmp_path, monkeypatch):
+    import mnistlab.train as train_module
+
+    config = Config(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu")
+    data = mnist_subset(small_data, 500)
+    real = train_module._save_checkpoint
+
+    def save_then_stop(*args):  # the real save after the first epoch, then a kill
+        real(*args)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # an interrupted run of other training code
+        patch.setattr(train_module, "CODE", {**train_module.CODE, "fingerprint": "f" * 64})
+        patch.setattr(train_module, "_save_checkpoint", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, data=data, checkpoint=tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="other training code"):
+        run(config, data=data, checkpoint=tmp_path / "c.pt")
+
+
+def test_a_record_says_what_code_and_hardware_made_it(small_data):
+    from mnistlab import origin
+
+    record = run(Config(model="nmodel", hidden_size=8, epochs=1, train_size=500, device="cpu"),
+                 data=mnist_subset(small_data, 500))
+    (segment,) = record.segments
+    assert record.code == origin.code() and segment["code"] == record.code["fingerprint"]
+    assert set(record.code["files"]) >= {"mnistlab/models.py", "mnistlab/train.py", "notebooks/train.ipynb"}
+    assert segment["hardware"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert segment["hardware"]["family"] is not None and segment["hardware"]["kind"] == "cpu"
+    if (origin.PACKAGE.parent / ".git").exists():
+        assert len(segment["git_commit"]) == 40 and isinstance(segment["git_dirty"], bool)
+
+
+def test_a_finished_checkpoint_resumed_still_gives_its_record(tmp_path, data_dir):
+    """A sweep killed after the last epoch's checkpoint but before the notebook finished: the rerun trains
+    nothing and must still save the record (each record is saved when its run ends, here before this process)."""
+    from mnistlab import RunSpec
+
+    spec = RunSpec.from_params(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu",
+                               out_dir=str(tmp_path / "out"), checkpoint=str(tmp_path / "c.pt"), data_dir=str(data_dir))
+    (first,) = spec.run()
+    spec.record_path(0).unlink()
+    (again,) = spec.run()
+    assert Record.load(spec.record_path(0)).history == first.history and again.resumed_after_epoch == 2

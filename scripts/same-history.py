@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Does this checkout train exactly what an earlier commit trained? The check every training-code change needs.
+
+    python scripts/same-history.py [COMMIT]          (default: HEAD, i.e. this tree's uncommitted changes)
+    python scripts/same-history.py a43e37f --epochs 3 --hidden-size 1000 --threads 1
+
+For each model, one short run by this tree's code and one by COMMIT's code (``git archive`` of its
+``mnistlab/`` into a temporary folder), each in a fresh ``python`` process with the same torch thread
+count, on this machine's CPU and the same data. The histories (every loss and accuracy of every epoch,
+the epoch times left out) and the kept test predictions must be equal bit for bit; the script prints
+each model's verdict and exits 1 when any differs. Bit-identity holds only for one device, thread count
+and kind of process (README, deviations), which is why both sides run the same way here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("nmodel", "bmodel", "wmodel")
+
+# Runs in the child: import mnistlab from the folder given (not from an editable install, whose finder
+# would win over sys.path), train, print the history and predictions as JSON.
+CHILD = r"""
+import json, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
+sys.path.insert(0, sys.argv[1])
+import mnistlab, torch
+settings = json.loads(sys.argv[2])
+data = mnistlab.load(settings.pop("data_dir"), train_size=settings["train_size"])
+record = mnistlab.run(mnistlab.Config(**settings), data=data)
+assert mnistlab.__file__.startswith(sys.argv[1]), mnistlab.__file__
+history = [{k: v for k, v in row.items() if k != "seconds"} for row in record.history]
+print(json.dumps({"history": history, "predictions": record.predictions, "threads": torch.get_num_threads()}))
+"""
+
+
+def train(source: Path, settings: dict, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    result = subprocess.run([sys.executable, "-c", CHILD, str(source), json.dumps(settings)], env=env,
+                            capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"same-history: training with {source} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("commit", nargs="?", default="HEAD")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in both processes")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    import mnistlab
+
+    data_dir = str(mnistlab.fetch().folder.parent.parent)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.commit], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="same-history-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mnistlab"], check=True,
+                                 capture_output=True).stdout
+        old = Path(tmp) / commit
+        old.mkdir()
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(old, filter="data")
+        print(f"this tree against {commit}: H={args.hidden_size}, {args.epochs} epochs (lr decay every epoch), "
+              f"{args.train_size} training images, {args.threads} torch thread(s), CPU, fresh processes")
+        for model in args.models.split(","):
+            settings = {"model": model, "hidden_size": args.hidden_size, "epochs": args.epochs, "step_size": 1,
+                        "train_size": args.train_size, "device": "cpu", "data_dir": data_dir}
+            ours, theirs = train(ROOT, dict(settings), args.threads), train(old, dict(settings), args.threads)
+            same = ours == theirs
+            failed |= not same
+            last = ours["history"][-1]
+            print(f"{model}: {'bit-identical' if same else 'DIFFERENT'} ({len(ours['history'])} epochs, "
+                  f"final test_loss {last['test_loss']!r}, test_acc {last['test_acc']!r})")
+            if not same:
+                for a, b in zip(ours["history"], theirs["history"]):
+                    changed = {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+                    if changed:
+                        print(f"  epoch {a['epoch']}: {changed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
