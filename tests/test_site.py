@@ -23,7 +23,7 @@ from mnistlab.records import HISTORY_KEYS, Record
 
 def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=None, threads=1,
                 epochs=2, seconds=1.5) -> Record:
-    """A format-2 record as training writes it, checked by loading it back; ``resumed_after``: the writing
+    """A record as training writes it, checked by loading it back; ``resumed_after``: the writing
     process started from a checkpoint of that many epochs, which another process trained."""
     config = {"model": model, "hidden_size": hidden_size, "epochs": epochs, "lr": 0.01, "step_size": 1, "gamma": 0.1,
               "batch_size": 100, "train_size": 500, "validation": True, "seed": seed, "device": "cpu",
@@ -31,7 +31,10 @@ def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=
     history = [dict(zip(HISTORY_KEYS, (e, 0.01, 1.0 / e, acc - 2 + e, 0.5, acc - 1 + e, 0.4, acc - 2 + e,
                                        seconds * e))) for e in range(1, epochs + 1)]
     place = {"started": "2026-11-20T10:00:00Z", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
-             "threads": threads, "fused_adam": True, "torch": "2.14.1", "python": "3.11.7", "mnistlab": "0.1.0"}
+             "threads": threads, "fused_adam": True, "torch": "2.14.1", "python": "3.11.7", "mnistlab": "0.1.0",
+             "hardware": {"kind": "cpu", "name": "AMD EPYC", "vendor": "AuthenticAMD", "family": 25, "model": 1,
+                          "capability": "AVX2", "cores": 2},
+             "code": "c0de" * 16, "git_commit": "6158bf1" + "0" * 33, "git_dirty": False}
     segments = [{"first_epoch": 1, "last_epoch": resumed_after or epochs, **place}]
     here = {**place, "started": "2026-11-27T06:00:00Z", "threads": 2}
     if resumed_after and resumed_after < epochs:
@@ -148,7 +151,7 @@ def test_provenance_says_which_run_was_resumed(site):
     assert "4.5 s" in rows["nmodel-tiny-seed0"] and "4.5 s" not in rows["bmodel-tiny-seed0"]
     assert "2.2 s" in rows["bmodel-tiny-seed0"]  # its median epoch
     assert "3 runs: 2 trained in their notebook, 1 resumed from a checkpoint trained earlier. Trained on cpu: " \
-           "AMD EPYC (2 cores), with 1 thread or 2 threads. Median epoch 2.2 s." in site["html"]
+           "AMD EPYC (family 25, AVX2, 2 cores), with 1 thread or 2 threads. Median epoch 2.2 s." in site["html"]
     resumed = (site["out"] / "runs" / "bmodel-tiny-seed0.html").read_text()
     trained = (site["out"] / "runs" / "nmodel-tiny-seed0.html").read_text()
     note = resumed.index('class="mnistlab-note"')
@@ -163,7 +166,9 @@ def test_note_goes_to_the_top_without_a_training_cell(tmp_path):
     html = page.read_text()
     assert html.index('class="mnistlab-nav"') < html.index('class="mnistlab-note"') < html.index("SETTINGS CELL")
     assert "resumed the run after epoch 1" in html and "this notebook trained epoch 2;" in html
-    assert "Training: epoch 1: cpu: AMD EPYC (2 cores), 1 thread" in html and "epoch 2: cpu: AMD EPYC (2 cores), 2 threads" in html
+    hardware = "cpu: AMD EPYC (family 25, AVX2, 2 cores)"
+    assert f"Training: epoch 1: {hardware}, 1 thread" in html and f"epoch 2: {hardware}, 2 threads" in html
+    assert "code c0dec0dec0de (commit 6158bf1)" in html
 
 
 def test_a_notebook_of_several_seeds_notes_each_resumed_one(tmp_path):

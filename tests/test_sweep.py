@@ -52,9 +52,10 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
     for name in GOOD:
         record = Record.load(runs / f"{name}.json")
         assert record.status == "complete" and len(record.history) == TINY["epochs"]
-    notebook = nbformat.read(runs / "<b>x.ipynb", as_version=4)  # both seeds of the file in one notebook
-    assert notebook.metadata.papermill.parameters["seeds"] == [0, 1]
-    assert "data:image/png;base64," in (runs / "<b>x.html").read_text()  # figures embedded
+    for seed in (0, 1):  # on a CPU, each seed of the file in a notebook of its own
+        notebook = nbformat.read(runs / f"<b>x-seed{seed}.ipynb", as_version=4)
+        assert notebook.metadata.papermill.parameters["seeds"] == [seed]
+    assert "data:image/png;base64," in (runs / "<b>x-seed1.html").read_text()  # figures embedded
     assert not any((sweep_site.out / "checkpoints").glob("*"))  # deleted once recorded
     assert [page.status for page in sweep_site.result.pages] == ["complete"] * 3
     assert json.loads((sweep_site.out / "sweep.json").read_text()) == json.loads(json.dumps(report(sweep_site.result)))
@@ -62,7 +63,8 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
     for href in links:
         assert not href.startswith(("/", "http:", "https:", "file:")), href
         assert (sweep_site.out / unquote(href.split("#")[0])).exists(), href
-    assert {"analysis.html", "data.html", "backprop.html", "runs/%3Cb%3Ex.html"} <= set(links)
+    assert {"analysis.html", "data.html", "backprop.html", "runs/%3Cb%3Ex-seed0.html", "runs/%3Cb%3Ex-seed1.html"} \
+        <= set(links)
 
 
 @pytest.mark.slow
@@ -96,9 +98,9 @@ def test_failing_run_fails_alone_and_is_reported(sweep_site):
     assert not result.ok and result.failed == ["no-gpu-seed0"]
     failed = next(run for run in result.runs if run.name == "no-gpu-seed0")
     assert failed.status == "failed" and failed.error.startswith("ConfigError: device 'cuda:7' is not available")
-    assert failed.record is None and failed.html == "runs/no-gpu.html"  # partly executed, kept, rendered
+    assert failed.record is None and failed.html == "runs/no-gpu-seed0.html"  # partly executed, kept, rendered
     assert "ConfigError" in (sweep_site.out / failed.html).read_text()
-    assert "no-gpu: FAILED: ConfigError" in sweep_site.log and "FAILED no-gpu-seed0" in sweep_site.log
+    assert "no-gpu-seed0: FAILED: ConfigError" in sweep_site.log and "FAILED no-gpu-seed0" in sweep_site.log
 
 
 @pytest.mark.slow
@@ -116,7 +118,7 @@ def test_second_sweep_skips_what_is_up_to_date(sweep_site, data_dir, capsys):
             if path in before and path.name != "analysis.ipynb"} == \
         {path: mtime for path, mtime in before.items() if path.name != "analysis.ipynb"}
     log = capsys.readouterr().out
-    assert "nmodel-tiny: up to date" in log and "<b>x: up to date" in log
+    assert "nmodel-tiny-seed0: up to date" in log and "<b>x-seed0: up to date" in log and "<b>x-seed1: up" in log
 
 
 # Kills, locks and changed parameters --------------------------------------------------------------
@@ -148,13 +150,13 @@ def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(tmp_path, data_dir)
     wait_for(lambda: record.exists() and Record.load(record).config["hidden_size"] == 8, process)
     kill_tree(process)
     assert Record.load(record).config["hidden_size"] == 8, "the sweep did not get as far as the new record"
-    assert not (out / "runs" / ".k.done").exists()  # the manifest went first: nothing claims to be up to date
+    assert not (out / "runs" / ".k-seed0.done").exists()  # the manifest went first: nothing claims to be up to date
 
     with project_env(root, data_dir):
         result = sweep(params, "site")
     assert result.ok and result.runs[0].executed  # redone, not taken as up to date
     assert result.runs[0].record.config["hidden_size"] == 8
-    assert nbformat.read(out / "runs" / "k.ipynb", as_version=4).metadata.papermill.parameters["hidden_size"] == 8
+    assert nbformat.read(out / "runs" / "k-seed0.ipynb", as_version=4).metadata.papermill.parameters["hidden_size"] == 8
 
 
 @pytest.mark.slow
@@ -164,12 +166,12 @@ def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     settings = {"model": "nmodel", "hidden_size": 32, "epochs": 10, "step_size": 4, "train_size": 4000}
     params = write_params(root / "params", "slow", settings)
     out = root / "site"
-    checkpoint, record = out / "checkpoints" / "slow.pt", out / "runs" / "slow-seed0.json"
+    checkpoint, record = out / "checkpoints" / "slow-seed0.pt", out / "runs" / "slow-seed0.json"
     process = start_sweep(params, "site", root, data_dir)
     wait_for(checkpoint.exists, process)
     kill_tree(process)
     assert checkpoint.exists(), "no checkpoint before the sweep ended or timed out"
-    saved = torch.load(checkpoint, weights_only=True)["history"]
+    saved = torch.load(checkpoint, weights_only=True)["records"][0]["history"]
     assert 1 <= len(saved) < settings["epochs"] and not record.exists()
 
     with project_env(root, data_dir):
@@ -282,3 +284,46 @@ def descendants(pid: int) -> list[int]:
         found += children
         todo += children
     return found
+
+
+@pytest.mark.slow
+def test_runs_of_other_training_code_are_never_reused_silently(tmp_path, data_dir, capsys):
+    """A real edit of a fingerprinted file (a code cell of the project's train notebook, which the kernels
+    fingerprint): the next sweep stops before running anything and names the run and the file; the user
+    keeps the old results (--keep-older-code) or retrains them (--force)."""
+    root = make_project(tmp_path / "project")
+    notebook = root / "notebooks" / "train.ipynb"
+    notebook.unlink()
+    notebook.write_bytes((ROOT / "notebooks" / "train.ipynb").read_bytes())  # a copy of its own, to edit
+    params = write_params(root / "params", "edited", {"model": "nmodel", **TINY})
+    with project_env(root, data_dir):
+        first = sweep(params, "site").runs[0].record
+        edited = nbformat.read(notebook, as_version=4)
+        code_cell = next(cell for cell in edited.cells if cell.cell_type == "code" and "tags" not in cell.metadata)
+        code_cell.source += "\nprint('edited')"
+        nbformat.write(edited, notebook)
+        with pytest.raises(mnistlab.lab.params.ParamsError,
+                           match=r"1 up-to-date run\(s\) were trained by other training code.*edited-seed0.*"
+                                 r"changed since: notebooks/train.ipynb.*--force.*--keep-older-code"):
+            sweep(params, "site")
+        kept = sweep(params, "site", keep_older_code=True)
+        assert not kept.runs[0].executed and kept.runs[0].record.code == first.code
+        retrained = sweep(params, "site", force=True)
+    assert retrained.runs[0].executed
+    assert retrained.runs[0].record.code["fingerprint"] != first.code["fingerprint"]
+    assert retrained.runs[0].record.code["files"]["mnistlab/models.py"] == first.code["files"]["mnistlab/models.py"]
+
+
+def test_gpus_are_counted_by_nvidia_smi_where_the_driver_has_no_proc_entries(tmp_path, monkeypatch):
+    if Path("/proc/driver/nvidia/gpus").is_dir():
+        pytest.skip("this machine's driver has /proc entries: they are what is counted")
+    assert schedule.gpu_count() == 0 or __import__("shutil").which("nvidia-smi")  # none here, unless a tool says so
+    tool = tmp_path / "nvidia-smi"
+    tool.write_text("#!/bin/sh\n[ \"$1\" = -L ] || exit 9\n"
+                    "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)'\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert schedule.gpu_count() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert schedule.gpu_count() == 1

@@ -32,6 +32,7 @@ class Task:
     records: tuple[Path, ...] = ()  # records the notebook must write (a run's), in seed order
     checkpoints: tuple[Path, ...] = ()  # deleted once the records are written
     threads: int | None = None  # torch threads for the kernel; None: every core of the worker's machine
+    cost: int = 0  # relative training work (sweeps submit the cheapest first)
 
     @property
     def manifest(self) -> Path:

@@ -1,7 +1,7 @@
 """How a run was produced, in the words the site prints: trained in its notebook or resumed, where, with how many threads.
 
-Read from a ``Record`` (format 2: ``segments``, ``resumed_after_epoch``; version-1 records arrive with
-their provenance reconstructed, unknown parts as None). Shared by the index and the run pages.
+Read from a ``Record`` (``segments``, ``resumed_after_epoch``; format 3 adds each process's hardware and
+training code; older records arrive with their provenance reconstructed, unknown parts as None). Shared by the index and the run pages.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import Any
 
+from ..origin import describe
 from ..records import Record
 from .formatting import count, duration
 
@@ -52,7 +53,7 @@ def segments_text(record: Record) -> list[str]:
         epochs = _epochs(s["first_epoch"], s["last_epoch"])
         threads = count(s["threads"], "thread") if s.get("threads") else f"threads {UNKNOWN}"
         started = f", started {s['started']}" if s.get("started") else ""
-        lines.append(f"{epochs}: {_place(s)}, {threads}{started}")
+        lines.append(f"{epochs}: {_place(s)}, {threads}{started}{_code(s)}")
     return lines
 
 
@@ -105,7 +106,22 @@ def _place(segment: dict[str, Any]) -> str:
     device, name = segment.get("device"), segment.get("device_name")
     if not device:
         return f"device {UNKNOWN}"
+    if segment.get("hardware"):
+        return f"{device}: {describe(segment['hardware'])}"
     return f"{device}: {name}" if name else str(device)
+
+
+def code_text(segment: dict[str, Any]) -> str:
+    """The training code of a process: "code 1a2b3c4d5e6f (commit 6158bf1)", "(commit 6158bf1, modified)"."""
+    if not segment.get("code"):
+        return f"code {UNKNOWN}"
+    commit = segment.get("git_commit")
+    where = f" (commit {commit[:7]}{', modified' if segment.get('git_dirty') else ''})" if commit else ""
+    return f"code {segment['code'][:12]}{where}"
+
+
+def _code(segment: dict[str, Any]) -> str:
+    return f", {code_text(segment)}" if segment.get("code") else ""
 
 
 def _joined(parts) -> str:

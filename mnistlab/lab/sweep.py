@@ -1,11 +1,16 @@
 """``mnistlab sweep``: every params file through notebooks/train.ipynb on a Dask cluster, then the pages and the site.
 
 The steps, each in its own module: read and validate every params file (``params``: nothing runs
-if one is wrong), lock the output folder (``lock``), skip what is up to date (``cache``), execute
-and render the rest where Dask puts them (``schedule``, ``execute``), then the analysis, data and
-backprop pages, ``sweep.json`` and the index (``site``). Under ``<out>``: ``runs/`` (one notebook
-and page per params file, one record per seed), ``checkpoints/`` while runs are unfinished, the
-pages, ``index.html`` and ``sweep.json``.
+if one is wrong), lock the output folder (``lock``), skip what is up to date (``cache``) and refuse to
+reuse, unasked, runs made by other training code, execute and render the rest where Dask puts them
+(``schedule``, ``execute``), then the analysis, data and backprop pages, ``sweep.json`` and the index
+(``site``). Under ``<out>``: ``runs/`` (one record per seed; one notebook and page per seed on a CPU
+cluster, per params file on GPUs, where a file's seeds train together as one stack),
+``checkpoints/`` while runs are unfinished, the pages, ``index.html`` and ``sweep.json``.
+
+On a CPU each seed is a notebook of its own: a finished seed is published (and can be committed) as
+soon as it ends, a kill costs only the seeds in flight, and several workers train the seeds of one
+file at once. Cheaper runs are submitted first.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import paths
+from .. import origin, paths
 from ..records import Record, RecordError, atomic_write_text
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
@@ -28,13 +33,15 @@ PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this ord
 
 
 def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, *, workers: int | None = None,
-          seeds: list[int] | None = None, force: bool = False, scheduler: str | None = None,
-          cluster: str | None = None, cluster_file: str | Path | None = None,
+          seeds: list[int] | None = None, force: bool = False, keep_older_code: bool = False,
+          scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
           notebooks: str | Path | None = None) -> SweepResult:
-    """Run every params file (all its seeds in one notebook), then the pages; write sweep.json and index.html.
+    """Run every params file and seed, then the pages; write sweep.json and index.html.
 
     ``params``: folders of *.yaml or files. ``out``: relative to the project root (default
-    ``reports/<first params folder or file name>``).
+    ``reports/<first params folder or file name>``). A run that is up to date but was trained by other
+    training code (``origin.code``) stops the sweep before anything runs, naming the runs and the files
+    that changed, unless ``force`` (retrain them) or ``keep_older_code`` (keep them as they are).
     """
     started = time.time()
     params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
@@ -51,9 +58,14 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             print(note, flush=True)
         with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster,
                              cluster_file=cluster_file) as (dask_client, shape):
-            tasks = [_run_task(job, notebooks, out, shape["threads"]) for job in todo]
+            planned = [(job, seeds, _run_task(job, seeds, notebooks, out, shape["threads"]))
+                       for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
+            tasks = [task for _, _, task in planned]
+            if not force and not keep_older_code:
+                _refuse_older_code(tasks)
             outcomes = _execute_all(dask_client, tasks, force, shape["gpus"], "runs")
-            runs = [result for job, task in zip(todo, tasks) for result in _results(job, task, outcomes[task.name], out)]
+            runs = [result for job, seeds, task in planned
+                    for result in _results(job, seeds, task, outcomes[task.name], out)]
             page_tasks = [_page_task(name, notebooks, out, runs, shape["threads"]) for name in PAGES
                           if (notebooks / f"{name}.ipynb").is_file()]
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
@@ -70,18 +82,60 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         return result
 
 
-def _run_task(job: Job, notebooks: Path, out: Path, threads: int | None) -> Task:
-    """The train notebook for one params file: all its seeds, its records and checkpoints under ``out``."""
+def _notebook_seeds(job: Job, per_seed: bool) -> list[tuple[int, ...]]:
+    """The seeds of each notebook a params file becomes: one notebook per seed, or one for all of them."""
+    return [(seed,) for seed in job.spec.seeds] if per_seed else [tuple(job.spec.seeds)]
+
+
+def _run_task(job: Job, seeds: tuple[int, ...], notebooks: Path, out: Path, threads: int | None) -> Task:
+    """The train notebook for ``seeds`` of one params file, its records and checkpoint under ``out``."""
     spec = job.spec
-    parameters = {**job.params, "seeds": list(spec.seeds), "out_dir": paths.relative(spec.out_dir),
-                  "run_name": spec.run_name, "checkpoint": paths.relative(spec.checkpoint)}
+    name = job.name if len(seeds) == len(spec.seeds) and len(seeds) > 1 else spec.name(seeds[0])
+    checkpoint = spec.checkpoint.with_name(f"{name}{spec.checkpoint.suffix}")
+    parameters = {**job.params, "seeds": list(seeds), "out_dir": paths.relative(spec.out_dir),
+                  "run_name": spec.run_name, "checkpoint": paths.relative(checkpoint)}
     parameters.pop("seed", None)
-    identity = [config.identity() for config in spec.configs()]
-    return Task(name=job.name, source=notebooks / "train.ipynb", output=out / "runs" / f"{job.name}.ipynb",
-                html=out / "runs" / f"{job.name}.html", parameters=parameters, site_root=out,
+    identity = [config.identity() for config in spec.configs() if config.seed in seeds]
+    cost = spec.config.hidden_size * spec.config.epochs * spec.config.train_size * len(seeds)
+    return Task(name=name, source=notebooks / "train.ipynb", output=out / "runs" / f"{name}.ipynb",
+                html=out / "runs" / f"{name}.html", parameters=parameters, site_root=out,
                 key=cache.key({"runs": identity, "tensorboard": spec.tensorboard}),
-                records=tuple(spec.record_path(seed) for seed in spec.seeds),
-                checkpoints=tuple(spec.checkpoints()), threads=threads)
+                records=tuple(spec.record_path(seed) for seed in seeds),
+                checkpoints=(checkpoint, *(checkpoint.with_name(f"{checkpoint.stem}-seed{s}{checkpoint.suffix}")
+                                           for s in seeds if len(seeds) > 1)),
+                threads=threads, cost=cost)
+
+
+def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
+    """The up-to-date runs whose records were trained by other training code than this checkout's, each with
+    the fingerprinted files that differ (all of them when the record does not say)."""
+    now = origin.code()
+    stale = []
+    for task in tasks:
+        if not up_to_date(task):
+            continue  # it will run anyway
+        for path in task.records:
+            try:
+                code = Record.load(path).code
+            except RecordError:
+                continue
+            if code.get("fingerprint") != now["fingerprint"]:
+                files = code.get("files") or {}
+                changed = sorted(name for name in {*files, *now["files"]} if files.get(name) != now["files"].get(name))
+                stale.append((task, changed))
+                break
+    return stale
+
+
+def _refuse_older_code(tasks: list[Task]) -> None:
+    stale = older_code(tasks)
+    if not stale:
+        return
+    changed = sorted({name for _, names in stale for name in names})
+    names = ", ".join(task.name for task, _ in stale[:8]) + (f" and {len(stale) - 8} more" if len(stale) > 8 else "")
+    raise ParamsError(f"{len(stale)} up-to-date run(s) were trained by other training code than this checkout's "
+                      f"({names}); changed since: {', '.join(changed)}. Rerun with --force to retrain them, or "
+                      "--keep-older-code to keep their results as they are")
 
 
 def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None) -> Task:
@@ -108,8 +162,11 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
         if task not in pending:
             print(f"{task.name}: up to date", flush=True)
     resources = {"GPU": 1} if gpus else None
+    # Cheapest first (Dask runs higher priorities first): finished runs arrive early, the long ones last.
+    ranked = sorted(pending, key=lambda task: task.cost)
     futures = {dask_client.submit(execute, task, key=f"{what}-{task.name}-{uuid.uuid4().hex[:8]}",
-                                  resources=resources, pure=False): task for task in pending}
+                                  resources=resources, pure=False, priority=len(ranked) - i): task
+               for i, task in enumerate(ranked)}
     try:
         for done, future in enumerate(as_completed(futures), start=1):
             task = futures[future]
@@ -127,10 +184,10 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
     return outcomes
 
 
-def _results(job: Job, task: Task, outcome: Outcome | None, out: Path) -> list[RunResult]:
+def _results(job: Job, seeds: tuple[int, ...], task: Task, outcome: Outcome | None, out: Path) -> list[RunResult]:
     """One result per seed, from its record (what the notebook reported) and the task's outcome."""
     results = []
-    for seed, record_path in zip(job.spec.seeds, task.records):
+    for seed, record_path in zip(seeds, task.records):
         params = {**job.params, "seed": seed}
         params.pop("seeds", None)
         result = RunResult(name=job.spec.name(seed), params=params, status="failed",
