@@ -6,7 +6,7 @@ PROFILE ?= quick
 STAMP := $(VENV)/.installed
 PYTHON_VERSION ?= 3.12
 
-.PHONY: setup data report test bench lab clean gpu-bundle gpu-report
+.PHONY: setup data report test bench lab clean gpu-bundle gpu-report gpu-check
 
 setup: $(STAMP) data
 
@@ -43,10 +43,14 @@ clean:
 	rm -rf build .pytest_cache
 
 # An offline bundle for a GPU node with PyTorch but no network (wheels for PYTHON_VERSION, MNIST, MathJax),
-# and the script that installs it there, runs the cuda tests, the GPU benchmark and the paper sweep, and packs them.
+# and the script that installs it there, runs the GPU check, the tests, the GPU benchmark and the paper sweep,
+# and packs them. gpu-check: the few-minute first check, on the node's own torch (needs the MNIST files).
 GPU_BUNDLE ?= build/gpu-bundle
 gpu-bundle: $(STAMP)
 	PYTHON=$(BIN)/python PYTHON_VERSION=$(PYTHON_VERSION) scripts/gpu-bundle.sh $(GPU_BUNDLE)
 
 gpu-report:
 	PYTHON=$(PYTHON) scripts/gpu-report.sh $(GPU_BUNDLE)
+
+gpu-check:
+	PYTHON=$(PYTHON) scripts/gpu-check.sh

@@ -5,8 +5,8 @@
 
 Ways of training, each the study's real loop with its records:
   eager          one seed, ``mnistlab.run``
-  graphs         one seed, ``run_seeds([config], cuda_graphs=True)`` (CUDA only)
-  stack          ``--seeds`` seeds together, ``run_seeds`` eager
+  graphs         one seed, ``train([config], cuda_graphs=True)`` (CUDA only)
+  stack          ``--seeds`` seeds together, ``train(configs)`` eager
   stack-graphs   ``--seeds`` seeds together, CUDA graphs (CUDA only)
 An epoch is the record's: a shuffled training pass, then validation and test. The figure kept is
 the median epoch (the first epoch pays for cuBLAS's and the allocator's warm-up; a graph's capture
@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -32,8 +33,9 @@ import torch
 import mnistlab
 from mnistlab.data import TEST_SIZE, VAL_SIZE
 from mnistlab.models import IN_FEATURES, NUM_CLASSES
-from mnistlab.stacked import run_seeds
-from mnistlab.train import _cpu_name
+from mnistlab.origin import describe, hardware
+from mnistlab.records import atomic_write_text
+from mnistlab.train import train
 
 MODES = ("eager", "graphs", "stack", "stack-graphs")
 
@@ -57,7 +59,7 @@ def time_mode(mode: str, model: str, hidden_size: int, args, data) -> dict:
     if mode == "eager":
         records = [mnistlab.run(configs[0], data=data)]
     else:
-        records = run_seeds(configs, data=data, cuda_graphs=mode.endswith("graphs") or None)
+        records = train(configs, data=data, cuda_graphs=mode.endswith("graphs"))
     _sync(args.device)
     wall = time.perf_counter() - started
     epochs = [h["seconds"] for h in records[0].history]
@@ -99,26 +101,33 @@ def main() -> None:
     modes = [m for m in modes if m not in skipped]
 
     data = mnistlab.load(device=args.device, train_size=args.train_size)
-    device_name = torch.cuda.get_device_name(args.device) if cuda else _cpu_name()
+    hw = hardware(torch.device(args.device))
+    device_name = describe(hw)
     print(f"{device_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, TF32 off, "
           f"{args.train_size} training images, median of {args.epochs} epoch(s), bound at {args.peak_flops:.3g} FLOP/s"
           + (f"; skipped without CUDA: {', '.join(skipped)}" if skipped else ""))
     print(f"{'model':7} {'H':>5} {'mode':>12} {'s/epoch':>9} {'per seed':>9} {'bound s':>9} {'of bound':>9}")
+    header = {"device": args.device, "device_name": device_name, "hardware": hw, "torch": torch.__version__,
+              "python": platform.python_version(), "cpu_threads": torch.get_num_threads(), "tf32": False,
+              "train_size": args.train_size, "epochs": args.epochs, "seeds": args.seeds,
+              "peak_flops": args.peak_flops, "skipped_modes": skipped}
     results = []
     for model in args.models.split(","):
         for hidden_size in (int(h) for h in args.hidden_sizes.split(",")):
             for mode in modes:
-                row = time_mode(mode, model, hidden_size, args, data)
+                try:
+                    row = time_mode(mode, model, hidden_size, args, data)
+                except Exception as error:  # one failing mode (graphs on a new GPU, say) must not hide the others
+                    row = {"model": model, "hidden_size": hidden_size, "mode": mode, "error": f"{type(error).__name__}: {error}"}
+                    print(f"{model:7} {hidden_size:5} {mode:>12} FAILED: {row['error']}", flush=True)
+                else:
+                    print(f"{model:7} {hidden_size:5} {mode:>12} {row['epoch_s']:9.4f} {row['per_seed_s']:9.4f} "
+                          f"{row['bound_s']:9.3g} {100 * row['bound_fraction']:8.3g}%", flush=True)
                 results.append(row)
-                print(f"{model:7} {hidden_size:5} {mode:>12} {row['epoch_s']:9.4f} {row['per_seed_s']:9.4f} "
-                      f"{row['bound_s']:9.3g} {100 * row['bound_fraction']:8.3g}%", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": args.device, "device_name": device_name, "torch": torch.__version__,
-                       "python": platform.python_version(), "cpu_threads": torch.get_num_threads(), "tf32": False,
-                       "train_size": args.train_size, "epochs": args.epochs, "seeds": args.seeds,
-                       "peak_flops": args.peak_flops, "skipped_modes": skipped, "results": results}, f, indent=1)
-            f.write("\n")
+                if args.json:  # after every row: a run cut off by a time limit still says what it measured
+                    atomic_write_text(args.json, json.dumps({**header, "results": results}, indent=1) + "\n")
+    if any("error" in row for row in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,14 +29,23 @@ DEFAULT_SLURM = "params/clusters/slurm.yaml"
 
 
 def gpu_count() -> int:
-    """NVIDIA GPUs this machine's workers may use, from the driver's /proc entries (importing torch to ask
-    would cost seconds per sweep); ``CUDA_VISIBLE_DEVICES`` narrows them as it does for CUDA."""
+    """NVIDIA GPUs this machine's workers may use, from the driver's /proc entries, else ``nvidia-smi -L``
+    (containers often lack the /proc entries; importing torch to ask would cost seconds per sweep);
+    ``CUDA_VISIBLE_DEVICES`` narrows them as it does for CUDA."""
     gpus = Path("/proc/driver/nvidia/gpus")
-    count = len(list(gpus.iterdir())) if gpus.is_dir() else 0
+    count = len(list(gpus.iterdir())) if gpus.is_dir() else _nvidia_smi_count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         count = min(count, len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]))
     return count
+
+
+def _nvidia_smi_count() -> int:
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0  # no driver tools: no NVIDIA GPU to use
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else 0
 
 
 class PinGPU(WorkerPlugin):
