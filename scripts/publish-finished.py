@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Copy the finished runs of a study running in one checkout into another, and commit them there.
+
+    python scripts/publish-finished.py SOURCE_CHECKOUT [--reports paper,lr] [--every 120] [--once]
+
+A long study (scripts/study.sh) runs in a clean checkout of its own, so that its records name a commit
+and unmodified training code, while work goes on in another. This copies, every ``--every`` seconds,
+each run the study has finished into this checkout and commits it, so that the end of a session or a
+new machine loses at most the runs in flight. A run is finished when its manifest (``runs/.NAME.done``,
+written last by the sweep) lists files that all still have the SHA-256 it gives: the notebook, the page
+and the records are copied with the manifest, nothing half-written. A sweep's own pages (index,
+analysis, data, backprop, sweep.json, table1.png, _static/) are copied once that sweep has ended
+(its sweep.json is newer than what is here). Only ``reports/<name>/`` folders are touched, and only
+those paths are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+SITE_FILES = ("index.html", "sweep.json", "table1.png", "analysis.ipynb", "analysis.html", "data.ipynb", "data.html",
+              "backprop.ipynb", "backprop.html", ".analysis.done", ".data.done", ".backprop.done")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def finished(manifest: Path) -> list[Path] | None:
+    """The files a manifest vouches for, itself last; None when any is missing or changed since."""
+    try:
+        entry = json.loads(manifest.read_text())
+        files = [manifest.parent / name for name in entry["files"]]
+        if all(sha256(path) == entry["files"][path.name] for path in files):
+            return [*files, manifest]
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
+
+
+def copy(source: Path, target: Path) -> bool:
+    if target.exists() and target.read_bytes() == source.read_bytes():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target.with_name(f".{target.name}.publishing"))
+    target.with_name(f".{target.name}.publishing").replace(target)
+    return True
+
+
+def publish(source_root: Path, report: str) -> list[str]:
+    """Copy what is finished under source_root/reports/<report>; the names of the runs copied."""
+    source, target = source_root / "reports" / report, HERE / "reports" / report
+    copied = []
+    for manifest in sorted((source / "runs").glob(".*.done")):
+        files = finished(manifest)
+        if files and any([copy(path, target / path.relative_to(source)) for path in files]):
+            copied.append(manifest.name[1:-len(".done")])
+    sweep_json = source / "sweep.json"
+    if sweep_json.exists() and (not (target / "sweep.json").exists()
+                                or sweep_json.stat().st_mtime > (target / "sweep.json").stat().st_mtime):
+        site = [source / name for name in SITE_FILES if (source / name).exists()]
+        site += [path for path in (source / "_static").rglob("*") if path.is_file()]
+        if any([copy(path, target / path.relative_to(source)) for path in site]):
+            copied.append(f"the {report} index and pages")
+    return copied
+
+
+def commit(reports: list[str], message: str) -> None:
+    paths = [f"reports/{report}" for report in reports if (HERE / "reports" / report).exists()]
+    for attempt in range(10):  # another git command may hold the index for a moment
+        added = subprocess.run(["git", "-C", str(HERE), "add", "--", *paths], capture_output=True, text=True)
+        if added.returncode == 0:
+            done = subprocess.run(["git", "-C", str(HERE), "commit", "-q", "-m", message, "--", *paths],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+            print(f"publish-finished: git commit: {done.stderr.strip() or done.stdout.strip()}", file=sys.stderr)
+        time.sleep(3)
+    print("publish-finished: could not commit; will try again next round", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="the checkout the study runs in")
+    parser.add_argument("--reports", default="paper,lr")
+    parser.add_argument("--every", type=float, default=120.0, help="seconds between rounds")
+    parser.add_argument("--once", action="store_true")
+    args = parser.parse_args()
+    reports = args.reports.split(",")
+    while True:
+        for report in reports:
+            copied = publish(args.source.resolve(), report)
+            if copied:
+                shown = ", ".join(copied[:6]) + (f" and {len(copied) - 6} more" if len(copied) > 6 else "")
+                commit(reports, f"Publish finished runs of reports/{report}: {shown}")
+                print(f"publish-finished: {report}: {shown}", flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
