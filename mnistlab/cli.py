@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=_seeds, help="comma-separated, e.g. 0,1,2: every file trains these seeds; "
                    "default: the file's seed or seeds, else 0")
     p.add_argument("--force", action="store_true", help="rerun runs and pages that are up to date")
+    p.add_argument("--also", action="append", metavar="RECORDS_DIR", help="another sweep's records (e.g. "
+                   "reports/paper/runs) for the analysis to read beside this sweep's; may be repeated")
     p.add_argument("--keep-older-code", action="store_true", help="keep up-to-date runs that other training code "
                    "made (without this, or --force, the sweep stops and names them)")
     p.add_argument("--workers", type=_positive_int, help="Dask workers of the local cluster, or SLURM jobs; "
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             from .lab.sweep import sweep
 
             result = sweep(args.params, args.out, workers=args.workers, seeds=args.seeds, force=args.force,
-                           keep_older_code=args.keep_older_code,
+                           keep_older_code=args.keep_older_code, also=args.also,
                            scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file)
             return 0 if result.ok else 1
     except _expected_errors() as error:

@@ -25,7 +25,7 @@ sweep() {
 
 sweep params/paper/nmodel-hs1000.yaml params/paper/bmodel-hs1000.yaml params/paper/wmodel-hs1000.yaml \
     --seeds "$SEEDS" --out reports/paper
-sweep params/lr --out reports/lr
+sweep params/lr --out reports/lr --also reports/paper/runs
 sweep params/paper/*-hs1000.yaml params/paper/*-hs2000.yaml --seeds "$SEEDS" --out reports/paper
 sweep params/paper --seeds "$SEEDS" --out reports/paper
 echo "=== study: done ($(date -u +%FT%TZ)), last failing exit status: $status"

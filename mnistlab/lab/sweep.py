@@ -34,7 +34,7 @@ PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this ord
 
 def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, *, workers: int | None = None,
           seeds: list[int] | None = None, force: bool = False, keep_older_code: bool = False,
-          scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
+          also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
           notebooks: str | Path | None = None) -> SweepResult:
     """Run every params file and seed, then the pages; write sweep.json and index.html.
 
@@ -42,6 +42,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     ``reports/<first params folder or file name>``). A run that is up to date but was trained by other
     training code (``origin.code``) stops the sweep before anything runs, naming the runs and the files
     that changed, unless ``force`` (retrain them) or ``keep_older_code`` (keep them as they are).
+    ``also``: folders of another sweep's records (e.g. ``reports/paper/runs``) that the analysis reads
+    beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run.
     """
     started = time.time()
     params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
@@ -50,6 +52,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     if not (notebooks / "train.ipynb").is_file():
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
+    others = sorted(path for folder in also or [] for path in _record_folder(folder).glob("*.json"))
 
     from . import lock, schedule
 
@@ -66,7 +69,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             outcomes = _execute_all(dask_client, tasks, force, shape["gpus"], "runs")
             runs = [result for job, seeds, task in planned
                     for result in _results(job, seeds, task, outcomes[task.name], out)]
-            page_tasks = [_page_task(name, notebooks, out, runs, shape["threads"]) for name in PAGES
+            page_tasks = [_page_task(name, notebooks, out, runs, shape["threads"], others) for name in PAGES
                           if (notebooks / f"{name}.ipynb").is_file()]
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
@@ -138,11 +141,19 @@ def _refuse_older_code(tasks: list[Task]) -> None:
                       "--keep-older-code to keep their results as they are")
 
 
-def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None) -> Task:
+def _record_folder(folder: str | Path) -> Path:
+    path = paths.resolve(folder)
+    if not path.is_dir():
+        raise ParamsError(f"--also {folder}: not a folder of records (relative paths are taken from the project root)")
+    return path
+
+
+def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None,
+               others: list[Path] = ()) -> Task:
     """A page over the sweep: redone when its notebook or any record it reads changed."""
     source = notebooks / f"{name}.ipynb"
     parameters = {}
-    records = sorted({out / run.record_file for run in runs if run.record_file})
+    records = sorted({out / run.record_file for run in runs if run.record_file} | set(others))
     if name == "analysis":
         parameters = {"records_dir": paths.relative(out / "runs"),
                       "records": [paths.relative(record) for record in records]}
