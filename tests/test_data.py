@@ -20,10 +20,16 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_files_match_published_checksums(data_dir):
-    folder = data.verify(data_dir)
-    for name, expected in data.SHA256.items():
-        assert data.sha256(folder / name) == expected
+def test_a_file_that_parses_but_differs_by_one_byte_is_refused_by_load(copied_data):
+    """A test label changed in place is still a valid IDX file of digits: only the SHA-256 check can tell,
+    and training must not start on it."""
+    path = copied_data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    altered = bytearray(path.read_bytes())
+    altered[-1] = (altered[-1] + 1) % 10
+    path.write_bytes(bytes(altered))
+    assert data.parse_idx("t10k-labels-idx1-ubyte", altered).max() <= 9  # it parses
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is corrupt"):
+        data.load(copied_data, train_size=500)
 
 
 def test_label_counts_are_mnists(data_dir):

@@ -24,31 +24,46 @@ def test_layer_order_follows_the_protocol():
     assert isinstance(bmodel.bn, nn.BatchNorm1d) and bmodel.bn.num_features == 8
 
 
-def test_batch_norm_differs_between_train_and_eval():
+def test_bmodel_normalises_before_the_relu():
+    """By behaviour, not by layer names: the output is fc2(relu(bn(fc1 x))), not fc2(bn(relu(fc1 x)))."""
     torch.manual_seed(0)
-    model = build_model("bmodel", 16)
+    model = build_model("bmodel", 16).train()
     x = torch.randn(32, 784) * 3 + 1
-    model.train()
-    train_out = model(x)  # normalises with the batch's statistics, updates the running ones
-    model.eval()
-    eval_out = model(x)  # normalises with the running statistics
-    assert not torch.allclose(train_out, eval_out, atol=1e-3)
-    assert torch.allclose(model(x[:1]), model(x)[:1], atol=1e-5)  # in eval, one image's output is independent of the batch
-    assert model.bn.num_batches_tracked.item() == 1
+    bn = nn.BatchNorm1d(16)
+    with torch.no_grad():
+        before = model.fc2(torch.relu(bn(model.fc1(x))))
+        after = model.fc2(bn(torch.relu(model.fc1(x))))
+        out = model(x)
+    torch.testing.assert_close(out, before)
+    assert not torch.allclose(out, after, atol=1e-3)
 
 
-def test_weight_norm_identity():
+def test_the_three_models_start_from_the_same_weights_for_a_seed():
+    """The paired design (PROTOCOL): with the same seed, nmodel, bmodel and wmodel begin with the same fc1 and
+    fc2 weights and biases (weight norm re-parametrises them: g is each row's norm, v the weights)."""
+    weights = {}
+    for name in MODELS:
+        torch.manual_seed(3)
+        model = build_model(name, 12)
+        weights[name] = [model.fc1.weight, model.fc1.bias, model.fc2.weight, model.fc2.bias]
+    for name in ("bmodel", "wmodel"):
+        for ours, plain in zip(weights[name], weights["nmodel"]):
+            torch.testing.assert_close(ours, plain, rtol=0, atol=1e-6)
+    torch.manual_seed(4)
+    assert not torch.allclose(build_model("nmodel", 12).fc1.weight, weights["nmodel"][0])
+
+
+def test_weight_norm_gives_one_scale_per_output_unit():
+    """dim=0, as Salimans & Kingma: each output unit's weight row has length |g|, whatever v's scale."""
     torch.manual_seed(0)
     model = build_model("wmodel", 12)
     for layer in (model.fc1, model.fc2):
         g = layer.parametrizations.weight.original0  # (out, 1)
-        v = layer.parametrizations.weight.original1  # (out, in)
-        assert torch.allclose(layer.weight, g * v / v.norm(dim=1, keepdim=True), atol=1e-6)
-        # Each row's length is |g| whatever v is: scaling v changes nothing, scaling g scales w.
+        assert g.shape == (layer.out_features, 1)
         with torch.no_grad():
-            v.mul_(5.0)
+            layer.parametrizations.weight.original1.mul_(5.0)
             g.mul_(2.0)
-        assert torch.allclose(layer.weight.norm(dim=1), g.abs().squeeze(1), atol=1e-5)
+        torch.testing.assert_close(layer.weight.norm(dim=1), g.abs().squeeze(1))
 
 
 def test_repr_explains_the_model():
