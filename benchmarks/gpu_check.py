@@ -37,6 +37,7 @@ from mnistlab.origin import describe, hardware
 from mnistlab.records import atomic_write_bytes, atomic_write_text
 from mnistlab.stacked import StackedModel
 from mnistlab.steps import GraphedStack, Stack
+from mnistlab.syncs import HostTransfers
 from mnistlab.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,22 +45,6 @@ SEEDS = [0, 1, 2, 3, 4]
 # Largest differences accepted between graphed and eager stacks over two epochs: losses, accuracy points
 # (bmodel: batch norm makes rounding noise into real steps; see tests/test_stacked.py).
 TOLERANCE = {"nmodel": (1e-4, 0.1), "wmodel": (1e-4, 0.1), "bmodel": (5e-2, 1.0)}
-
-
-class HostTransfers(torch.overrides.TorchFunctionMode):
-    """Counts the tensor methods that wait for the device and copy to the host."""
-
-    NAMES = ("tolist", "item", "cpu", "__bool__", "__float__", "__int__", "__index__", "numpy")
-
-    def __init__(self):
-        super().__init__()
-        self.calls = dict.fromkeys(self.NAMES, 0)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in self.calls:
-            self.calls[name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def host_syncs(device, data, args) -> dict:

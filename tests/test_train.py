@@ -16,6 +16,7 @@ import torch
 from mnistlab import CheckpointError, Config, MODELS, Record, run
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
+from mnistlab.syncs import HostTransfers
 
 TINY = dict(hidden_size=64, epochs=2, train_size=2000, device="cpu")  # the CPU, also on a CUDA host
 
@@ -94,28 +95,12 @@ def test_predictions_are_those_the_accuracies_were_measured_on(small_data, tmp_p
     assert len(json.loads(text)["predictions"]["final"]) == 10_000 and len(text) < 30_000  # compact
 
 
-class HostTransfers(torch.overrides.TorchFunctionMode):
-    """Counts the tensor methods that wait for the device and copy to the host."""
-
-    NAMES = ("tolist", "item", "cpu", "__bool__", "__float__", "__int__", "__index__")
-
-    def __init__(self):
-        super().__init__()
-        self.calls = dict.fromkeys(self.NAMES, 0)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in self.calls:
-            self.calls[name] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_one_host_sync_per_epoch_and_predictions_copied_only_when_kept(small_data):
     with HostTransfers() as spy:
         record = run(Config(model="wmodel", hidden_size=32, epochs=5, train_size=2000, lr=0.03), data=small_data)
     history = record.history
     kept = sum(val_selected(history[:e]) is history[e - 1] or e == 5 for e in range(1, 6))
-    assert spy.calls == {**dict.fromkeys(HostTransfers.NAMES, 0), "tolist": 5, "cpu": kept}
+    assert spy.calls == {**dict.fromkeys(HostTransfers.NAMES, 0), "tolist": 5, "cpu": kept, "numpy": kept}
 
 
 def test_run_without_validation_trains_and_skips_validation(small_data, tmp_path):
