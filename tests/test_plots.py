@@ -39,7 +39,7 @@ def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
     assert protocol.iloc[0]["difference"] == pytest.approx(0.04)
     assert math.isnan(table.loc[("bmodel", 5000, "epochs=2")]["best_test_acc_std"])  # one seed: no spread to show
     text = plots.table1_text(table)
-    assert text.loc[("nmodel", 1000, "epochs=2"), "best_test_acc"] == "97.35 ± 0.21 [95.44, 99.26]"
+    assert text.loc[("nmodel", 1000, "epochs=2"), "best_test_acc"] == "97.35 ± 0.21 · seeds [95.44, 99.26]"
     assert text.loc[("bmodel", 5000, "epochs=2"), "best_test_acc"] == "98.90"  # one seed: the number alone
 
 

@@ -1,16 +1,15 @@
-"""The statistics against values computed by hand, and the claims and errors on records built here."""
+"""The statistics against values computed by hand: t intervals, the two-source interval, exact tests, verdicts."""
 
 import math
 
 import numpy as np
 import pytest
 
-from mnistlab import Config, Record
-from mnistlab.lab import claims, errors, stats
-from mnistlab.records import encode_labels
+from mnistlab.lab import stats
 
-# t quantiles (two-sided 95 %) from a printed table: df 1, 2, 3.
+# Quantiles from printed tables: two-sided 95 % t (df 1, 2, 3) and normal (95 %, and 1 - 0.05/6 = 99.1667 %).
 T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824}
+Z975, Z_BONFERRONI_6 = 1.95996, 2.63826
 
 
 def test_describe_gives_mean_sample_sd_and_t_interval():
@@ -23,25 +22,84 @@ def test_describe_gives_mean_sample_sd_and_t_interval():
     assert (two.low, two.high) == (pytest.approx(97.25 - 3.1766, abs=1e-3), pytest.approx(97.25 + 3.1766, abs=1e-3))
 
 
-def test_one_value_has_no_spread_and_no_interval():
+def test_one_value_has_no_spread_no_interval_and_no_verdict():
     e = stats.describe([98.6])
     assert e.n == 1 and e.mean == 98.6 and all(math.isnan(v) for v in (e.sd, e.low, e.high))
-    assert stats.verdict(e) == stats.UNTESTED
+    assert stats.part_verdict(e) == stats.UNTESTED
     with pytest.raises(ValueError, match="finite"):
         stats.describe([1.0, math.nan])
 
 
-def test_paired_difference_and_its_verdict():
+def test_paired_difference_is_the_t_interval_of_the_differences():
     # Differences 0.2, 0.3, 0.1: mean 0.2, sd 0.1, half-width 4.3027 * 0.1 / sqrt(3) = 0.2484: the interval holds 0.
     e = stats.paired_difference([98.7, 98.8, 98.6], [98.5, 98.5, 98.5])
     assert e.mean == pytest.approx(0.2) and e.sd == pytest.approx(0.1)
     assert e.low == pytest.approx(-0.0484, abs=1e-3) and e.high == pytest.approx(0.4484, abs=1e-3)
-    assert stats.verdict(e) == stats.WITHIN_NOISE
+    assert stats.part_verdict(e) == stats.WITHIN_NOISE
     # Differences 0.19, 0.2, 0.21: sd 0.01, the interval [0.175, 0.225] lies above 0.
-    assert stats.verdict(stats.paired_difference([98.69, 98.7, 98.71], [98.5] * 3)) == stats.SUPPORTED
-    assert stats.verdict(stats.paired_difference([98.5] * 3, [98.69, 98.7, 98.71])) == stats.CONTRADICTED
+    assert stats.part_verdict(stats.paired_difference([98.69, 98.7, 98.71], [98.5] * 3)) == stats.SUPPORTED
+    assert stats.part_verdict(stats.paired_difference([98.5] * 3, [98.69, 98.7, 98.71])) == stats.CONTRADICTED
     with pytest.raises(ValueError, match="equal lengths"):
         stats.paired_difference([1.0], [1.0, 2.0])
+
+
+def test_two_source_interval_by_hand():
+    # 3 seeds x 2 images. Seed means r = 2, 2, 4; grand mean m = 8/3; image means c = 2, 10/3.
+    x = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 5.0]])
+    e = stats.two_source(x)
+    # se_seeds^2 = sum (r - m)^2 / (S (S - 1)) = (4/9 + 4/9 + 16/9) / 6 = 4/9: the seed-only t interval's.
+    assert e.mean == pytest.approx(8 / 3) and e.se_seeds == pytest.approx(2 / 3)
+    assert e.se_seeds == pytest.approx(stats.describe(x.mean(axis=1)).sd / math.sqrt(3))
+    # Residuals x - r - c + m = -1/3, 1/3 / 2/3, -2/3 / -1/3, 1/3: sum of squares 4/3.
+    # se_images^2 = sum (c - m)^2 / (N (N - 1)) - sum e^2 / (S (S - 1) N (N - 1)) = (8/9) / 2 - (4/3) / 12 = 1/3.
+    assert e.se_images == pytest.approx(math.sqrt(1 / 3))
+    half = math.hypot(T975[2] * 2 / 3, Z975 * math.sqrt(1 / 3))  # 3.0836
+    assert (e.low, e.high) == (pytest.approx(8 / 3 - half, abs=1e-3), pytest.approx(8 / 3 + half, abs=1e-3))
+    seeds_only = stats.describe(x.mean(axis=1))
+    assert e.low < seeds_only.low and e.high > seeds_only.high  # never narrower than the seeds alone
+
+
+def test_two_source_keeps_the_shared_images_when_every_seed_agrees():
+    # Seed means all 1: the seed-only interval has zero width, yet the images differ.
+    x = np.array([[2.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 3.0], [1.0, 0.0, 1.0, 2.0]])
+    assert stats.describe(x.mean(axis=1)).sd == 0.0
+    e = stats.two_source(x)
+    # c = 1, 0, 1, 2: sum (c - m)^2 = 2; residuals x - c: sum of squares 4. 2 / 12 - 4 / (6 * 12) = 1/9.
+    assert e.se_seeds == 0.0 and e.se_images == pytest.approx(1 / 3)
+    assert (e.low, e.high) == (pytest.approx(1 - Z975 / 3, abs=1e-4), pytest.approx(1 + Z975 / 3, abs=1e-4))
+    # One seed: the images alone. x = 100, 0, 100, 100: mean 75, sum (x - m)^2 = 7500, 7500 / 12 = 625.
+    one = stats.two_source(np.array([[100.0, 0.0, 100.0, 100.0]]))
+    assert math.isnan(one.se_seeds) and one.se_images == pytest.approx(25.0)
+    assert one.low == pytest.approx(75 - Z975 * 25, abs=1e-3) and stats.part_verdict(one) == stats.UNTESTED
+    # Nothing varies: zero width, which is no evidence.
+    flat = stats.two_source(np.ones((3, 5)))
+    assert flat.low == flat.high == 1.0 and not stats.testable(flat)
+    assert "zero width" in stats.why_untestable(flat)
+
+
+def test_two_source_covers_the_truth_where_the_seed_only_interval_does_not():
+    # Crossed model x = mu + seed effect + image effect + noise, every seed scored on the same images.
+    rng = np.random.default_rng(0)
+    seeds, images, mu, repeats = 3, 400, 1.0, 400
+    covered = {"two": 0, "seeds": 0}
+    for _ in range(repeats):
+        x = (mu + rng.normal(0, 0.3, (seeds, 1)) + rng.normal(0, 12.0, (1, images))
+             + rng.normal(0, 3.0, (seeds, images)))
+        e = stats.two_source(x)
+        covered["two"] += e.low <= mu <= e.high
+        t = stats.describe(x.mean(axis=1))
+        covered["seeds"] += t.low <= mu <= t.high
+    assert 0.93 <= covered["two"] / repeats <= 0.99  # about 95 %, a little conservative
+    assert covered["seeds"] / repeats < 0.75  # the shared images' part left out: 67 % here
+
+
+def test_paired_two_source_is_the_two_source_interval_of_the_differences_in_points():
+    a = np.array([[1, 1, 0, 1], [1, 1, 1, 1], [1, 0, 1, 1]], dtype=bool)
+    b = np.array([[1, 0, 0, 1], [0, 1, 1, 1], [1, 0, 0, 1]], dtype=bool)
+    e = stats.paired_two_source(a, b)
+    assert e.mean == pytest.approx(100 * 3 / 12) and e == stats.two_source(100.0 * (a.astype(float) - b))
+    with pytest.raises(ValueError, match="one shape"):
+        stats.paired_two_source(a, b[:2])
 
 
 def test_mcnemar_counts_discordant_images_and_uses_the_exact_binomial():
@@ -55,104 +113,52 @@ def test_mcnemar_counts_discordant_images_and_uses_the_exact_binomial():
     # P(X <= 1) + P(X >= 8) for X ~ Binomial(9, 1/2) = (1 + 9 + 9 + 1) / 512.
     assert test.p_value == pytest.approx(20 / 512)
     assert stats.mcnemar(labels, labels, labels) == stats.McNemar(0, 0, 1.0)
+    # Pooled over one seed, the sign-flip test is McNemar's test.
+    assert stats.sign_flip((a == labels)[None], (b == labels)[None]) == pytest.approx(20 / 512)
 
 
-def test_combine_lets_a_contradiction_or_missing_test_decide():
-    assert stats.combine([stats.SUPPORTED, stats.SUPPORTED]) == stats.SUPPORTED
-    assert stats.combine([stats.SUPPORTED, stats.WITHIN_NOISE]) == stats.WITHIN_NOISE
-    assert stats.combine([stats.SUPPORTED, stats.UNTESTED]) == stats.UNTESTED
-    assert stats.combine([stats.UNTESTED, stats.CONTRADICTED]) == stats.CONTRADICTED
+def test_sign_flip_pools_seeds_on_the_shared_images_exactly():
+    # Per image, (right in a) - (right in b) summed over 2 seeds: k = 2, 1, -1 (and 0). Observed sum 2.
+    a = np.array([[1, 1, 0, 1], [1, 0, 0, 0]])
+    b = np.array([[0, 0, 1, 1], [0, 0, 0, 0]])
+    # Under the null the 8 sign patterns of (2, 1, 1) give 4, 2, 2, 0, 0, -2, -2, -4: |sum| >= 2 in 6 of 8.
+    assert stats.sign_flip(a, b) == pytest.approx(6 / 8)
+    # k = 2, 1 only: sums 3, 1, -1, -3; |sum| >= 3 in 2 of 4.
+    assert stats.sign_flip(np.array([[1, 1, 0], [1, 0, 1]]), np.array([[0, 0, 1], [0, 0, 0]])) == pytest.approx(0.5)
+    assert stats.sign_flip(a, a) == 1.0
+
+
+def test_a_part_needs_three_seeds_and_a_bonferroni_interval_to_contradict():
+    # se 0.13 from the images alone: 95 % half-width 1.96 * 0.13 = 0.255, 99.17 % half-width 2.638 * 0.13 = 0.343.
+    e = stats.TwoSource(3, 10_000, -0.3, 0.0, 0.13, -0.3 - Z975 * 0.13, -0.3 + Z975 * 0.13)
+    assert e.interval(1 - 0.05 / 6)[1] == pytest.approx(-0.3 + Z_BONFERRONI_6 * 0.13, abs=1e-4)
+    assert stats.part_verdict(e, parts=1) == stats.CONTRADICTED  # alone: its 95 % interval is below 0
+    assert stats.part_verdict(e, parts=6) == stats.WITHIN_NOISE  # one of six parts: 99.17 % reaches above 0
+    assert stats.part_verdict(stats.TwoSource(2, 10_000, -0.3, 0.0, 0.13, e.low, e.high)) == stats.UNTESTED
+    assert "2 seeds, a verdict needs 3" in stats.why_untestable(stats.TwoSource(2, 10, 0.0, 0.0, 0.1, -0.2, 0.2))
+    # "Within ±0.2": inside (supported), straddling (within noise), wholly outside (contradicted).
+    inside = stats.TwoSource(3, 10_000, 0.02, 0.0, 0.05, 0.02 - Z975 * 0.05, 0.02 + Z975 * 0.05)
+    assert stats.part_verdict(inside, parts=3, margin=0.2) == stats.SUPPORTED
+    straddle = stats.TwoSource(3, 10_000, 0.2, 0.0, 0.05, 0.2 - Z975 * 0.05, 0.2 + Z975 * 0.05)
+    assert stats.part_verdict(straddle, parts=3, margin=0.2) == stats.WITHIN_NOISE
+    outside = stats.TwoSource(3, 10_000, 0.6, 0.0, 0.05, 0.6 - Z975 * 0.05, 0.6 + Z975 * 0.05)
+    assert stats.part_verdict(outside, parts=3, margin=0.2) == stats.CONTRADICTED
+
+
+def test_claim_verdict_needs_every_part_for_support_and_one_for_contradiction():
+    S, C, W, U = stats.SUPPORTED, stats.CONTRADICTED, stats.WITHIN_NOISE, stats.UNTESTED
+    assert stats.claim_verdict([S] * 6, parts=6) == S
+    assert stats.claim_verdict([S] * 2, parts=6) == U  # four parts (two hidden sizes) not measured
+    assert stats.claim_verdict([S, W], parts=2) == W
+    assert stats.claim_verdict([S, U], parts=2) == U
+    assert stats.claim_verdict([U, C], parts=6) == C  # evidence against needs no other part
     with pytest.raises(ValueError, match="unknown verdicts"):
-        stats.combine(["maybe"])
+        stats.claim_verdict(["maybe"], parts=1)
+    with pytest.raises(ValueError, match="3 verdicts for a claim of 2 parts"):
+        stats.claim_verdict([S, S, S], parts=2)
 
 
 def test_confusion_matrix_and_per_class_error_rates():
     matrix = stats.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 1], classes=3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
     assert stats.class_error_rates(matrix).tolist() == [50.0, 0.0, 100.0]
-
-
-# Records built by hand: 3 models x H=1000 x seeds, with per-example predictions on 100 "test images".
-LABELS = np.arange(100) % 10
-
-
-def predictions(wrong: list[int]) -> str:
-    predicted = LABELS.copy()
-    predicted[wrong] = (LABELS[wrong] + 1) % 10
-    return encode_labels(predicted)
-
-
-def record(model, seed, test_acc, wrong, hidden_size=1000, train_accs=(95.0, 100.0), lr=0.01):
-    history = [{"epoch": e, "lr": lr, "train_loss": 0.1, "train_acc": t, "val_loss": 0.1, "val_acc": 98.0,
-                "test_loss": 0.1, "test_acc": test_acc, "seconds": 1.0} for e, t in enumerate(train_accs, start=1)]
-    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=len(history), lr=lr)
-    return Record(config=config.to_dict(), history=history,
-                  predictions={"val_selected": predictions(wrong), "final": predictions(wrong)})
-
-
-def three_seeds():
-    runs = []
-    for seed, noise in enumerate((0.0, 0.02, -0.02)):
-        runs.append(record("bmodel", seed, 98.7 + noise, [0, 1]))
-        runs.append(record("wmodel", seed, 98.5 + noise, [0, 1, 2], train_accs=(99.5, 100.0)))
-        runs.append(record("nmodel", seed, 97.3 + noise + 0.01 * seed, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11],
-                           train_accs=(90.0, 98.5)))
-    return runs
-
-
-def test_comparisons_pair_by_seed_with_mcnemar_per_seed():
-    table = claims.comparisons(three_seeds(), labels=LABELS)
-    bw = table[(table["a"] == "bmodel") & (table["b"] == "wmodel")].iloc[0]
-    assert bw["seeds"] == 3 and bw["difference"] == pytest.approx(0.2) and bw["sd"] == pytest.approx(0.0, abs=1e-9)
-    assert bw["verdict"] == stats.SUPPORTED and bw["settings"] == "epochs=2" and bw["hidden_size"] == 1000
-    # Each seed: image 2 only bmodel gets right: one discordant pair, p = 1.
-    assert bw["mcnemar_p"] == [1.0, 1.0, 1.0]
-    wn = table[(table["a"] == "wmodel") & (table["b"] == "nmodel")].iloc[0]
-    # 8 images only wmodel gets right (3-9 and 11), none only nmodel: p = 2 / 2^8.
-    assert wn["mcnemar_p"] == [pytest.approx(2 / 256)] * 3
-
-
-def test_claims_in_words_follow_the_numbers():
-    found = {c.name: c for c in claims.check(three_seeds(), labels=LABELS)}
-    order = found["Table 1 ordering"]
-    assert order.verdict == stats.SUPPORTED and "bmodel − wmodel = +0.20 points" in order.text
-    accuracy = found["100 % training accuracy"]
-    assert accuracy.verdict == stats.CONTRADICTED and "nmodel: 0 of 3 runs reach 100 %" in accuracy.text
-    # nmodel never reaches 99 % (counted as epoch 3, one after its last), bmodel at epoch 2, wmodel at epoch 1.
-    converge = found["Normalised models converge faster"]
-    assert "nmodel − bmodel = +1.00 epochs" in converge.text and "nmodel − wmodel = +2.00 epochs" in converge.text
-    assert converge.verdict == stats.SUPPORTED
-    assert found["Hidden size for nmodel"].verdict == stats.UNTESTED  # one hidden size only
-    assert "3 seeds" in claims.scope(three_seeds())
-
-
-def test_with_one_seed_the_claims_say_they_cannot_be_tested():
-    runs = [r for r in three_seeds() if r.config["seed"] == 0]
-    order = claims.check(runs)[0]
-    assert order.verdict == stats.UNTESTED and "one seed: cannot be tested for noise" in order.text
-    assert "no comparison can be tested for noise" in claims.scope(runs)
-    assert claims.check([]) == [] and "No complete run" in claims.scope([])
-
-
-def test_without_wmodel_the_ordering_compares_bmodel_with_nmodel():
-    runs = [r for r in three_seeds() if r.config["model"] != "wmodel"]
-    order = claims.check(runs)[0]
-    assert "bmodel − nmodel = +1.39 points" in order.text and order.verdict == stats.SUPPORTED
-
-
-def test_claims_are_checked_on_one_setting_and_never_pair_across_settings():
-    odd = record("nmodel", 0, 10.0, list(range(90)), lr=1e6)  # same model, H and seed; another lr
-    table = claims.comparisons(three_seeds() + [odd])
-    assert set(table["settings"]) == {"epochs=2"}  # the lr=1e+06 nmodel has no partner
-    assert claims.main_settings(three_seeds() + [odd]) == "epochs=2"
-
-
-def test_errors_per_model_and_the_digits_all_three_get_wrong():
-    found = errors.errors(three_seeds(), LABELS)
-    assert found.runs == {"nmodel": 3, "bmodel": 3, "wmodel": 3}
-    assert found.confusion["bmodel"][0, 1] == 3  # image 0 (a zero) read as 1 in each of 3 runs
-    assert found.rates.loc[0, "bmodel"] == pytest.approx(10.0)  # 1 of the 10 zeros wrong
-    assert np.flatnonzero(found.wrong[errors.ALL_THREE]).tolist() == [0, 1]
-    assert found.predicted[errors.ALL_THREE][:2].tolist() == [1, 2]
-    old = Record(config=Config().to_dict(), history=[])  # a version-1 record: no predictions
-    assert errors.errors([old], LABELS).runs == {}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import MODELS
-from ..records import Record
+from ..records import PREDICTIONS, Record
 from . import stats
 
 ALL_THREE = "all three"
@@ -65,9 +65,11 @@ def test_set(data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.
     return np.asarray(images), np.asarray(labels)
 
 
-def kept_predictions(records: Iterable[Record], which: str = "val_selected") -> bool:
-    """Whether any record kept its per-example test predictions (version-1 records did not)."""
-    return any(r.predicted(which) is not None for r in records)
+def kept_predictions(records: Iterable[Record], which: str | None = None) -> bool:
+    """Whether any record kept its per-example test predictions at ``which`` (val_selected or final; None:
+    at either). Version-1 records kept none; runs without validation keep only final ones."""
+    kinds = PREDICTIONS if which is None else (which,)
+    return any(r.predicted(kind) is not None for r in records for kind in kinds)
 
 
 def _most_common(runs: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tables and seaborn figures of records: Table 1, the seed's Figure 1 and Figures 3-6, and the errors.
+"""Tables and seaborn figures of records: Table 1, the HW5 report's Figure 1 and Figures 3-6, and the errors.
 
 Runs are grouped by their training identity without the seed (a *cell*), so that a mean, a band or an
 interval is always over seeds and never pools runs that differ in anything else.
@@ -21,11 +21,11 @@ from ..config import MODELS, Config
 from ..records import Record
 from . import stats
 
-HIDDEN_SIZES = (5000, 2000, 1000)  # the column order of the seed's Table 1
+HIDDEN_SIZES = (5000, 2000, 1000)  # the column order of the HW5 report's Table 1
 PROTOCOL = "protocol"  # the settings label of a run with the paper protocol's settings
 CELL_KEYS = ("model", "hidden_size", "settings")
 
-# The seed's Table 1: best test accuracy (%) over 100 epochs.
+# The HW5 report's Table 1, best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site reads that name).
 SEED_TABLE = {
     ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
     ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
@@ -33,6 +33,7 @@ SEED_TABLE = {
 }
 PHASES = {"train": "train", "val": "validation", "test": "test"}
 METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
+TWO_SOURCE_METRICS = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # kept predictions
 
 
 def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> list[Record]:
@@ -47,12 +48,14 @@ def shown_path(path: str | os.PathLike) -> str:
     return text if not Path(text).is_absolute() else f".../{Path(path).name}"
 
 
-def settings(record: Record) -> str:
-    """The run's settings that differ from the paper protocol, besides model, hidden size and seed, as text."""
+def settings(record: Record, ignore: Iterable[str] = ()) -> str:
+    """The run's settings that differ from the paper protocol, besides model, hidden size, seed and
+    ``ignore`` (e.g. ``("lr",)`` to group the rates of a learning-rate study), as text."""
     identity = _identity(record)
     protocol = Config().identity()
+    skip = {"model", "hidden_size", "seed", *ignore}
     changed = [f"{key}={_text(value)}" for key, value in identity.items()
-               if key not in ("model", "hidden_size", "seed") and value != protocol.get(key)]
+               if key not in skip and value != protocol.get(key)]
     return ", ".join(changed) or PROTOCOL
 
 
@@ -89,13 +92,17 @@ def summary_frame(records: Iterable[Record]) -> pd.DataFrame:
     return frame
 
 
-def table1(records: Iterable[Record]) -> pd.DataFrame:
+def table1(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
     """Table 1 of the complete runs: per cell, the seeds, each metric's mean, sd and 95 % t interval over
-    seeds (NaN with one seed), and the seed's number with the difference. Empty (with its columns) when
+    seeds (NaN with one seed), and the HW5 report's number with the difference. With the test ``labels``,
+    val-selected and final test accuracy also get a 95 % interval over seeds and test images
+    (``{metric}_both_low``, ``_both_high``: ``stats.two_source`` on the kept predictions; NaN where a run
+    kept none, and always for best test accuracy, whose epoch keeps none). Empty (with its columns) when
     there is no complete run."""
-    runs = summary_frame(included(records))
+    included_runs = included(records)
+    runs = summary_frame(included_runs)
     columns = ["seeds", "epochs"] + [f"{m}{s}" for m in METRICS for s in ("", "_std", "_low", "_high")] + \
-              ["seed_paper", "difference"]
+              [f"{m}_both_{s}" for m in TWO_SOURCE_METRICS for s in ("low", "high")] + ["seed_paper", "difference"]
     if runs.empty:
         return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=CELL_KEYS))
     rows = {}
@@ -105,17 +112,23 @@ def table1(records: Iterable[Record]) -> pd.DataFrame:
             values = cell[metric].dropna()
             e = stats.describe(values) if len(values) else stats.Estimate(0, *[np.nan] * 4)
             row.update({metric: e.mean, f"{metric}_std": e.sd, f"{metric}_low": e.low, f"{metric}_high": e.high})
-        # The seed's number only beside a run of the seed's protocol: a 3-epoch run is no reproduction of it.
+        cell_runs = [included_runs[i] for i in cell.index]
+        for metric, which in TWO_SOURCE_METRICS.items():
+            both = _two_source_accuracy(cell_runs, which, labels) if not cell[metric].isna().any() else None
+            row.update({f"{metric}_both_low": both.low if both else np.nan,
+                        f"{metric}_both_high": both.high if both else np.nan})
+        # The HW5 report's number only beside a run of its protocol: a 3-epoch run is no reproduction of it.
         row["seed_paper"] = SEED_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
         row["difference"] = row["best_test_acc"] - row["seed_paper"]
         rows[key] = row
-    order = sorted(rows, key=_cell_order)  # the seed's row and column order, protocol before variants
+    order = sorted(rows, key=_cell_order)  # the HW5 report's row and column order, protocol before variants
     return pd.DataFrame([rows[key] for key in order], columns=columns,
                         index=pd.MultiIndex.from_tuples(order, names=CELL_KEYS))
 
 
 def table1_text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """Table 1 for reading: one column per metric, "mean ± sd [low, high]" where a cell has several seeds."""
+    """Table 1 for reading: one column per metric, "mean ± sd · seeds [low, high] · seeds+images [low, high]"
+    where a cell has several seeds (the t interval over seeds only, then the interval over seeds and images)."""
     out = pd.DataFrame(index=table.index)
     out["seeds"], out["epochs"] = table["seeds"], table["epochs"]
     for metric in METRICS:
@@ -125,8 +138,18 @@ def table1_text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return out
 
 
+def _two_source_accuracy(runs: list[Record], which: str, labels: np.ndarray | None) -> stats.TwoSource | None:
+    """A cell's mean test accuracy with its interval over seeds and test images; None without predictions."""
+    if labels is None:
+        return None
+    predicted = [r.predicted(which) for r in runs]
+    if any(p is None or p.shape != np.shape(labels) for p in predicted):
+        return None
+    return stats.two_source(100.0 * np.stack([p == labels for p in predicted]))
+
+
 def missing_configs(records: Iterable[Record]) -> list[str]:
-    """The seed's 9 configs without a complete protocol run, as ``model-hsH`` names."""
+    """The HW5 report's 9 configs without a complete protocol run, as ``model-hsH`` names."""
     present = {(r.config["model"], r.config["hidden_size"]) for r in included(records) if settings(r) == PROTOCOL}
     return [f"{m}-hs{h}" for m in MODELS for h in HIDDEN_SIZES if (m, h) not in present]
 
@@ -194,7 +217,7 @@ def run_curves(record: Record) -> plt.Figure:
 
 
 def digits(images, labels, title: str, rows: int = 4, columns: int = 8, captions=None) -> plt.Figure:
-    """A grid of uint8 images (N, 28, 28) titled by their true labels (or ``captions``), as in the seed's Figure 1."""
+    """A grid of uint8 images (N, 28, 28) titled by their true labels (or ``captions``), as in the HW5 report's Figure 1."""
     images, labels = np.asarray(images), np.asarray(labels)
     captions = captions if captions is not None else [str(int(label)) for label in labels]
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05), squeeze=False)
@@ -278,8 +301,12 @@ def _estimate_text(row: pd.Series, metric: str, digits: int) -> str:
         return ""
     if row["seeds"] < 2 or pd.isna(row[f"{metric}_std"]):
         return f"{mean:.{digits}f}"
-    return (f"{mean:.{digits}f} ± {row[f'{metric}_std']:.{digits}f} "
+    text = (f"{mean:.{digits}f} ± {row[f'{metric}_std']:.{digits}f} · seeds "
             f"[{row[f'{metric}_low']:.{digits}f}, {row[f'{metric}_high']:.{digits}f}]")
+    low, high = row.get(f"{metric}_both_low", np.nan), row.get(f"{metric}_both_high", np.nan)
+    if not (pd.isna(low) or pd.isna(high)):
+        text += f" · seeds+images [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
 
 
 def _line_labels(data: pd.DataFrame, hue: str) -> pd.Series:

@@ -1,0 +1,209 @@
+"""Comparisons and verdicts on records built here: which runs a claim may be judged on, and by which rule."""
+
+import numpy as np
+import pytest
+
+from mnistlab import Config, Record
+from mnistlab.lab import claims, errors, plots, stats
+from mnistlab.records import encode_labels
+
+IMAGES = 200
+LABELS = np.arange(IMAGES) % 10
+
+
+def predictions(wrong) -> str:
+    predicted = LABELS.copy()
+    predicted[list(wrong)] = (LABELS[list(wrong)] + 1) % 10
+    return encode_labels(predicted)
+
+
+def run(model, seed, wrong, hidden_size=1000, epochs=100, lr=0.01, val_acc=98.0, train_eval=100.0,
+        train_loss=0.1, **settings):
+    """A complete run whose test accuracy, every epoch, is that of its predictions (``wrong``: images it misses)."""
+    test_acc = 100.0 * (1 - len(wrong) / IMAGES)
+    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=epochs, lr=lr, **settings)
+    validated = config.validation
+    history = [{"epoch": e, "lr": lr, "train_loss": train_loss, "train_acc": 99.0,
+                "val_loss": 0.1 if validated else None, "val_acc": val_acc if validated else None,
+                "test_loss": 0.1, "test_acc": test_acc, "seconds": 1.0} for e in range(1, epochs + 1)]
+    kept = {"final": predictions(wrong)} | ({"val_selected": predictions(wrong)} if validated else {})
+    return Record(config=config.to_dict(), history=history, predictions=kept,
+                  train_eval=None if train_eval is None else {"epoch": epochs, "loss": 0.01, "acc": train_eval})
+
+
+# Per model the images it misses: nested (bmodel's errors are among wmodel's, wmodel's among nmodel's), and one
+# image per seed more, so that seeds differ. bmodel 10 + 1, wmodel 30 + 1, nmodel 60 + 1 of 200 images.
+MISSES = {"bmodel": range(0, 10), "wmodel": range(0, 30), "nmodel": range(0, 60)}
+
+
+def cell(model, hidden_size=1000, seeds=(0, 1, 2), **options):
+    return [run(model, s, [*MISSES[model], 100 + s], hidden_size=hidden_size, **options) for s in seeds]
+
+
+def study(sizes=(5000, 2000, 1000), seeds=(0, 1, 2), **options):
+    return [r for h in sizes for m in MISSES for r in cell(m, h, seeds, **options)]
+
+
+def found(records, labels=LABELS):
+    return {c.name: c for c in claims.check(records, labels)}
+
+
+def test_a_comparison_has_both_intervals_the_pooled_test_and_mcnemar_per_seed():
+    table = claims.comparisons(study(sizes=(1000,)), labels=LABELS)
+    bw = table[(table["a"] == "bmodel") & (table["b"] == "wmodel")].iloc[0]
+    # 20 images only bmodel gets right at every seed: +10 points, the same at every seed.
+    assert bw["seeds"] == 3 and bw["difference"] == pytest.approx(10.0) and bw["settings"] == plots.PROTOCOL
+    assert bw["seed_low"] == bw["seed_high"] == pytest.approx(10.0)  # seeds alone: zero width
+    # The images: c = 100 on 20 of 200 images, else 0: se^2 = (20 * 90^2 + 180 * 10^2) / (200 * 199).
+    se = np.sqrt((20 * 90**2 + 180 * 10**2) / (200 * 199))
+    assert (bw["low"], bw["high"]) == (pytest.approx(10 - 1.95996 * se, abs=1e-3), pytest.approx(10 + 1.95996 * se,
+                                                                                                    abs=1e-3))
+    assert bw["verdict"] == stats.SUPPORTED
+    assert bw["mcnemar_p"] == [pytest.approx(2 / 2**20)] * 3  # 20 discordant images, all one way
+    # Pooled: k = 3 on 20 images, observed 60 = the largest of the 2^20 sign patterns' |sums|.
+    assert bw["pooled_p"] == pytest.approx(2 / 2**20)
+
+
+def test_with_two_seeds_or_without_predictions_a_comparison_gives_no_verdict():
+    two = claims.comparisons(study(sizes=(1000,), seeds=(0, 1)), labels=LABELS)
+    assert set(two["verdict"]) == {stats.UNTESTED} and "2 seeds, a verdict needs 3" in two["why"].iloc[0]
+    bare = study(sizes=(1000,))
+    for r in bare:
+        r.predictions.clear()  # a version-1 record: no per-example predictions
+    table = claims.comparisons(bare, labels=LABELS)
+    assert set(table["verdict"]) == {stats.UNTESTED} and "keep no per-example predictions" in table["why"].iloc[0]
+    assert table["low"].isna().all() and not table["seed_low"].isna().any()  # the seed-only interval stays
+
+
+def test_the_reports_claims_read_not_tested_here_off_its_protocol():
+    quick = study(sizes=(1000,), epochs=3, step_size=2)  # the quick profile's shape
+    verdicts = found(quick)
+    for name in ("Table 1 ordering", "100 % training accuracy", "Hidden size for nmodel", "bmodel stable across H"):
+        assert verdicts[name].verdict == stats.UNTESTED and verdicts[name].source == claims.REPORT
+        assert "none of these runs follows the HW5 report's protocol" in verdicts[name].text
+    assert "It needs all three models at H = 5000, 2000 and 1000" in verdicts["Table 1 ordering"].text
+    assert "every claim of the report reads *not tested here*" in claims.scope(quick)
+    assert "epochs=3, step_size=2" in claims.scope(quick)
+    # The comparisons at its own settings still stand, with both sources of noise.
+    table = claims.comparisons(quick, labels=LABELS)
+    assert set(table["settings"]) == {"epochs=3, step_size=2"} and set(table["verdict"]) == {stats.SUPPORTED}
+
+
+def test_every_hidden_size_is_needed_for_support_but_not_for_contradiction():
+    one_size = found(study(sizes=(1000,)))["Table 1 ordering"]
+    assert one_size.verdict == stats.UNTESTED and "At H = 2000: bmodel − wmodel: no paired runs" in one_size.text
+    full = found(study())["Table 1 ordering"]
+    assert full.verdict == stats.SUPPORTED and "99.2 % interval" in full.text
+    # wmodel behind nmodel at H = 1000 alone, by far more than the noise: the six-part claim is contradicted.
+    swapped = [r for r in study(sizes=(1000,)) if r.config["model"] != "wmodel"]
+    swapped += [run("wmodel", s, [*range(0, 100), 100 + s]) for s in (0, 1, 2)]
+    assert found(swapped)["Table 1 ordering"].verdict == stats.CONTRADICTED
+
+
+def test_contradiction_needs_the_bonferroni_interval_not_one_part_at_95_percent():
+    # wmodel 4 images behind nmodel at H = 1000: its 95 % interval is below 0, its 99.2 % interval is not.
+    records = [r for r in study() if not (r.config["model"] == "wmodel" and r.config["hidden_size"] == 1000)]
+    records += [run("wmodel", s, [*range(0, 64), 100 + s]) for s in (0, 1, 2)]
+    table = claims.comparisons(records, labels=LABELS)
+    wn = table[(table["a"] == "wmodel") & (table["b"] == "nmodel") & (table["hidden_size"] == 1000)].iloc[0]
+    assert wn["high"] < 0 and wn["verdict"] == stats.CONTRADICTED  # alone, at 95 %
+    assert found(records)["Table 1 ordering"].verdict == stats.WITHIN_NOISE  # as one of six parts
+
+
+def test_stability_is_an_equivalence_within_the_margin():
+    same = found(study())["bmodel stable across H"]
+    assert same.verdict == stats.UNTESTED and "zero width" in same.text  # identical predictions at every H
+    near = [r for r in study() if r.config["model"] != "bmodel"]
+    near += [run("bmodel", s, [*range(0, 10), *range(150 + k, 150 + k + s)], hidden_size=h)
+             for h, k in ((5000, 0), (2000, 10), (1000, 20)) for s in (0, 1, 2)]
+    # The same accuracy at each H, but other images wrong: 200 images cannot place it inside ±0.2 points.
+    assert found(near)["bmodel stable across H"].verdict == stats.WITHIN_NOISE
+    big = [r for r in study() if not (r.config["model"] == "bmodel" and r.config["hidden_size"] == 5000)]
+    big += [run("bmodel", s, [*range(0, 40), 100 + s], hidden_size=5000) for s in (0, 1, 2)]
+    assert found(big)["bmodel stable across H"].verdict == stats.CONTRADICTED  # 15 points apart
+
+
+def test_training_accuracy_comes_from_the_eval_mode_measurement():
+    assert found(study())["100 % training accuracy"].verdict == stats.SUPPORTED
+    short = [r for r in study() if not (r.config["model"] == "nmodel" and r.config["hidden_size"] == 2000)]
+    short += cell("nmodel", 2000, train_eval=99.98, seeds=(0, 1)) + cell("nmodel", 2000, seeds=(2,))
+    claim = found(short)["100 % training accuracy"]
+    assert claim.verdict == stats.CONTRADICTED and "H = 2000 1 of 3 runs, lowest 99.98 %" in claim.text
+    one_short = [r for r in study() if not (r.config["model"] == "nmodel" and r.config["hidden_size"] == 2000)]
+    one_short += cell("nmodel", 2000, train_eval=99.98, seeds=(0,)) + cell("nmodel", 2000, seeds=(1, 2))
+    assert found(one_short)["100 % training accuracy"].verdict == stats.WITHIN_NOISE  # one seed of three: seed noise
+    older = study(train_eval=None)  # format-2 records: no eval-mode measurement
+    claim = found(older)["100 % training accuracy"]
+    assert claim.verdict == stats.UNTESTED and "not measured" in claim.text and "running count" in claim.text
+
+
+def test_training_speed_is_this_projects_question_on_a_measure_the_schedule_does_not_decide():
+    records = study(sizes=(1000,))
+    for r in records:
+        loss = {"nmodel": 0.30, "bmodel": 0.10, "wmodel": 0.20}[r.config["model"]]
+        for h in r.history:
+            h["train_loss"] = loss + 0.01 * r.config["seed"] + (0.0 if h["epoch"] <= 20 else 5.0)
+    claim = found(records)["Do the normalised models train faster?"]
+    assert claim.source == claims.OWN and "epochs 1-20" in claim.text
+    assert claims.initial_rate_loss(records[0]) == pytest.approx(0.10)  # epochs after the first decay left out
+    # Every seed gives the same difference: zero width, so no verdict.
+    assert claim.verdict == stats.UNTESTED and "zero width" in claim.text
+    for r in records:
+        if r.config["model"] == "nmodel":
+            for h in r.history:
+                h["train_loss"] += 0.003 * r.config["seed"] ** 2
+    assert found(records)["Do the normalised models train faster?"].verdict == stats.SUPPORTED
+
+
+def test_each_models_rate_is_chosen_on_validation_never_on_test():
+    paper = study(sizes=(1000,))  # lr 0.01: the paper's runs
+    # nmodel at lr 1e-3: better validation and 40 fewer test errors; at lr 3e-3: the best test accuracy of all, but
+    # worse validation: the choice must not see it.
+    rates = [run("nmodel", s, [*range(0, 20), 100 + s], lr=1e-3, val_acc=99.0) for s in (0, 1, 2)]
+    rates += [run("nmodel", s, [100 + s], lr=3e-3, val_acc=97.0) for s in (0, 1, 2)]
+    rates += [run("bmodel", s, [*range(0, 12), 100 + s], lr=1e-3, val_acc=97.5) for s in (0, 1, 2)]
+    choices = claims.rate_choices(paper + rates)
+    chosen = choices[choices["chosen"]].set_index("model")["lr"].to_dict()
+    assert chosen == {"nmodel": 1e-3, "bmodel": 0.01}  # wmodel has one rate: listed, nothing to choose
+    assert set(choices[choices["model"] == "wmodel"]["lr"]) == {0.01}
+    assert claims.rate_choices_text(choices).set_index("model").loc["wmodel", "chosen"] == "the only rate"
+    by_name = {c.name: c for c in claims.learning_rate_claims(paper + rates, LABELS)}
+    batch = by_name["Does batch norm still help at each model's best learning rate (H = 1000)?"]
+    assert batch.source == claims.OWN and "bmodel lr 0.01, nmodel lr 0.001" in batch.text
+    assert batch.verdict == stats.SUPPORTED  # 10 + 1 against 20 + 1 errors of 200: +5 points
+    weight = by_name["Does weight norm still help at each model's best learning rate (H = 1000)?"]
+    assert weight.verdict == stats.UNTESTED and "wmodel not at two or more rates" in weight.text
+    assert claims.learning_rate_claims(paper, LABELS) == []  # one rate per model: no such question
+
+
+def test_runs_without_validation_use_final_predictions_for_errors_and_mcnemar():
+    full = [run(m, 0, [*MISSES[m]], validation=False, train_size=60_000) for m in MISSES]
+    assert claims.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
+    assert errors.kept_predictions(full) and not errors.kept_predictions(full, "val_selected")
+    table = claims.comparisons(full, labels=LABELS)
+    bn = table[(table["a"] == "bmodel") & (table["b"] == "nmodel")].iloc[0]
+    assert bn["mcnemar_p"] == [pytest.approx(2 / 2**50)] and bn["verdict"] == stats.UNTESTED  # one seed
+    found_errors = errors.errors(full, LABELS, claims.prediction_for(full))
+    assert found_errors.runs == {"nmodel": 1, "bmodel": 1, "wmodel": 1}
+    assert np.flatnonzero(found_errors.wrong[errors.ALL_THREE]).tolist() == list(range(10))
+
+
+def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
+    table = plots.table1(cell("bmodel"), labels=LABELS)
+    row = table.iloc[0]
+    # 11 of 200 wrong in every seed (a different eleventh): mean 94.5, every seed the same.
+    assert row["val_selected_test_acc"] == pytest.approx(94.5) and row["val_selected_test_acc_std"] == 0.0
+    assert row["val_selected_test_acc_both_low"] < 94.5 - 2 < row["val_selected_test_acc_both_high"] - 4
+    assert "best_test_acc_both_low" not in table.columns  # no predictions are kept at the best epoch
+    text = plots.table1_text(table).iloc[0]["val_selected_test_acc"]
+    assert text.startswith("94.50 ± 0.00 · seeds [94.50, 94.50] · seeds+images [")
+    assert np.isnan(plots.table1(cell("bmodel")).iloc[0]["val_selected_test_acc_both_low"])  # no labels given
+
+
+def test_claims_in_markdown_say_whose_claim_it_is_and_the_rules_name_their_numbers():
+    text = claims.markdown(claims.check(study(), LABELS))
+    assert "(the HW5 report: *bmodel > wmodel > nmodel at every hidden size.*) **Verdict: supported.**" in text
+    assert "this project's question, not a claim of the HW5 report" in text
+    rules = claims.rules()
+    assert "fewer than 3 seeds" in rules and "99.2 %" in rules and "seeds only" in rules
+    assert claims.check([]) == [] and "No complete run" in claims.scope([])
