@@ -87,12 +87,12 @@ class Comparison:
 
 
 def main_settings(records: Iterable[Record]) -> str | None:
-    """The settings label with the most complete runs (the protocol among ties)."""
+    """The settings label with the most complete runs (among ties the protocol, else the fewest changes)."""
     counts = pd.Series([plots.settings(r) for r in plots.included(records)]).value_counts()
     if counts.empty:
         return None
     best = counts[counts == counts.max()].index
-    return plots.PROTOCOL if plots.PROTOCOL in best else sorted(best)[0]
+    return plots.PROTOCOL if plots.PROTOCOL in best else sorted(best, key=lambda s: (s.count(","), s))[0]
 
 
 def main_runs(records: Iterable[Record]) -> list[Record]:
@@ -261,7 +261,7 @@ def scope(records: Iterable[Record]) -> str:
         return (f"None of these {_count(len(runs), 'run')} follows the HW5 report's protocol (they differ in "
                 f"{'; '.join(settings)}), so every claim of the report reads *not tested here*. What they can show: "
                 "the pipeline end to end, and how the models compare at these runs' own settings (the comparisons "
-                "above, with both sources of noise). What they cannot: anything about 100 epochs, the three "
+                "below, with both sources of noise). What they cannot: anything about 100 epochs, the three "
                 "hidden sizes, or the HW5 report's numbers.")
     by_cell = cells(protocol)
     counts = ", ".join(f"{m}-hs{h} {_count(len(rs), 'seed')}" for (m, h, _), rs in
@@ -270,7 +270,7 @@ def scope(records: Iterable[Record]) -> str:
             "val-selected test accuracy.")
     other = len(runs) - len(protocol)
     if other:
-        text += f" The other {_count(other, 'run')} (other settings) are compared above but judge none of its claims."
+        text += f" The other {_count(other, 'run')} (other settings) are compared below but judge none of its claims."
     return text
 
 
