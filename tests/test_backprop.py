@@ -130,6 +130,24 @@ def test_batchnorm_matches_functional_batch_norm():
     close(y, F.batch_norm(x, None, None, gamma, beta, training=True, eps=1e-3))
 
 
+@pytest.mark.parametrize("eps", [0.0, 1e-5, 0.1])
+def test_batchnorm_dx_is_orthogonal_to_x_hat_only_for_eps_zero(eps):
+    # Sum over the batch of x_hat * dL/dx, per feature, is gamma eps (var + eps)^(-3/2) sum_b g_b x_hat_b:
+    # zero for eps = 0, small but not zero for BatchNorm1d's eps > 0 (sum_b x_hat_b^2 = B var / (var + eps) < B).
+    bn, x, dL_dy = batchnorm_case(16, 5, eps, 6)
+    x = x.detach() / 3 if eps else x.detach()  # smaller features (var about 1): eps shows
+    gamma = bn.weight.detach()
+    _, backward = backprop.batchnorm(x, gamma, bn.bias.detach(), eps)
+    var = x.var(0, unbiased=False)
+    x_hat = (x - x.mean(0)) / (var + eps).sqrt()
+    inner = (x_hat * backward(dL_dy)["x"]).sum(0)  # (H,)
+    close(inner, gamma * eps * (var + eps) ** -1.5 * (dL_dy * x_hat).sum(0))
+    if eps:
+        assert (inner.abs() > 1e-7).all()  # not orthogonal
+    else:
+        assert inner.abs().max() < 1e-12
+
+
 def test_batchnorm_dx_matches_finite_differences():
     bn, x, dL_dy = batchnorm_case(6, 3, 1e-5, 5)
     gamma, beta = bn.weight.detach(), bn.bias.detach()
