@@ -195,6 +195,12 @@ def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
     assert row["val_selected_test_acc"] == pytest.approx(94.5) and row["val_selected_test_acc_std"] == 0.0
     assert row["val_selected_test_acc_both_low"] < 94.5 - 2 < row["val_selected_test_acc_both_high"] - 4
     assert "best_test_acc_both_low" not in table.columns  # no predictions are kept at the best epoch
+    # Seeds 10, 11 and 12 errors of 200: 95.0, 94.5, 94.0; the interval is centred on their mean and holds the
+    # seed-only t interval (4.3027 * 0.5 / sqrt(3) = 1.242 either side) with the images' part added.
+    spread = plots.table1([run("bmodel", s, range(0, 10 + s)) for s in (0, 1, 2)], labels=LABELS).iloc[0]
+    low, high = spread["val_selected_test_acc_both_low"], spread["val_selected_test_acc_both_high"]
+    assert (low + high) / 2 == pytest.approx(94.5) and (high - low) / 2 > 1.242 + 0.1
+    assert spread["val_selected_test_acc_high"] == pytest.approx(94.5 + 1.242, abs=1e-3)
     text = plots.table1_text(table).iloc[0]["val_selected_test_acc"]
     assert text.startswith("94.50 ± 0.00 · seeds [94.50, 94.50] · seeds+images [")
     assert np.isnan(plots.table1(cell("bmodel")).iloc[0]["val_selected_test_acc_both_low"])  # no labels given
