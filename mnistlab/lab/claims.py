@@ -266,8 +266,8 @@ def scope(records: Iterable[Record]) -> str:
     by_cell = cells(protocol)
     counts = ", ".join(f"{m}-hs{h} {_count(len(rs), 'seed')}" for (m, h, _), rs in
                        sorted(by_cell.items(), key=lambda item: plots._cell_order(item[0])))
-    text = (f"The HW5 report's claims are judged on the {len(protocol)} complete runs of its protocol ({counts}), on "
-            "val-selected test accuracy.")
+    text = (f"The HW5 report's claims are judged on the {_count(len(protocol), 'complete run')} of its protocol "
+            f"({counts}), on val-selected test accuracy.")
     other = len(runs) - len(protocol)
     if other:
         text += f" The other {_count(other, 'run')} (other settings) are compared below but judge none of its claims."
@@ -305,7 +305,8 @@ def ordering(protocol: list[Record], labels: np.ndarray | None = None) -> Claim:
                 continue
             verdicts.append(found.verdict(len(parts)))
             texts.append(_part_text(found, verdicts[-1]))
-        sentences.append(f"At H = {h}: " + "; ".join(texts) + ".")
+        paired = [t for t in texts if not t.endswith("no paired runs")]
+        sentences.append(f"At H = {h}: " + ("; ".join(texts) if paired else "no paired runs") + ".")
     return Claim(name, says, REPORT, stats.claim_verdict(verdicts, len(parts)),
                  " ".join(sentences) + " " + _rule_text(len(parts)))
 
@@ -393,8 +394,8 @@ def _across_sizes(name: str, says: str, needs: str, model: str, pairs: Sequence[
         verdicts.append(found.verdict(len(pairs), margin))
         texts.append(_part_text(found, verdicts[-1]))
     rule = _rule_text(len(pairs), margin)
-    return Claim(name, says, REPORT, stats.claim_verdict(verdicts, len(pairs)),
-                 f"{model}: " + "; ".join(texts) + ". " + rule)
+    measured = "; ".join(texts) if verdicts else f"no {model} runs at two hidden sizes with a common seed yet"
+    return Claim(name, says, REPORT, stats.claim_verdict(verdicts, len(pairs)), f"{model}: {measured}. {rule}")
 
 
 # --- this project's questions ----------------------------------------------------------------------
