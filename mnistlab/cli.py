@@ -1,4 +1,5 @@
-"""Command line: ``mnistlab fetch``, ``mnistlab train``, ``mnistlab sweep``."""
+"""Command line: ``mnistlab fetch``, ``mnistlab fetch-mathjax``, ``mnistlab train``, ``mnistlab sweep``,
+``mnistlab render`` (also ``python -m mnistlab``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 import sys
 
-from . import paths
+from . import __version__, paths
 from .spec import RunSpec, parameters
 
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
@@ -17,6 +18,7 @@ EXPECTED = {"mnistlab.config": "ConfigError", "mnistlab.data": "DataError", "mni
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mnistlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("fetch", help="put the four verified raw MNIST files under <data-dir>/MNIST/raw")
@@ -56,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", choices=["local", "slurm"], help="start a cluster: local (default) or slurm "
                    "(dask-jobqueue, one GPU per job)")
     p.add_argument("--cluster-file", help="SLURMCluster options (YAML); default: params/clusters/slurm.yaml")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (which runs are up to date and why, which "
+                   "would run, where) and stop: nothing is written, locked or run")
+    p.add_argument("--timeout", type=_duration, metavar="SECONDS", help="the longest one notebook may run, e.g. 3600, "
+                   "90m or 6h; one that runs longer is stopped and marked failed, the others go on; default: no limit")
+
+    p = commands.add_parser("render", help="render an executed notebook (papermill's output) as an HTML page whose "
+                            "maths works offline: MathJax is copied into _static/ beside it")
+    p.add_argument("notebook", help="an executed .ipynb")
+    p.add_argument("--out", help="the page to write; default: the notebook's name with .html, beside it")
 
     args = parser.parse_args(argv)
     try:
@@ -79,8 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
             result = sweep(args.params, args.out, workers=args.workers, seeds=args.seeds, force=args.force,
                            keep_older_code=args.keep_older_code, also=args.also,
-                           scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file)
-            return 0 if result.ok else 1
+                           scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file,
+                           dry_run=args.dry_run, timeout=args.timeout)
+            return 0 if args.dry_run or result.ok else 1
+        elif args.command == "render":
+            from pathlib import Path
+
+            from .lab.render import render
+
+            notebook = Path(args.notebook)
+            if not notebook.is_file():
+                parser.error(f"{args.notebook}: no such notebook")
+            html = Path(args.out) if args.out else notebook.with_suffix(".html")
+            print(render(notebook, html, html.parent, index=False))
     except _expected_errors() as error:
         print(f"mnistlab {args.command}: {error}", file=sys.stderr)
         return 2
@@ -91,6 +113,19 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _duration(text: str) -> float:
+    """ "3600", "90s", "90m", "6h" in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = 0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 3600, 90m or 6h; got {text!r}")
+    return seconds
 
 
 def _seeds(text: str) -> list[int]:

@@ -65,13 +65,15 @@ def sweep_site(tmp_path_factory, data_dir):
     """One tiny sweep on a real two-worker Dask LocalCluster over loopback, built once.
 
     ``nmodel-tiny`` (with TensorBoard) and ``<b>x`` (a wmodel, two seeds in one notebook) complete;
-    ``no-gpu`` asks for a GPU this machine lacks and fails inside its notebook.
+    ``no-gpu`` asks for a GPU this machine lacks and fails inside its notebook. The notebooks in flight are
+    reported every 2 s (30 s in real sweeps), and each notebook may take 10 minutes (``--timeout``).
     """
     import io
     from types import SimpleNamespace
 
     import yaml
 
+    from mnistlab.lab import progress
     from mnistlab.lab.sweep import sweep
 
     root = make_project(tmp_path_factory.mktemp("project"))
@@ -85,6 +87,10 @@ def sweep_site(tmp_path_factory, data_dir):
     stray.parent.mkdir(parents=True)
     stray.write_bytes((ROOT / "tests" / "data" / "record-v1-bmodel-hs1000.json").read_bytes())
     log = io.StringIO()
-    with project_env(root, data_dir, OMP_NUM_THREADS="1"), contextlib.redirect_stdout(log):
-        result = sweep(params, "site", workers=2)
+    every, progress.EVERY = progress.EVERY, 2.0
+    try:
+        with project_env(root, data_dir, OMP_NUM_THREADS="1"), contextlib.redirect_stdout(log):
+            result = sweep(params, "site", workers=2, timeout=600)
+    finally:
+        progress.EVERY = every
     return SimpleNamespace(root=root, params=params, out=root / "site", result=result, log=log.getvalue())

@@ -4,6 +4,8 @@ import hashlib
 import math
 import os
 import re
+import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,12 +24,13 @@ from mnistlab.records import HISTORY_KEYS, Record
 
 
 def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=None, threads=1,
-                epochs=2, seconds=1.5) -> Record:
+                epochs=2, seconds=1.5, code=None, **settings) -> Record:
     """A record as training writes it, checked by loading it back; ``resumed_after``: the writing
-    process started from a checkpoint of that many epochs, which another process trained."""
+    process started from a checkpoint of that many epochs, which another process trained. ``code``: the
+    record's training code (``origin.code()``'s shape); ``settings``: other config values."""
     config = {"model": model, "hidden_size": hidden_size, "epochs": epochs, "lr": 0.01, "step_size": 1, "gamma": 0.1,
               "batch_size": 100, "train_size": 500, "validation": True, "seed": seed, "device": "cpu",
-              "data_dir": None}
+              "data_dir": None, **settings}
     history = [dict(zip(HISTORY_KEYS, (e, 0.01, 1.0 / e, acc - 2 + e, 0.5, acc - 1 + e, 0.4, acc - 2 + e,
                                        seconds * e))) for e in range(1, epochs + 1)]
     place = {"started": "2026-11-20T10:00:00Z", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
@@ -39,8 +42,11 @@ def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=
     here = {**place, "started": "2026-11-27T06:00:00Z", "threads": 2}
     if resumed_after and resumed_after < epochs:
         segments.append({"first_epoch": resumed_after + 1, "last_epoch": epochs, **here})
+    if code:
+        for segment in segments:
+            segment.update(code=code["fingerprint"], git_commit=code["git_commit"], git_dirty=code["git_dirty"])
     record = Record(config=config, environment={k: here[k] for k in list(here)[1:]}, history=history,
-                    segments=segments, resumed_after_epoch=resumed_after,
+                    segments=segments, resumed_after_epoch=resumed_after, code=code or {},
                     resumed_from="runs/checkpoints/x.pt" if resumed_after else None)
     return Record.from_dict(record.to_dict())
 
@@ -273,4 +279,69 @@ def test_runs_table_shows_the_cell_and_only_the_settings_off_the_protocol(tmp_pa
     params = {"model": "bmodel", "hidden_size": 1000, "epochs": 3, "lr": 0.01, "batch_size": 100, "seed": 2}
     html = write_site(tmp_path, sweep([run_result("a", make_record(seed=2), **params)])).read_text()
     cell = re.search(r'<td class="params">(.*?)</td>', html).group(1)
-    assert cell == "model=bmodel hidden_size=1000 epochs=3 seed=2"  # lr 0.01 and batch 100 are the protocol's
+    assert re.findall(r"<span>(.*?)</span>", cell) == ["model=bmodel", "hidden_size=1000", "epochs=3", "seed=2"]
+    # lr 0.01 and batch 100 are the protocol's; each setting is kept whole on one line
+
+
+def test_runs_of_older_training_code_are_marked_with_their_commit(tmp_path):
+    """Runs kept with --keep-older-code: the index says so, row by row, naming the commit that made each."""
+    from mnistlab import origin
+
+    now = origin.code()
+    older = {**now, "fingerprint": "0ld" * 21 + "0", "git_commit": "1234567" + "0" * 33, "git_dirty": True}
+    unknown = make_record(seed=2)  # as a record from before format 3: no code named anywhere
+    for segment in unknown.segments:
+        segment.update(code=None, git_commit=None, git_dirty=None)
+    runs = [run_result("current-seed0", make_record(seed=0, code=now)),
+            run_result("older-seed0", make_record(seed=1, code=older)), run_result("unknown-seed0", unknown)]
+    html = write_site(tmp_path, sweep(runs)).read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr>\s*<td class=\"run\">([^<]+)<.*?</tr>", html, re.S)}
+    assert "older code" not in rows["current-seed0"]
+    assert "made by older code (commit 1234567, modified)" in rows["older-seed0"]
+    assert "made by older code (not recorded which)" in rows["unknown-seed0"]
+    note = html[html.index('id="older-code"'):html.index("</p>", html.index('id="older-code"'))]
+    assert "older-seed0, unknown-seed0" in note and "current-seed0" not in note and "--keep-older-code" in note
+
+
+def test_table1_promises_the_hw5_reports_numbers_only_where_it_has_them(tmp_path):
+    quick = write_site(tmp_path / "quick", sweep([run_result("a", make_record(seed=0))])).read_text()
+    assert "<h2>Table 1: test accuracy (%)</h2>" in quick and "HW5 report)</th>" not in quick
+    assert "beside the HW5 report" not in quick and "difference</th>" not in quick
+    protocol = make_record("bmodel", hidden_size=1000, epochs=100, step_size=20, train_size=50000, acc=98.0)
+    paper = write_site(tmp_path / "paper", sweep([run_result("b", protocol, model="bmodel")])).read_text()
+    assert "<h2>Table 1: best test accuracy (%) beside the HW5 report's</h2>" in paper
+    table = paper[paper.index('id="table1"'):paper.index("</table>", paper.index('id="table1"'))]
+    assert "<th>best test (HW5 report)</th><th>difference</th>" in table and ">98.73<" in table  # bmodel, H = 1000
+    for html in (quick, paper):
+        assert "seed's" not in html and "`" not in html
+
+
+def test_the_profiles_words_show_code_as_code_and_markup_as_text(tmp_path):
+    result = sweep([run_result("a", make_record(seed=0))])
+    result.about = ["Run `mnistlab sweep params/paper --seeds 0,1` for *five* seeds; <script>x</script>."]
+    html = write_site(tmp_path, result).read_text()
+    about = html[html.index('id="about"'):html.index("</section>")]
+    assert "<code>mnistlab sweep params/paper --seeds 0,1</code>" in about and "<em>five</em>" in about
+    assert "&lt;script&gt;x&lt;/script&gt;" in about and "`" not in about
+
+
+def test_pages_leave_test_markers_out(tmp_path):
+    cells = [new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('checked')", outputs=[new_output("stream", text="checked\n")]),
+             new_code_cell("x = 1  # NBVAL_CHECK_OUTPUT is only a marker on a first line")]
+    nbformat.write(new_notebook(cells=cells), tmp_path / "nb.ipynb")
+    html = render(tmp_path / "nb.ipynb", tmp_path / "site" / "nb.html", tmp_path / "site").read_text()
+    assert "checked" in html and "is only a marker on a first line" in html
+    assert html.count("NBVAL_CHECK_OUTPUT") == 1  # the second cell's comment, which is no marker
+
+
+def test_mnistlab_render_makes_one_page_with_offline_maths(tmp_path):
+    """`mnistlab render NOTEBOOK`: the page beside the notebook, MathJax copied beside it, no link to an index."""
+    notebook = notebook_with_training_cell(tmp_path / "out.ipynb")
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "render", str(notebook)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = tmp_path / "out.html"
+    html = page.read_text()
+    assert result.stdout.strip() == str(page) and 'src="_static/tex-svg-full.js"' in html
+    assert hashlib.sha256((tmp_path / "_static" / assets.MATHJAX_SCRIPT).read_bytes()).hexdigest() == assets.SHA256
+    assert "index.html" not in html and "cdn" not in html.lower()

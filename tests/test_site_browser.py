@@ -36,7 +36,7 @@ PAGE_FACTS = """JSON.stringify({
   title: document.title,
   images: [...document.images].map(img => ({src: img.getAttribute('src').slice(0, 40),
                                             loaded: img.complete && img.naturalWidth > 0})),
-  runs: [...document.querySelectorAll('#runs tbody tr')].map(tr => tr.cells[0].textContent.trim()),
+  runs: [...document.querySelectorAll('#runs tbody tr')].map(tr => tr.cells[0].firstChild.textContent.trim()),
   boldInRuns: document.querySelectorAll('#runs b').length,
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
   text: document.body.innerText,
@@ -80,11 +80,17 @@ def site(tmp_path_factory):
     for name, record in records.items():
         record.save(out / "runs" / f"{name}.json")
         page = render(notebook_with_training_cell(root / f"{name}.ipynb"), out / "runs" / f"{name}.html", out, record)
-        runs.append(RunResult(name=name, params={"model": record.config["model"]}, status="complete", executed=True,
+        # the settings of a real ablation or quick run: the widest parameters cell a table gets
+        params = {"model": record.config["model"], "hidden_size": 5000, "epochs": 3, "step_size": 2, "lr": 0.001,
+                  "train_size": 50000, "validation": False, "seed": record.config["seed"]}
+        runs.append(RunResult(name=name, params=params, status="complete", executed=True,
                               record=record, html=f"runs/{page.name}", record_file=f"runs/{name}.json"))
     pages = [PageResult("backprop", "complete", True, "", "backprop.html")]
     write_site(out, SweepResult(params=["params/ci.yaml"], started="2026-11-27T06:00:00Z", wall_seconds=60.0,
                                 runs=runs, pages=pages))
+    # One executed notebook rendered on its own, as the README says (`mnistlab render`), into a folder of its own.
+    subprocess.run([sys.executable, "-m", "mnistlab", "render", str(root / "backprop.ipynb"), "--out",
+                    str(out / "single" / "backprop.html")], check=True, capture_output=True, timeout=300)
     print(f"papermill backprop.ipynb: {executed - started:.1f} s; rendering and index: "
           f"{time.perf_counter() - executed:.1f} s")
     return out
@@ -241,3 +247,46 @@ def test_built_site_names_no_absolute_path(site):
         if path.is_file():
             data = path.read_bytes()
             assert not [f for f in forbidden if f.encode() in data], f"{path.relative_to(site)} names a machine path"
+
+
+# Where each link of the runs table is, against the window and the table's own box; how wide the page is.
+RUNS_LAYOUT = """(() => {
+  const table = document.querySelector('#runs'), box = table.parentElement, view = box.getBoundingClientRect();
+  return {window: window.innerWidth, page: document.documentElement.scrollWidth,
+          box: {overflow: getComputedStyle(box).overflowX, width: box.clientWidth, content: box.scrollWidth},
+          hidden: [...table.querySelectorAll('tbody a')].map(a => [a.textContent, a.getBoundingClientRect()])
+                    .filter(([, r]) => r.left < view.left || r.right > Math.min(view.right, window.innerWidth))
+                    .map(([text]) => text)};
+})()"""
+
+
+@pytest.mark.slow
+def test_runs_table_fits_a_1280_px_window_or_scrolls_in_its_box_with_every_link_in_view(browser, server, tmp_path):
+    browser.open(f"{server}index.html")
+    layout = browser.evaluate(RUNS_LAYOUT)
+    assert layout["window"] == 1280, layout
+    assert layout["page"] <= layout["window"], f"the page scrolls sideways: {layout}"  # no part of it off-screen
+    assert layout["box"]["overflow"] == "auto", layout  # a wider table would scroll in its own box
+    assert not layout["hidden"], f"links of the runs table out of view: {layout}"
+    print(f"runs table {layout['box']['content']} px in a box of {layout['box']['width']} px; screenshot: "
+          f"{browser.screenshot(tmp_path / 'index-1280.png')}")
+
+
+@pytest.mark.slow
+def test_pages_show_no_test_markers(browser, server):
+    facts = browser.open(f"{server}backprop.html")
+    assert "NBVAL" not in facts["text"], "a test marker is shown to readers"
+    source = (project_root() / "notebooks" / "backprop.ipynb").read_text()
+    assert "# NBVAL_CHECK_OUTPUT" in source  # the notebook has them: the page left them out
+
+
+@pytest.mark.slow
+def test_one_notebook_rendered_alone_has_offline_maths(browser, server):
+    """`mnistlab render NOTEBOOK`: a page of its own, MathJax beside it, nothing from the network."""
+    browser.requests.clear()
+    facts = browser.open(f"{server}single/backprop.html")
+    maths = json.loads(browser.evaluate(MATHJAX))
+    assert maths["containers"] > 50 and maths["errors"] == 0, maths
+    assert f"{server}single/_static/tex-svg-full.js" in browser.requests
+    assert "index.html" not in facts["links"], "a page rendered alone links to an index that is not there"
+    assert not left_the_machine(browser.requests), left_the_machine(browser.requests)

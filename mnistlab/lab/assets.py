@@ -1,8 +1,10 @@
 """The files the site serves itself so that no page loads anything from the network: MathJax 3.
 
-``fetch_mathjax`` brings npm ``mathjax@3.2.2`` into ``<project root>/data/mathjax/`` once (the setup step
-that fetches MNIST); ``copy_static`` puts its one combined script into a site's ``_static/`` folder,
-where every rendered page loads it by a relative URL (``STATIC`` + ``MATHJAX_SCRIPT``).
+``fetch_mathjax`` (``mnistlab fetch-mathjax``, run by ``make setup``) brings npm ``mathjax@3.2.2`` into
+``<data dir>/mathjax/`` once; ``copy_static`` puts its one combined script into a site's ``_static/``
+folder, where every rendered page loads it by a relative URL (``STATIC`` + ``MATHJAX_SCRIPT``). Nothing
+here fetches behind a render's back: a missing or corrupt copy is an ``AssetError`` that names the command
+that fixes it (``FIX``), raised by ``check`` before a sweep trains anything.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .. import paths
 from ..paths import data_dir
 from ..records import atomic_write_bytes
 
@@ -24,6 +27,7 @@ MEMBER = "package/es5/tex-svg-full.js"
 MATHJAX_SCRIPT = "tex-svg-full.js"
 SHA256 = "a4354ff94fd868aea0cc6eaaa79a57fda0588646fc46ee3700a349ee0a11cbe6"
 STATIC = "_static"  # the site's folder of served files, relative to its root
+FIX = "mnistlab fetch-mathjax"  # the command that puts a verified copy in place
 
 
 class AssetError(RuntimeError):
@@ -43,7 +47,7 @@ def fetch_mathjax(*, force: bool = False) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise AssetError(f"{path} is missing and npm is not on PATH: install Node.js (npm), then run "
-                         "`mnistlab fetch` again, or copy es5/tex-svg-full.js of npm mathjax@3.2.2 to that path")
+                         f"`{FIX}` again, or copy es5/tex-svg-full.js of npm mathjax@3.2.2 to that path")
     with tempfile.TemporaryDirectory(prefix="mnistlab-mathjax-") as tmp:
         try:
             result = subprocess.run([npm, "pack", NPM_PACKAGE, "--pack-destination", tmp, "--silent"],
@@ -64,21 +68,32 @@ def fetch_mathjax(*, force: bool = False) -> Path:
     return atomic_write_bytes(path, data)
 
 
-def static_files() -> dict[str, Path]:
-    """What a site's ``_static/`` folder holds: name there -> file here (fetched when missing)."""
-    return {MATHJAX_SCRIPT: fetch_mathjax()}
+def mathjax_script() -> Path:
+    """The verified MathJax script in ``mathjax_dir()``; AssetError, naming ``FIX``, when missing or corrupt."""
+    path = mathjax_dir() / MATHJAX_SCRIPT
+    if not path.is_file():
+        raise AssetError(f"{paths.relative(path)} is missing: the pages' offline maths needs it; run `{FIX}` "
+                         "(or `make setup`) first")
+    if _sha256(path.read_bytes()) != SHA256:
+        raise AssetError(f"{paths.relative(path)} is not {NPM_PACKAGE}'s {MATHJAX_SCRIPT} (its SHA-256 differs); "
+                         f"run `{FIX}` to replace it")
+    return path
+
+
+def check() -> None:
+    """Refuse, before anything trains, a render that would fail for want of MathJax (``AssetError``)."""
+    mathjax_script()
 
 
 def copy_static(site_root: str | os.PathLike) -> Path:
-    """Copy ``static_files()`` into ``<site_root>/_static/`` unless already there; return that folder.
-
-    Safe to call from several processes at once: each file is written whole under a temporary name.
+    """Put the verified MathJax script into ``<site_root>/_static/`` unless an intact copy is there; return
+    that folder. Safe to call from several processes at once: the file is written whole under a temporary
+    name. A site whose copy is intact needs no source (a worker of a cluster that lacks the data folder).
     """
     folder = Path(site_root) / STATIC
-    for name, source in static_files().items():
-        target, data = folder / name, source.read_bytes()
-        if not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
-            atomic_write_bytes(target, data)
+    target = folder / MATHJAX_SCRIPT
+    if not (target.is_file() and _sha256(target.read_bytes()) == SHA256):
+        atomic_write_bytes(target, mathjax_script().read_bytes())
     return folder
 
 

@@ -34,12 +34,30 @@ def stamp(manifest: Path, value_key: str, files: list[Path]) -> None:
 
 def fresh(manifest: Path, value_key: str) -> bool:
     """The manifest names ``value_key`` and every file it lists is there, unchanged."""
+    return stale(manifest, value_key) is None
+
+
+def stale(manifest: Path, value_key: str) -> str | None:
+    """Why the work of ``manifest`` is not up to date, in a few words; None when it is (``fresh``)."""
     try:
         entry = json.loads(manifest.read_text())
-        return entry["key"] == value_key and all(
-            file_hash(manifest.parent / name) == digest for name, digest in entry["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    except FileNotFoundError:
+        return "never finished here"
+    except (OSError, ValueError) as error:
+        return f"its manifest is unreadable ({type(error).__name__})"
+    try:
+        if entry["key"] != value_key:
+            return "its settings or inputs changed since it last ran"
+        changed = []
+        for name, digest in entry["files"].items():
+            try:
+                if file_hash(manifest.parent / name) != digest:
+                    changed.append(f"{name} changed")
+            except OSError:
+                changed.append(f"{name} is missing")
+    except (KeyError, TypeError, AttributeError):
+        return "its manifest is unreadable"
+    return "; ".join(changed) if changed else None
 
 
 def invalidate(manifest: Path) -> None:

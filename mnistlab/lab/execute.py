@@ -33,10 +33,16 @@ class Task:
     checkpoints: tuple[Path, ...] = ()  # deleted once the records are written
     threads: int | None = None  # torch threads for the kernel; None: every core of the worker's machine
     cost: int = 0  # relative training work (sweeps submit the cheapest first)
+    timeout: float | None = None  # seconds the whole notebook may take; None: no limit (not part of ``key``)
 
     @property
     def manifest(self) -> Path:
         return self.output.with_name(f".{self.output.stem}.done")
+
+    @property
+    def partial(self) -> Path:
+        """Where papermill writes (and autosaves) the notebook while it runs; renamed to ``output`` at the end."""
+        return self.output.with_name(f".{self.output.stem}.partial.ipynb")
 
 
 @dataclass
@@ -88,14 +94,20 @@ def _forget_other_runs(task: Task) -> None:
             if checkpoint.exists() and not spec.owns_checkpoint(checkpoint):
                 checkpoint.unlink()
 
+# papermill saves the notebook it is executing at most this often (when a cell prints): the sweep reads a
+# run's epoch from that file while it trains. Papermill's default is 30 s.
+AUTOSAVE_SECONDS = 10
+
+
 def _papermill(task: Task) -> str:
     """Run papermill in this process; the executed notebook (partly, on failure) lands at ``task.output``."""
     import nbformat
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
     from traitlets.config import Config
 
-    partial = task.output.with_name(f".{task.output.stem}.partial.ipynb")
+    partial = task.partial
     task.output.parent.mkdir(parents=True, exist_ok=True)
     threads = str(task.threads or len(os.sched_getaffinity(0)))
     # Dask pins its workers to one thread; the kernel is a process of its own and gets what the task says.
@@ -107,11 +119,18 @@ def _papermill(task: Task) -> str:
     # warning about unencrypted TCP on every kernel start).
     with tempfile.TemporaryDirectory(prefix="mnistlab-kernel-") as sockets:
         ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+        limits = {}
+        if task.timeout:  # one deadline for the whole notebook: each cell may take what is left of it
+            deadline = time.monotonic() + task.timeout
+            limits["timeout_func"] = lambda cell: max(1, int(deadline - time.monotonic()) + 1)
         try:
             papermill.execute_notebook(task.source, partial, parameters=task.parameters, kernel_name="python3",
-                                       cwd=task.source.parent, progress_bar=False, log_output=False, config=ipc)
+                                       cwd=task.source.parent, progress_bar=False, log_output=False, config=ipc,
+                                       autosave_cell_every=AUTOSAVE_SECONDS, **limits)
         except PapermillExecutionError as failure:
             error = f"{failure.ename}: {failure.evalue}"
+        except CellTimeoutError:  # nbclient interrupted the cell; papermill shuts the kernel down on the way out
+            error = f"timed out: the notebook ran longer than --timeout {task.timeout:g} s and was stopped"
         except Exception as failure:  # the kernel died, or papermill could not start it
             error = f"{type(failure).__name__}: {failure}"
     if not partial.exists():
@@ -125,11 +144,25 @@ def _papermill(task: Task) -> str:
     notebook.metadata.papermill["output_path"] = paths.relative(task.output, task.site_root)
     installed = Path(__file__).resolve().parents[2]  # the checkout (editable install) or site-packages
     prefixes = sorted({f"{task.site_root}/", f"{paths.project_root()}/", f"{installed}/"}, key=len, reverse=True)
-    for cell in notebook.cells:
-        cell["outputs"] = [_without(prefixes, output) for output in cell.get("outputs", [])]
+    publishable(notebook, prefixes)
     nbformat.write(notebook, partial)
     os.replace(partial, task.output)
     return error
+
+
+def publishable(notebook, prefixes: list[str] = ()):
+    """``notebook`` as the site publishes it, changed in place and returned: a valid notebook (outputs only
+    in code cells), no ``prefixes`` (machine paths) in its outputs, and each stream as a terminal would
+    have left it: a progress bar that redrew itself with carriage returns shows only its last state."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    coalesce = CoalesceStreamsPreprocessor()
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [_without(list(prefixes), output) for output in cell.get("outputs", [])]
+        coalesce.preprocess_cell(cell, {}, index)
+    return notebook
 
 
 def _without(prefixes: list[str], value):

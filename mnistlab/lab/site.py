@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .. import origin
 from ..paths import project_root
 from ..records import Record, atomic_write_bytes, atomic_write_text
 from . import formatting as fmt
 from .assets import copy_static
+from .progress import commit_text
 from .provenance import provenance, summary_line
 from .results import RunResult, SweepResult
 
@@ -27,7 +29,7 @@ INDEX_TEMPLATE = "index.html.j2"
 FIGURE = "table1.png"  # beside index.html
 NOTES = "NOTES.md"  # a published report's notes, linked from the index when present
 PAGE_TITLES = {
-    "analysis": "Analysis: the figures, Table 1 and the seed's claims, from every record",
+    "analysis": "Analysis: the figures, Table 1 and the HW5 report's claims, from every record",
     "data": "Data: MNIST examples (Figure 1) and the splits",
     "backprop": "Backpropagation by hand, checked against autograd",
 }
@@ -48,32 +50,52 @@ def write_site(out: str | os.PathLike, result: SweepResult) -> Path:
 
 def index_html(out: Path, result: SweepResult, figure: str | None = None) -> str:
     """The index page's HTML for the site in ``out``."""
+    env = environment(out)
+    records = [run.record for run in result.runs if run.record is not None]
+    table = table1_rows(records)
+    current = origin.code()["fingerprint"]
+    runs = [run_row(run, current) for run in result.runs]
+    return env.get_template(INDEX_TEMPLATE).render(
+        title=f"mnistlab report: {out.absolute().name}",
+        params=[public_text(p, out) for p in result.params],
+        started=result.started,
+        wall=fmt.duration(result.wall_seconds),
+        runs=runs,
+        older=[run["name"] for run in runs if run["older_code"]],
+        complete=sum(run.status == "complete" for run in result.runs),
+        failed=result.failed,
+        table=table,
+        several_seeds=any(row["seeds"] > 1 for row in table),
+        hw5=any(row["seed_paper"] != fmt.MISSING for row in table),  # any row beside the HW5 report's number
+        figure=figure,
+        provenance=summary_line(records),
+        pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
+               for p in result.pages],
+        notes=NOTES if (out / NOTES).is_file() else None,
+        about=[inline_markdown(paragraph.strip()) for text in result.about for paragraph in text.split("\n\n")
+               if paragraph.strip() and not paragraph.lstrip().startswith("#")],
+    )
+
+
+def inline_markdown(text: str):
+    """One paragraph of a params folder's README.md as safe HTML (``code``, *emphasis*, links), for the index:
+    HTML in the text is escaped, as everything else on the page is."""
+    import markupsafe
+    import mistune
+
+    html = mistune.create_markdown(escape=True)(text).strip()
+    return markupsafe.Markup(html.removeprefix("<p>").removesuffix("</p>"))
+
+
+def environment(out: Path):
+    """The Jinja2 environment of the index of the site in ``out``: autoescape, and its filters."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["href"] = lambda path: _href(path, out)
     env.filters["public"] = lambda text: public_text(text, out)
-    records = [run.record for run in result.runs if run.record is not None]
-    table = table1_rows(records)
-    return env.get_template(INDEX_TEMPLATE).render(
-        title=f"mnistlab report: {out.absolute().name}",
-        params=[public_text(p, out) for p in result.params],
-        started=result.started,
-        wall=fmt.duration(result.wall_seconds),
-        runs=[run_row(run) for run in result.runs],
-        complete=sum(run.status == "complete" for run in result.runs),
-        failed=result.failed,
-        table=table,
-        several_seeds=any(row["seeds"] > 1 for row in table),
-        figure=figure,
-        provenance=summary_line(records),
-        pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
-               for p in result.pages],
-        notes=NOTES if (out / NOTES).is_file() else None,
-        about=[paragraph.strip() for text in result.about for paragraph in text.split("\n\n") if paragraph.strip()
-               and not paragraph.lstrip().startswith("#")],
-    )
+    return env
 
 
 def table1_rows(records: list[Record]) -> list[dict[str, Any]]:
@@ -98,14 +120,16 @@ def table1_rows(records: list[Record]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_row(run: RunResult) -> dict[str, Any]:
-    """One run as display strings: its results, and how it was trained (from its record)."""
+def run_row(run: RunResult, current: str | None = None) -> dict[str, Any]:
+    """One run as display strings: its results, and how it was trained (from its record). ``current``: this
+    checkout's training-code fingerprint; a record of other code is marked as made by older code."""
     summary = run.record.summary if run.record is not None else {}
     view = provenance(run.record) if run.record is not None else None
     return {
+        "older_code": older_code_text(run.record, current) if run.record is not None and current else "",
         "name": run.name, "html": run.html, "notebook": run.notebook, "record": run.record_file,
         "status": run.status, "ok": run.status == "complete", "executed": run.executed, "error": run.error,
-        "params": " ".join(f"{key}={value}" for key, value in run.params.items() if _shown(key, value)),
+        "params": [f"{key}={value}" for key, value in run.params.items() if _shown(key, value)],
         "best": fmt.accuracy(summary.get("best_test_acc")),
         "val_selected": fmt.accuracy(summary.get("val_selected_test_acc")),
         "final": fmt.accuracy(summary.get("final_test_acc")),
@@ -117,6 +141,17 @@ def run_row(run: RunResult) -> dict[str, Any]:
         "median": fmt.duration(view.median_epoch_seconds) if view else fmt.MISSING,
         "wall": fmt.duration(view.wall_seconds) if view else fmt.MISSING,
     }
+
+
+def older_code_text(record: Record, current: str) -> str:
+    """ "made by older code (commit 6158bf1)" for a record whose training code is not ``current``; else ''."""
+    code = record.code or next((segment for segment in reversed(record.segments or []) if segment.get("code")), {})
+    fingerprint = code.get("fingerprint") or code.get("code")  # a record's code, or a segment's
+    if fingerprint == current:
+        return ""
+    if not fingerprint:
+        return "made by older code (not recorded which)"
+    return f"made by older code ({commit_text(code)})"
 
 
 def _shown(key: str, value: Any) -> bool:
@@ -141,7 +176,8 @@ def public_text(text: Any, out: Path) -> str:
 
 
 def table1_figure(table, records: list[Record]):
-    """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the seed's number (x)."""
+    """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the HW5 report's
+    number (x)."""
     from matplotlib.figure import Figure
 
     from .plots import settings
@@ -167,11 +203,11 @@ def table1_figure(table, records: list[Record]):
         ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
                     label=line if line not in labelled else None)
         labelled.add(line)
-        paper = row.get("seed_paper")  # only beside runs of the seed's protocol (plots.table1)
+        paper = row.get("seed_paper")  # only beside runs of the HW5 report's protocol (plots.table1)
         if not _nan(paper):
             ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
-                    label="the seed's number" if "seed" not in labelled else None)
-            labelled.add("seed")
+                    label="the HW5 report's number" if "hw5" not in labelled else None)
+            labelled.add("hw5")
     ax.set_xticks(range(len(sizes)), [f"H = {h}" for h in sizes])
     ax.set_ylabel("best test accuracy (%)")
     several = any(row["seeds"] > 1 for _, row in table.iterrows())

@@ -15,10 +15,11 @@ file at once. Cheaper runs are submitted first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +36,7 @@ PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this ord
 def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, *, workers: int | None = None,
           seeds: list[int] | None = None, force: bool = False, keep_older_code: bool = False,
           also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
-          notebooks: str | Path | None = None) -> SweepResult:
+          notebooks: str | Path | None = None, dry_run: bool = False, timeout: float | None = None) -> SweepResult:
     """Run every params file and seed, then the pages; write sweep.json and index.html.
 
     ``params``: folders of *.yaml or files. ``out``: relative to the project root (default
@@ -44,6 +45,10 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     that changed, unless ``force`` (retrain them) or ``keep_older_code`` (keep them as they are).
     ``also``: folders of another sweep's records (e.g. ``reports/paper/runs``) that the analysis reads
     beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run.
+    The plan (which runs are up to date and why, which will run, where) is printed first; ``dry_run``
+    prints it and returns it (a ``progress.Plan``), touching nothing. ``timeout``: seconds each notebook
+    may take; one that takes longer is stopped and fails alone. MathJax and the templates are checked
+    before anything runs (``render.check``).
     """
     started = time.time()
     params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
@@ -53,24 +58,33 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
     others = sorted(path for folder in also or [] for path in _record_folder(folder).glob("*.json"))
+    from . import lock, progress, render, schedule
 
-    from . import lock, schedule
+    render.check()  # a render that cannot succeed fails now, not after the training
 
-    with lock.hold(out) as note:
+    with contextlib.nullcontext("") if dry_run else lock.hold(out) as note:
         if note:
             print(note, flush=True)
         with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster,
                              cluster_file=cluster_file) as (dask_client, shape):
-            planned = [(job, seeds, _run_task(job, seeds, notebooks, out, shape["threads"]))
+            planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"]), timeout=timeout))
                        for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
             tasks = [task for _, _, task in planned]
+            the_plan = progress.plan(out, tasks, force=force, keep_older_code=keep_older_code,
+                                     older={task.name: (_code_of(task), files) for task, files in older_code(tasks)},
+                                     where=progress.where(dask_client, shape, scheduler=scheduler, cluster=cluster,
+                                                          workers=workers),
+                                     pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()])
+            print(the_plan.text(), flush=True)
+            if dry_run:
+                return the_plan
             if not force and not keep_older_code:
                 _refuse_older_code(tasks)
             outcomes = _execute_all(dask_client, tasks, force, shape["gpus"], "runs")
             runs = [result for job, seeds, task in planned
                     for result in _results(job, seeds, task, outcomes[task.name], out)]
-            page_tasks = [_page_task(name, notebooks, out, runs, shape["threads"], others) for name in PAGES
-                          if (notebooks / f"{name}.ipynb").is_file()]
+            page_tasks = [replace(_page_task(name, notebooks, out, runs, shape["threads"], others), timeout=timeout)
+                          for name in PAGES if (notebooks / f"{name}.ipynb").is_file()]
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
@@ -141,6 +155,16 @@ def _refuse_older_code(tasks: list[Task]) -> None:
                       "--keep-older-code to keep their results as they are")
 
 
+def _code_of(task: Task) -> dict:
+    """The training code that made ``task``'s first readable record (``Record.code``)."""
+    for path in task.records:
+        try:
+            return Record.load(path).code
+        except RecordError:
+            continue
+    return {}
+
+
 def _record_folder(folder: str | Path) -> Path:
     path = paths.resolve(folder)
     if not path.is_dir():
@@ -164,14 +188,16 @@ def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], thr
 
 
 def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: str) -> dict[str, Outcome]:
-    """Submit the tasks that are not up to date; print one line as each finishes; return every outcome by name."""
-    from dask.distributed import as_completed
+    """Submit the tasks that are not up to date; print one line as each finishes, and every 30 s the epoch and
+    time left of those in flight (``progress.Watch``); return every outcome by name."""
+    from .progress import Watch
 
     outcomes = {task.name: None for task in tasks}
     pending = [task for task in tasks if force or not up_to_date(task)]
     for task in tasks:
-        if task not in pending:
+        if task not in pending and what != "runs":  # the plan has named the runs that are up to date
             print(f"{task.name}: up to date", flush=True)
+    watch = Watch(pending, what)
     resources = {"GPU": 1} if gpus else None
     # Cheapest first (Dask runs higher priorities first): finished runs arrive early, the long ones last.
     ranked = sorted(pending, key=lambda task: task.cost)
@@ -179,15 +205,14 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
                                   resources=resources, pure=False, priority=len(ranked) - i): task
                for i, task in enumerate(ranked)}
     try:
-        for done, future in enumerate(as_completed(futures), start=1):
+        for future in watch.as_completed(futures):
             task = futures[future]
             try:
                 outcome = future.result()
             except Exception as error:  # the worker died (KilledWorker) or could not unpickle: this task alone fails
                 outcome = Outcome(task.name, error=f"{type(error).__name__}: {error}")
             outcomes[task.name] = outcome
-            status = f"FAILED: {outcome.error}" if outcome.error else "done"
-            print(f"[{done}/{len(futures)} {what}] {task.name}: {status} ({outcome.seconds:.0f} s)", flush=True)
+            print(watch.finished(task, outcome), flush=True)
     except KeyboardInterrupt:
         for future in futures:
             future.cancel()

@@ -1,0 +1,213 @@
+"""A sweep that says what it does (the plan first, the notebooks in flight, one counter, a dry run, a timeout)
+and what it writes: valid notebooks, finished progress bars, nothing trained when the render cannot work."""
+
+import contextlib
+import io
+import json
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import TINY, make_project, project_env
+from mnistlab import cli
+from mnistlab.lab import assets, progress
+from mnistlab.lab.sweep import sweep
+
+DASHBOARD = r"(Dask dashboard: http://127\.0\.0\.1:\d+/status|Dask's pages of its workers: " \
+            r"http://127\.0\.0\.1:\d+/info/main/workers\.html \(its dashboard needs the bokeh package\))"
+
+
+def write_params(folder: Path, name: str, params) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(params))
+    return folder / f"{name}.yaml"
+
+
+def snapshot(root: Path) -> dict:
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in root.rglob("*")}
+
+
+# The shared sweep (conftest.sweep_site): what it printed and what it wrote --------------------------------
+
+@pytest.mark.slow
+def test_the_plan_comes_first_and_says_what_runs_where(sweep_site):
+    log = sweep_site.log
+    plan = log[:log.index("\n[1/")]  # everything before the first notebook ended
+    runs = len(sweep_site.result.runs)
+    assert re.search(rf"^Plan: {runs} runs in \d+ notebooks into site: 0 up to date, {runs} to run$", plan, re.M), plan
+    assert re.search(r"^  where: a local Dask cluster: 2 workers, one notebook at a time each; .*each kernel trains "
+                     rf"with \d+ torch threads?; {DASHBOARD}$", plan, re.M), plan
+    for run in sweep_site.result.runs:
+        assert re.search(rf"^  {re.escape(run.name)}: to run: not run yet$", plan, re.M), run.name
+    assert "then the pages analysis, data, backprop" in plan
+
+
+@pytest.mark.slow
+def test_one_set_of_counters_in_runs(sweep_site):
+    runs = len(sweep_site.result.runs)  # 4 runs: 4 notebooks on a CPU, 3 on GPUs (<b>x's two seeds together)
+    counters = re.findall(r"^\[(\d+)/(\d+) (runs|pages)\] ", sweep_site.log, re.M)
+    assert {int(total) for done, total, what in counters if what == "runs"} == {runs}, counters
+    done = [int(done) for done, _, what in counters if what == "runs"]
+    assert done == sorted(done) and done[-1] == runs
+    assert [(int(d), int(t)) for d, t, what in counters if what == "pages"] == [(1, 3), (2, 3), (3, 3)]
+    assert re.search(rf"^… \d+/{runs} runs done after ", sweep_site.log, re.M)
+    assert f"{runs} runs ({runs} executed, 0 up to date)" in sweep_site.log
+
+
+@pytest.mark.slow
+def test_notebooks_in_flight_are_reported(sweep_site):
+    """Every 2 s here (30 s in a real sweep): each notebook that has started says where it is."""
+    reports = re.findall(r"^… \d+/\d+ (?:runs|pages) done after [^\n]*in flight:\n((?:  [^\n]*\n)+)", sweep_site.log,
+                         re.M)
+    assert reports, sweep_site.log
+    lines = "".join(reports).splitlines()
+    names = {run.name for run in sweep_site.result.runs} | {"analysis", "data", "backprop"}
+    for line in lines:
+        name, _, what = line.strip().rpartition(": ")
+        assert name in names and re.fullmatch(r"cell \d+ of \d+|epoch \d+/\d+, .*", what), line
+
+
+@pytest.mark.slow
+def test_every_notebook_the_sweep_writes_is_valid(sweep_site):
+    """Jupyter refuses to open an invalid notebook ("Notebook validation failed")."""
+    written = [path for path in sweep_site.out.rglob("*.ipynb") if not path.name.startswith(".")]
+    assert len(written) == len(sweep_site.result.runs) + 3  # a notebook per run on a CPU, and three pages
+    for path in written:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)  # raises nbformat.ValidationError
+        assert notebook.nbformat == 4, path
+
+
+@pytest.mark.slow
+def test_run_pages_show_the_finished_progress_bar_not_its_history(sweep_site):
+    for run in sweep_site.result.runs:
+        if run.status != "complete":
+            continue
+        notebook = nbformat.read(sweep_site.out / run.notebook, as_version=4)
+        training = next(cell for cell in notebook.cells if "training" in cell.metadata.get("tags", []))
+        text = "".join(output.get("text", "") for output in training.outputs)
+        assert "\r" not in text, run.name
+        bars = re.findall(r"\d+%\|.*\| (\d+)/(\d+)", text)
+        assert bars == [(str(TINY["epochs"]), str(TINY["epochs"]))], (run.name, text)  # one bar, at its end
+        page = (sweep_site.out / run.html).read_text()
+        assert len(re.findall(r"\d+%\|", page)) == 1, run.name
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_plan_and_touches_nothing(sweep_site, data_dir, capsys):
+    changed = write_params(sweep_site.root / "params-changed", "nmodel-tiny", {"model": "nmodel", **TINY,
+                                                                               "hidden_size": 8})
+    before = snapshot(sweep_site.root)
+    with project_env(sweep_site.root, data_dir):
+        plan = sweep([sweep_site.params / "<b>x.yaml", sweep_site.params / "no-gpu.yaml", changed], "site",
+                     dry_run=True)
+        assert sweep(changed, "elsewhere", dry_run=True).runs() == 1
+    assert snapshot(sweep_site.root) == before, "a dry run wrote, moved or deleted something"
+    assert not (sweep_site.root / "elsewhere").exists()
+    out = capsys.readouterr().out
+    assert "Plan: 4 runs in 4 notebooks into site: 2 up to date, 2 to run\n" in out
+    states = {step.task.name: (step.state, step.why) for step in plan.steps}
+    assert states["<b>x-seed1"] == ("up to date", "same settings; its notebook, page and records unchanged")
+    assert states["no-gpu-seed0"] == ("to run", "it failed last time")
+    assert states["nmodel-tiny-seed0"] == ("to run", "its settings or inputs changed since it last ran")
+    assert "  nmodel-tiny-seed0: to run: its settings or inputs changed since it last ran" in out
+    assert "  <b>x-seed1: up to date: same settings" in out
+    assert "  nmodel-tiny-seed0: to run: not run yet" in out  # into the new folder
+
+
+# Sweeps of their own -------------------------------------------------------------------------------------
+
+def test_a_sweep_without_mathjax_stops_before_anything_trains(tmp_path, data_dir, capsys):
+    root = make_project(tmp_path / "project")
+    params = write_params(root / "params", "quick", {"model": "nmodel", **TINY})
+    bare = tmp_path / "data"  # the MNIST files, but no MathJax
+    bare.mkdir()
+    (bare / "MNIST").symlink_to(data_dir / "MNIST")
+    started = time.monotonic()
+    with project_env(root, bare):
+        assert cli.main(["sweep", str(params), "--out", "site"]) == 2
+        missing = capsys.readouterr().err
+        (bare / "mathjax").mkdir()
+        (bare / "mathjax" / assets.MATHJAX_SCRIPT).write_text("not mathjax")
+        assert cli.main(["sweep", str(params), "--out", "site"]) == 2
+        corrupt = capsys.readouterr().err
+    assert "data/mathjax/tex-svg-full.js is missing" in missing and "run `mnistlab fetch-mathjax`" in missing
+    assert "SHA-256 differs); run `mnistlab fetch-mathjax` to replace it" in corrupt
+    assert not (root / "site").exists(), "the sweep got as far as its output folder"
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+def test_timeout_stops_a_notebook_that_runs_too_long_and_the_others_go_on(tmp_path, data_dir):
+    root = make_project(tmp_path / "project")
+    (root / "notebooks" / "analysis.ipynb").unlink()  # the pages are not what this is about
+    params = root / "params"
+    write_params(params, "endless", {"model": "nmodel", **TINY, "epochs": 20000, "step_size": 1000})
+    write_params(params, "quick", {"model": "nmodel", **TINY})
+    log = io.StringIO()
+    every, progress.EVERY = progress.EVERY, 3.0
+    try:
+        with project_env(root, data_dir, OMP_NUM_THREADS="1"), contextlib.redirect_stdout(log):
+            result = sweep(params, "site", workers=2, timeout=60)
+    finally:
+        progress.EVERY = every
+    runs = {run.name: run for run in result.runs}
+    assert runs["quick-seed0"].status == "complete"
+    endless = runs["endless-seed0"]
+    assert endless.status == "failed" and endless.record is None
+    assert endless.error == "timed out: the notebook ran longer than --timeout 60 s and was stopped"
+    assert (root / "site" / endless.html).is_file()  # its page shows how far it got
+    assert re.search(r"^\[[12]/2 runs\] endless-seed0: FAILED: timed out", log.getvalue(), re.M), log.getvalue()
+    # while it trained, its epoch and the time it had left were reported
+    assert re.search(r"^  endless-seed0: epoch \d+/20000, about .+ left$", log.getvalue(), re.M), log.getvalue()
+    assert not kernels_of(root), "the kernel of the stopped notebook is still running"
+
+
+def kernels_of(root: Path) -> list[int]:
+    """Kernel processes started for the project at ``root`` (their environment names it)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+            command = (environ.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ipykernel" in command and f"MNISTLAB_ROOT={root}".encode() in variables:
+            found.append(int(environ.parent.name))
+    return found
+
+
+def test_plan_of_a_notebook_that_was_never_run(tmp_path):
+    """The reasons a plan gives, on a notebook's files alone: no Dask, no kernel."""
+    from mnistlab.lab.execute import Task
+
+    out = tmp_path / "site"
+    task = Task(name="a-seed0", source=tmp_path / "train.ipynb", output=out / "runs" / "a-seed0.ipynb",
+                html=out / "runs" / "a-seed0.html", parameters={}, site_root=out, key="k",
+                records=(out / "runs" / "a-seed0.json",), checkpoints=(out / "checkpoints" / "a-seed0.pt",))
+    assert progress.plan(out, [task]).steps[0].why == "not run yet"
+    task.checkpoints[0].parent.mkdir(parents=True)
+    task.checkpoints[0].write_bytes(b"")
+    assert progress.plan(out, [task]).steps[0].why == "not run yet; resumes from its checkpoint"
+    assert progress.plan(out, [task], force=True).steps[0].why == "--force"
+    task.output.parent.mkdir(parents=True)
+    task.output.write_text(json.dumps({"metadata": {"papermill": {"exception": True}}}))
+    assert progress.plan(out, [task]).steps[0].why == "it failed last time; resumes from its checkpoint"
+
+
+def test_reading_a_notebook_in_flight():
+    """The epoch and time left from the last state of the progress bar papermill saved."""
+    bar = "\rwmodel-hs1000-seed0:  37%|███▋      | 37/100 [08:33<16:05, 15.33s/epoch, test_acc=98.55]"
+    notebook = {"cells": [{"cell_type": "code", "metadata": {"papermill": {"status": "completed"}}, "outputs": []},
+                          {"cell_type": "code", "metadata": {"papermill": {"status": "running"}},
+                           "outputs": [{"output_type": "stream", "name": "stdout", "text": bar}]}]}
+    assert progress.reading(notebook, age=5) == "epoch 37/100, about 16 min 0 s left"
+    notebook["cells"][1]["outputs"] = []
+    assert progress.reading(notebook) == "cell 2 of 2"
+    start = "\rx:   0%|          | 0/100 [00:00<?, ?epoch/s]"
+    notebook["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [start]}]
+    assert progress.reading(notebook) == "epoch 0/100, time left not yet known"
