@@ -33,6 +33,11 @@ _OLDER_DEFAULTS = {"validation": True}
 class ConfigError(ValueError):
     """A setting has the wrong type or an invalid value; the message names it."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook (notebook kernels, so papermill too): the message is the whole story, not the stack
+        # of frames that found it.
+        return [f"{type(self).__name__}: {self}"]
+
 
 @dataclass(frozen=True)
 class Config:

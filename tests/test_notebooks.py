@@ -80,6 +80,8 @@ def test_bad_parameter_stops_papermill_with_the_message(parameters, message, tmp
         papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
                                    parameters={**parameters, "out_dir": str(tmp_path / "records")}, progress_bar=False)
     assert error.value.ename == "ConfigError" and message in error.value.evalue
+    # the message alone, not the frames that found it (IPython's _render_traceback_)
+    assert error.value.traceback == [f"ConfigError: {error.value.evalue}"]
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert not (tmp_path / "records").exists()
     # It stops in the first code cell after the parameters, before any data is loaded.
@@ -87,6 +89,18 @@ def test_bad_parameter_stops_papermill_with_the_message(parameters, message, tmp
     injected = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", []))
     assert any(o.get("output_type") == "error" for o in code[injected + 1].outputs)
     assert all(c.execution_count is None for c in code[injected + 2:])
+
+
+@pytest.mark.slow
+def test_papermill_shows_a_bad_parameter_in_one_line_without_the_kernel_traceback(tmp_path):
+    """What the plain ``papermill`` command prints: papermill's own frames (it allows no less), then the one line."""
+    result = subprocess.run([Path(sys.executable).with_name("papermill"), str(ROOT / "notebooks" / "train.ipynb"),
+                             str(tmp_path / "out.ipynb"), "-p", "hiddensize", "20"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 1
+    error = result.stdout + result.stderr
+    assert "\nConfigError: unknown parameter(s) 'hiddensize'; valid: model, hidden_size," in error
+    assert "spec.py" not in error and "Cell In[" not in error and "---->" not in error, error[-3000:]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -1,0 +1,69 @@
+"""The conventions of a Python research package: one version, `python -m`, a licence, a citation, a quiet build."""
+
+import importlib.metadata
+import subprocess
+import sys
+import tomllib
+import warnings
+from pathlib import Path
+
+import yaml
+
+import mnistlab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_python_m_mnistlab_and_version_come_from_one_place():
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "--version"], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout == f"mnistlab {mnistlab.__version__}\n", result
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]  # written once, in mnistlab/__init__.py
+    # what pip installed says the same (a stale install would not: `make setup` reinstalls on a pyproject change)
+    assert importlib.metadata.version("mnistlab") == mnistlab.__version__
+
+
+def test_the_licence_is_an_spdx_expression_with_its_file_and_the_build_says_nothing_about_it():
+    """setuptools' deprecation banner for ``license = { text = ... }`` was printed three times per `make setup`."""
+    from setuptools import SetuptoolsDeprecationWarning
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License\n") and "Permission is hereby granted, free of charge" in licence
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, SetuptoolsDeprecationWarning)]
+    assert not deprecations, deprecations
+    assert dist.get_version() == mnistlab.__version__ and dist.metadata.license_expression == "MIT"
+
+
+def test_citation_cites_the_project_and_the_hw5_report():
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software" and citation["license"] == "MIT"
+    assert citation["title"].startswith("mnistlab") and citation["authors"]
+    assert "version" not in citation  # one version source: mnistlab/__init__.py
+    (report,) = citation["references"]
+    assert report["type"] == "report" and report["title"] == "CS 391L Machine Learning HW 5: Backpropagation"
+    assert report["authors"] == [{"family-names": "Xie", "given-names": "Yuege",
+                                  "affiliation": "Oden Institute for Computational Engineering and Sciences, UT Austin"}]
+    text = (ROOT / "CITATION.cff").read_text()
+    assert "the HW5 report" in text and "the seed" not in text.lower()
+
+
+def test_ci_installs_chromium_without_recommends():
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "apt-get install" in line]
+    assert lines and all("--no-install-recommends" in line and "chromium" in line for line in lines), lines
+
+
+def test_site_templates_and_lab_code_call_the_course_report_the_hw5_report():
+    """'the seed' reads as a random seed in a project full of them."""
+    owned = [*(ROOT / "mnistlab" / "lab" / "templates").rglob("*.j2"),
+             *(ROOT / "mnistlab" / "lab" / name for name in ("site.py", "render.py", "progress.py", "execute.py"))]
+    for path in owned:
+        text = path.read_text()
+        assert "the seed's" not in text and "The seed's" not in text, path
