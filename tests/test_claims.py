@@ -129,6 +129,7 @@ def test_training_accuracy_comes_from_the_eval_mode_measurement():
     short += cell("nmodel", 2000, train_eval=99.98, seeds=(0, 1)) + cell("nmodel", 2000, seeds=(2,))
     claim = found(short)["100 % training accuracy"]
     assert claim.verdict == stats.CONTRADICTED and "H = 2000 1 of 3 runs, lowest 99.98 %" in claim.text
+    assert "Most seeds short of 100 % in nmodel-hs2000." in claim.text
     one_short = [r for r in study() if not (r.config["model"] == "nmodel" and r.config["hidden_size"] == 2000)]
     one_short += cell("nmodel", 2000, train_eval=99.98, seeds=(0,)) + cell("nmodel", 2000, seeds=(1, 2))
     assert found(one_short)["100 % training accuracy"].verdict == stats.WITHIN_NOISE  # one seed of three: seed noise

@@ -357,6 +357,8 @@ def training_accuracy(protocol: list[Record]) -> Claim:
         text += (f" Not measured for {_count(len(unmeasured), 'run')}: older records (format 2) lack the eval-mode "
                  "measurement; their training pass's running count, taken while the weights change, ended at "
                  f"{min(running):.2f}-{max(running):.2f} % and is not the trained network's accuracy.")
+    if short_cells:
+        text += f" Most seeds short of 100 % in {', '.join(short_cells)}."
     if untested and not short_cells:
         text += f" Not tested: {', '.join(untested)} (a verdict needs {stats.MIN_SEEDS} measured seeds per cell)."
     text += (" Rule: the measurement is exact (every training image), so only seeds are noise: contradicted when in "
