@@ -211,3 +211,20 @@ def test_reading_a_notebook_in_flight():
     start = "\rx:   0%|          | 0/100 [00:00<?, ?epoch/s]"
     notebook["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": [start]}]
     assert progress.reading(notebook) == "epoch 0/100, time left not yet known"
+
+
+def test_a_notebook_of_several_seeds_counts_as_its_runs(tmp_path):
+    """On GPUs a params file's seeds train in one notebook: the counter still counts runs, as the plan does."""
+    from mnistlab.lab.execute import Outcome, Task
+
+    def task(name, seeds):
+        return Task(name=name, source=tmp_path / "train.ipynb", output=tmp_path / f"{name}.ipynb",
+                    html=tmp_path / f"{name}.html", parameters={}, site_root=tmp_path, key=name,
+                    records=tuple(tmp_path / f"{name}-seed{seed}.json" for seed in seeds))
+
+    stack, single = task("wmodel-hs1000", [0, 1, 2]), task("nmodel-hs1000", [0])
+    watch = progress.Watch([stack, single], "runs")
+    assert watch.finished(single, Outcome(single.name, seconds=12)) == "[1/4 runs] nmodel-hs1000: done (12 s)"
+    assert watch.finished(stack, Outcome(stack.name, error="boom", seconds=3.2)) == \
+        "[4/4 runs] wmodel-hs1000: FAILED: boom (3.2 s)"
+    assert progress.plan(tmp_path, [stack, single]).text().startswith("Plan: 4 runs in 2 notebooks into ")

@@ -266,8 +266,10 @@ def _relative_if(path: Path, out: Path) -> str | None:
 
 
 def _summary(result: SweepResult, index: Path) -> str:
+    from .formatting import count  # runs counted as the plan and the "[4/9 runs]" lines count them
+
     ran = sum(run.executed for run in result.runs)
-    lines = [f"{len(result.runs)} runs ({ran} executed, {len(result.runs) - ran} up to date) "
+    lines = [f"{count(len(result.runs), 'run')} ({ran} executed, {len(result.runs) - ran} up to date) "
              f"in {result.wall_seconds:.0f} s"]
     lines += [f"FAILED {name}" for name in result.failed]
     lines.append(f"index: {paths.relative(index)}")
