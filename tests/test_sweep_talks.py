@@ -228,3 +228,26 @@ def test_a_notebook_of_several_seeds_counts_as_its_runs(tmp_path):
     assert watch.finished(stack, Outcome(stack.name, error="boom", seconds=3.2)) == \
         "[4/4 runs] wmodel-hs1000: FAILED: boom (3.2 s)"
     assert progress.plan(tmp_path, [stack, single]).text().startswith("Plan: 4 runs in 2 notebooks into ")
+
+
+def test_plan_names_the_commit_of_runs_made_by_other_training_code(tmp_path):
+    from mnistlab.lab import cache
+    from mnistlab.lab.execute import Task
+
+    out = tmp_path / "site"
+    record = out / "runs" / "a-seed0.json"
+    task = Task(name="a-seed0", source=tmp_path / "train.ipynb", output=out / "runs" / "a-seed0.ipynb",
+                html=out / "runs" / "a-seed0.html", parameters={}, site_root=out, key="k", records=(record,))
+    for path in (task.output, task.html, record):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    cache.stamp(task.manifest, "k", [task.output, task.html, record])  # up to date
+    code = {"fingerprint": "f" * 64, "git_commit": "6158bf1" + "0" * 33, "git_dirty": False}
+    older = {"a-seed0": (code, ["mnistlab/models.py"])}
+    stopped = progress.plan(out, [task], older=older)
+    assert stopped.stops and stopped.steps[0].state == progress.OLDER_CODE
+    assert "  a-seed0: older code: trained by other training code (commit 6158bf1); changed since: " \
+           "mnistlab/models.py" in stopped.text() and "The sweep stops here" in stopped.text()
+    kept = progress.plan(out, [task], older=older, keep_older_code=True)
+    assert not kept.stops and kept.steps[0].why.endswith("; kept as it is (--keep-older-code)")
+    assert kept.text().splitlines()[0].endswith(": 1 up to date, 0 to run")
