@@ -50,6 +50,7 @@ class Plan:
     steps: list[Step]
     where: str
     pages: list[str] = field(default_factory=list)
+    force: bool = False  # --force: every notebook and page is redone
 
     def runs(self, *states: str) -> int:
         return sum(len(step.runs) for step in self.steps if not states or step.state in states)
@@ -69,8 +70,8 @@ class Plan:
             seeds = f" ({count(len(step.runs), 'run')})" if len(step.runs) > 1 else ""
             lines.append(f"  {step.task.name}{seeds}: {step.state}: {step.why}")
         if self.pages:
-            lines.append(f"  then the pages {', '.join(self.pages)} (each redone when its notebook or the records it "
-                         "reads changed) and the index")
+            when = "redone: --force" if self.force else "each redone when its notebook or the records it reads changed"
+            lines.append(f"  then the pages {', '.join(self.pages)} ({when}) and the index")
         if self.stops:
             lines.append("  The sweep stops here, before running anything: --force retrains the runs of other "
                          "training code, --keep-older-code keeps them as they are.")
@@ -98,7 +99,7 @@ def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, 
             steps.append(Step(task, runs, UP_TO_DATE, "same settings; its notebook, page and records unchanged"))
         else:
             steps.append(Step(task, runs, TO_RUN, _why_run(task, reason)))
-    return Plan(out=out, steps=steps, where=where, pages=list(pages))
+    return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force)
 
 
 def commit_text(code: dict) -> str:
@@ -223,8 +224,11 @@ class Watch:
             if saved < self.started - 1:
                 return None  # left by an earlier, interrupted sweep
             notebook = json.loads(task.partial.read_text())
-        except FileNotFoundError:
-            return None
+        except FileNotFoundError:  # not started, or executed: papermill has renamed it to the output
+            try:
+                return "executed; rendering its page" if task.output.stat().st_mtime >= self.started - 1 else None
+            except OSError:
+                return None
         except (OSError, ValueError):  # caught mid-write: say what was said last
             return self.readings.get(task.name, "running")
         self.readings[task.name] = reading(notebook, now - saved)
