@@ -43,6 +43,14 @@ def code() -> dict[str, Any]:
             "git_dirty": dirty}
 
 
+def same_numbers(fingerprint: str | None, now: dict[str, Any] | None = None) -> bool:
+    """Whether training code of ``fingerprint`` gives this checkout's numbers: it is this code's (``now``,
+    default ``code()``), or one checked bit for bit against it (``same_numbers.SAME_NUMBERS``)."""
+    from .same_numbers import SAME_NUMBERS
+
+    return bool(fingerprint) and (fingerprint == (now or code())["fingerprint"] or fingerprint in SAME_NUMBERS)
+
+
 def hardware(device) -> dict[str, Any]:
     """The processor that trains on ``device`` (a torch.device), precisely enough to explain a difference."""
     import torch

@@ -79,3 +79,14 @@ def test_hardware_names_the_cpu_precisely():
     assert hardware["kind"] == "cpu" and hardware["capability"] == torch.backends.cpu.get_cpu_capability()
     assert hardware["family"] is not None and hardware["name"]
     assert str(hardware["family"]) in origin.describe(hardware) and hardware["capability"] in origin.describe(hardware)
+
+
+def test_code_checked_to_give_the_same_numbers_counts_as_this_code(monkeypatch):
+    """A fingerprint noted in same_numbers.SAME_NUMBERS (by scripts/same-history.py --record) is this code's."""
+    import mnistlab.same_numbers
+
+    now = origin.code()
+    checked, other = "c" * 64, "d" * 64
+    monkeypatch.setattr(mnistlab.same_numbers, "SAME_NUMBERS", {checked: "checked bit for bit"})
+    assert origin.same_numbers(now["fingerprint"], now) and origin.same_numbers(checked, now)
+    assert not origin.same_numbers(other, now) and not origin.same_numbers(None, now)

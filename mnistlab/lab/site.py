@@ -147,8 +147,8 @@ def older_code_text(record: Record, current: str) -> str:
     """ "made by older code (commit 6158bf1)" for a record whose training code is not ``current``; else ''."""
     code = record.code or next((segment for segment in reversed(record.segments or []) if segment.get("code")), {})
     fingerprint = code.get("fingerprint") or code.get("code")  # a record's code, or a segment's
-    if fingerprint == current:
-        return ""
+    if fingerprint == current or (fingerprint and origin.same_numbers(fingerprint, {"fingerprint": current})):
+        return ""  # this code's, or code checked to give the same numbers
     if not fingerprint:
         return "made by older code (not recorded which)"
     return f"made by older code ({commit_text(code)})"

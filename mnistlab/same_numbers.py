@@ -1,0 +1,13 @@
+"""Training code checked to give the same numbers as this checkout's, though its fingerprint differs.
+
+A change to a fingerprinted file that leaves every number as it was (a refactor, a clearer error
+message) gives the same results a new fingerprint. ``scripts/same-history.py COMMIT --record`` trains
+short runs of the three models with COMMIT's code and with this tree's, each in a fresh process with
+the same thread count, and only when every history, prediction, status and eval-mode training figure
+is equal bit for bit adds COMMIT's fingerprint here. Records of these fingerprints count as made by
+this code (``origin.same_numbers``). A change that alters any number must empty this table: the older
+runs are then older code, as they should be.
+"""
+
+# fingerprint -> how it was checked
+SAME_NUMBERS: dict[str, str] = {}
