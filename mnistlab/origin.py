@@ -71,7 +71,8 @@ def describe(hw: dict[str, Any] | None) -> str:
         return "not recorded"
     if hw.get("kind") == "gpu":
         return f"{hw['name']} (sm {hw['capability']})"
-    return f"{hw['name']} (family {hw.get('family')}, {hw.get('capability')}, {hw.get('cores')} cores)"
+    cores = hw.get("cores")
+    return f"{hw['name']} (family {hw.get('family')}, {hw.get('capability')}, {cores} core{'' if cores == 1 else 's'})"
 
 
 def _digest(data: bytes) -> str:
