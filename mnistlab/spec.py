@@ -13,6 +13,7 @@ the data intact, can the records be written), so that a run fails before trainin
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import paths
 from .config import Config, ConfigError, _show
+from .records import WriteError
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
 OPTIONS: dict[str, tuple[type, Any, str]] = {
@@ -81,6 +83,10 @@ class RunSpec:
         checkpoint = paths.resolve(values["checkpoint"]) if values["checkpoint"] else None
         for seed in seeds[1:]:
             Config(**{**config.to_dict(), "seed": seed})  # each seed validated as Config.seed is
+        _check_name_length(run_name, seeds)
+        for name, path in (("out_dir", paths.resolve(values["out_dir"])), ("checkpoint", checkpoint)):
+            if path is not None:
+                _check_path_length(name, path, seeds if name == "checkpoint" else ())
         return cls(config=config, seeds=seeds, out_dir=paths.resolve(values["out_dir"]), run_name=run_name,
                    checkpoint=checkpoint, tensorboard=values["tensorboard"], cuda_graphs=values["cuda_graphs"])
 
@@ -142,6 +148,49 @@ class RunSpec:
             raise ConfigError(f"data_dir: {error}") from None
         for folder in [self.out_dir] + ([self.checkpoint.parent] if self.checkpoint else []):
             _check_writable(folder)
+        self.check_memory()
+        self.check_disk()
+
+    def at_once(self) -> int:
+        """How many seeds train at the same time: all of a stack, else one after another."""
+        return len(self.seeds) if self.stacked() else 1
+
+    def check_memory(self) -> None:
+        """Refuse a run whose estimated memory (``memory_needed``) is more than the training device has free."""
+        device = self.config.resolved_device()
+        needed = memory_needed(self.config, self.at_once())
+        if device.type == "cuda":
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(device)
+            where = f"{device} has {_size(free)} free"
+        elif device.type == "cpu":
+            free = available_memory()
+            where = f"this machine has {_size(free)} available" if free is not None else ""
+        else:
+            free = None
+        if free is not None and needed["total"] > free:
+            parts = ", ".join(f"{name} {_size(value)}" for name, value in needed.items() if name != "total")
+            seeds = f" for {self.at_once()} seeds trained together" if self.at_once() > 1 else ""
+            raise ConfigError(f"this run needs about {_size(needed['total'])} of memory{seeds} ({parts}); {where}. "
+                              f"Use a smaller batch_size (now {self.config.batch_size}) or hidden_size "
+                              f"(now {self.config.hidden_size}), or a machine with more memory")
+
+    def check_disk(self) -> None:
+        """Refuse a run whose files (``disk_needed``) do not fit in the free space of the folders it writes to."""
+        needed = disk_needed(self)
+        places: dict[int, tuple[Path, list[str]]] = {}
+        for what in needed:
+            folder = self.checkpoint.parent if what == "checkpoints" else self.out_dir
+            places.setdefault(os.stat(folder).st_dev, (folder, []))[1].append(what)
+        for folder, names in places.values():
+            free = shutil.disk_usage(folder).free
+            wanted = sum(needed[name] for name in names)
+            if wanted > free:
+                parts = ", ".join(f"{name} {_size(needed[name])}" for name in names)
+                raise ConfigError(f"{paths.relative(folder)} has {_size(free)} free; this run writes about "
+                                  f"{_size(wanted)} there ({parts}). Free some space or write elsewhere (out_dir, "
+                                  "checkpoint)")
 
     def stacked(self) -> bool:
         """Train the seeds together as one stack of models: on CUDA, where one batched product per layer
@@ -183,7 +232,13 @@ class RunSpec:
                     validation=config.validation)  # once for every seed
 
         def save(record) -> None:
-            record.save(self.record_path(record.config["seed"]))
+            try:
+                record.save(self.record_path(record.config["seed"]))
+            except WriteError as error:  # the message, and what is kept: the finished seeds, the last checkpoint
+                kept = (f"; the checkpoint {paths.relative(self.checkpoint_path(record.config['seed']) or '')} keeps "
+                        "the epochs up to its last save, and the same command resumes from it"
+                        if self.checkpoint else "; without a checkpoint this seed's training is lost")
+                raise WriteError(error.errno, f"{error.strerror}{kept}", error.filename) from None
 
         if self.stacked():
             return train(self.configs(), data=data, checkpoint=self.checkpoint, progress=progress,
@@ -220,6 +275,107 @@ def _user_variable(name: str, value: Any) -> bool:
 
     return not (name.startswith("_") or name in ("In", "Out", "get_ipython", "exit", "quit", "open")
                 or isinstance(value, (types.ModuleType, types.FunctionType, type)))
+
+
+# A name longer than this is refused by the usual file systems (ext4, XFS, btrfs, tmpfs, NFS: 255 bytes per name).
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
+# What the files a run makes add to <run_name>-seed<seed>: the longest is a sweep's manifest while it is
+# written, "." + ".<name>.done" + ".XXXXXXXX.tmp" (records.atomic_write_bytes), 20 bytes; 24 leaves room.
+NAME_OVERHEAD = 24
+EVAL_CHUNK = 5000  # mnistlab.steps.EVAL_CHUNK (a test holds them together): images per evaluation pass
+_ACTIVATIONS = {"nmodel": 3, "bmodel": 5, "wmodel": 3}  # (B, H) tensors alive in a training step, forward and back
+
+
+def _check_name_length(run_name: str, seeds: tuple[int, ...]) -> None:
+    longest = max(len(f"{run_name}-seed{seed}".encode()) for seed in seeds)
+    if longest + NAME_OVERHEAD > MAX_NAME_BYTES:
+        raise ConfigError(f"run_name {_show(run_name)} is too long: the files a run makes from it "
+                          f"(<run_name>-seed<seed> and up to {NAME_OVERHEAD} bytes more) must fit a file system's "
+                          f"{MAX_NAME_BYTES} bytes per name, so <run_name>-seed<seed> can be at most "
+                          f"{MAX_NAME_BYTES - NAME_OVERHEAD} bytes; it is {longest}. Shorten it (in a sweep, the "
+                          "params file's name)")
+
+
+def _check_path_length(name: str, path: Path, seeds: tuple[int, ...]) -> None:
+    suffix = max((len(f"-seed{seed}") for seed in seeds), default=0) + NAME_OVERHEAD if seeds else 0
+    for part in path.parts:
+        if len(part.encode()) + (suffix if part == path.name else 0) > MAX_NAME_BYTES:
+            raise ConfigError(f"{name}: the name {_show(part)} is longer than the {MAX_NAME_BYTES} bytes a file system "
+                              "allows per name (with what a run appends to it); shorten it")
+    if len(str(path).encode()) + MAX_NAME_BYTES > MAX_PATH_BYTES:
+        raise ConfigError(f"{name}: {_show(str(path))} is {len(str(path).encode())} bytes; with the files a run "
+                          f"makes in it, it would pass the {MAX_PATH_BYTES} bytes a path may have; shorten it")
+
+
+def parameter_count(config: Config) -> int:
+    """Trainable scalars of one network (``models.count_parameters`` without building it)."""
+    h = config.hidden_size
+    count = 784 * h + h + h * 10 + 10
+    if config.model == "bmodel":
+        count += 2 * h
+    if config.model == "wmodel":
+        count += h + 10  # the scales g; v has the weights' shape
+    return count
+
+
+def memory_needed(config: Config, seeds: int = 1) -> dict[str, int]:
+    """Bytes a run holds at its peak (float32), for ``seeds`` networks trained at the same time: weights,
+    gradients and Adam's two moments; the activations of a training step at ``batch_size`` or of an
+    evaluation pass of ``EVAL_CHUNK`` images, whichever is larger; and the data, once."""
+    weights = 4 * parameter_count(config) * (2 if config.model == "wmodel" else 1)  # w = g v / |v| is a copy
+    state = seeds * 4 * weights  # weights, gradients, exp_avg, exp_avg_sq
+    h, b = config.hidden_size, config.batch_size
+    train = 2 * 4 * b * (784 + _ACTIVATIONS[config.model] * h + 10)  # the batch and its activations, and their grads
+    evaluate = 4 * EVAL_CHUNK * (784 + 2 * h + 10)
+    images = (config.train_size + 20_000) * (4 * 784 + 8)  # train, validation and test, float32 images, int64 labels
+    needed = {"weights, gradients and Adam state": state,
+              f"activations at batch_size {b}" if train >= evaluate else f"activations of an evaluation of "
+              f"{EVAL_CHUNK} images": seeds * max(train, evaluate), "the data": images}
+    return {**needed, "total": sum(needed.values())}
+
+
+def disk_needed(spec: RunSpec, at_once: int | None = None) -> dict[str, int]:
+    """Bytes a run writes, by kind: records (predictions and history, one per seed), checkpoints (one per seed, or
+    the stack's, each holding weights, Adam state and records, plus a copy while one replaces another), TensorBoard.
+    ``at_once``: the seeds trained together (default ``spec.at_once()``, which may import torch to ask)."""
+    config = spec.config
+    record = 2 * 10_000 + 300 * config.epochs + 20_000
+    needed = {"records": len(spec.seeds) * record}
+    if spec.checkpoint is not None:
+        at_once = at_once or spec.at_once()
+        one = at_once * (3 * 4 * parameter_count(config) + record)
+        needed["checkpoints"] = (len(spec.seeds) // at_once + 1) * one
+    if spec.tensorboard:
+        needed["tensorboard"] = len(spec.seeds) * 200 * config.epochs
+    return needed
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or less under a cgroup memory limit."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit, used in ((Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
+                        (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+                         Path("/sys/fs/cgroup/memory/memory.usage_in_bytes"))):
+        try:
+            text = limit.read_text().strip()
+            if text != "max" and int(text) < 2**60:
+                available = min(available, max(0, int(text) - int(used.read_text())))
+        except (OSError, ValueError):
+            continue
+        break
+    return available
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
 
 
 def _check_writable(folder: Path) -> None:

@@ -1,4 +1,11 @@
-"""One sweep at a time per output folder.
+"""The output folder of a sweep: one that a sweep may write into, and one sweep at a time in it.
+
+``check_out`` refuses, before anything is written, an output folder whose files a sweep would
+overwrite or mix with its own: the project root or a folder above it, the sources (``notebooks/``,
+``params/``, the package, ``.git``) or a folder inside them, and an existing folder that no sweep made
+(it holds neither ``sweep.json`` nor ``.sweep.lock``) unless it is empty or holds only ``runs/`` and
+``checkpoints/`` folders without a file this sweep writes; ``other_files=True`` (``--allow-other-files``)
+lets a sweep into a folder of other files, never into the sources.
 
 ``<out>/.sweep.lock`` is held with ``flock`` for the whole sweep. The kernel lets go of it when
 the holder dies, however it dies, so a lock left by a killed sweep is stale by construction: the
@@ -12,8 +19,9 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +29,57 @@ from .. import paths
 from .params import ParamsError
 
 LOCK_NAME = ".sweep.lock"
+MADE_BY_A_SWEEP = ("sweep.json", LOCK_NAME)  # a folder holding either was made by a sweep (the lock comes first)
+SWEEP_FOLDERS = ("runs", "checkpoints")  # what a sweep writes into besides its own top-level files
+SOURCES = ("notebooks", "params", ".git")  # of the project root; the package's own folder is added
+
+
+def check_out(out: Path, *, sources: Iterable[Path] = (), writes: Iterable[Path] = (), other_files: bool = False,
+              need: int = 0) -> None:
+    """Refuse ``out`` unless a sweep may write there (see the module's docstring); reads, writes nothing.
+
+    ``sources``: more folders never to write into or below (e.g. this sweep's params folders and notebooks),
+    or files whose folder is never to be ``out`` itself (a params file given by name). ``writes``: files
+    this sweep writes under ``out``; one that exists in a folder no sweep made would be overwritten. ``need``:
+    the bytes the sweep will write there, refused when its file system has less free.
+    """
+    shown = paths.relative(out)
+    real = Path(os.path.realpath(out))
+    root = Path(os.path.realpath(paths.project_root()))
+    if real == root or real in root.parents:
+        what = "the project root" if real == root else f"a folder above the project root ({paths.relative(root, real)})"
+        raise ParamsError(f"--out {shown} is {what}: a sweep writes index.html, sweep.json, pages and runs/ there. "
+                          "Sweep into a folder of its own, e.g. --out reports/<name>")
+    package = Path(__file__).resolve().parents[1]
+    for source in [*(root / name for name in SOURCES), package, *sources]:
+        source = Path(os.path.realpath(source))
+        folder = source if source.is_dir() else source.parent  # a file: only its own folder, not below it
+        if real == folder or (folder == source and folder in real.parents):
+            where = paths.relative(folder) if real == folder else f"inside {paths.relative(folder)}"
+            raise ParamsError(f"--out {shown} is {where}, which holds the sources: the sweep's "
+                              "executed notebooks, pages and records would overwrite or mix with them. Sweep into a "
+                              "folder of its own, e.g. --out reports/<name>")
+    existing = next(folder for folder in (real, *real.parents) if folder.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise ParamsError(f"--out {shown} has {_size(free)} free on its file system; this sweep writes about "
+                          f"{_size(need)} there (records, checkpoints, notebooks and pages). Free some space, or "
+                          "sweep into another --out")
+    if not real.exists():
+        return
+    if not real.is_dir():
+        raise ParamsError(f"--out {shown} is a file, not a folder")
+    if other_files or any((real / name).exists() for name in MADE_BY_A_SWEEP):
+        return
+    others = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in real.iterdir()
+                    if not (entry.name in SWEEP_FOLDERS and entry.is_dir() and not entry.is_symlink()))
+    clash = sorted(paths.relative(path, real) for path in writes if path.exists() or path.is_symlink())
+    if others or clash:
+        listed = others or clash
+        more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
+        raise ParamsError(f"--out {shown} is a folder that no sweep made (no sweep.json), holding "
+                          f"{', '.join(listed[:5])}{more}: a sweep would overwrite its files or mix its own with "
+                          "them. Sweep into a new or empty folder, or pass --allow-other-files to write there anyway")
 
 
 class LockError(ParamsError):
@@ -46,12 +105,16 @@ def hold(out: Path) -> Iterator[str]:
             if previous else ""
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError as error:  # a full file system: refuse now, in words, before anything runs
+            raise ParamsError(f"cannot write to {paths.relative(out)}: {error.strerror or error}") from None
         try:
             yield note
         finally:
-            os.ftruncate(fd, 0)  # released cleanly: an empty file is no one's
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # released cleanly: an empty file is no one's
     finally:
         os.close(fd)  # closing releases the flock
 
@@ -67,3 +130,9 @@ def _describe(holder: dict) -> str:
     if not holder:
         return "holder unknown"
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+
+
+def _size(n: float) -> str:
+    from ..spec import _size as size
+
+    return size(n)

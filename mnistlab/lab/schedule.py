@@ -10,22 +10,53 @@
 Workers of a remote cluster need the project, the data and the sweep's output folder on a shared
 filesystem, and a ``python3`` Jupyter kernel. One notebook runs at a time per worker process
 (papermill changes the working directory, which threads would share).
+
+Nothing waits for ever. A scheduler that cannot be reached in ``CONNECT_SECONDS``, no worker (with
+the GPU the runs ask for) within ``worker_timeout`` seconds (``WORKER_TIMEOUT``; ``--worker-timeout``),
+a SLURM job submission that fails (no ``sbatch``, a wrong partition or account: at once), and, once the
+runs are submitted, no such worker for ``worker_timeout`` seconds at a stretch or the scheduler gone for
+``LOST_SECONDS`` each end the sweep with a ``ClusterError`` naming the cause: the runs not started stay
+not started, the finished ones keep their records. Ctrl-C (or such an ending) cancels every notebook the
+sweep submitted and stops the kernels of those running (``stop``), waiting up to ``STOP_SECONDS`` for
+them to end, before the sweep lets go of its lock.
+
+Security: a plain ``tcp://`` scheduler lets anyone who reaches it run code as the workers' user.
+``tls://`` addresses use Dask's TLS settings (``distributed.comm.tls.*``, e.g. from
+``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``); a ``tcp://`` address that is not loopback gets a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import shlex
+import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import paths
+from ..config import ConfigError
 from .params import ParamsError
 
 DEFAULT_SLURM = "params/clusters/slurm.yaml"
+CONNECT_SECONDS = 30  # to reach a --scheduler
+WORKER_TIMEOUT = 300.0  # without a worker that can run the notebooks, at the start or at a stretch later
+LOST_SECONDS = 10  # without the scheduler once the runs are submitted
+STOP_SECONDS = 60  # after Ctrl-C, for the notebooks in flight to end before the lock is let go
+POLL_SECONDS = 1.0
+
+
+class ClusterError(ConfigError):
+    """The cluster cannot run the sweep's notebooks (none reachable, no worker, a failed submission, lost)."""
 
 
 def gpu_count() -> int:
@@ -63,16 +94,34 @@ class PinGPU(WorkerPlugin):
 
 @contextlib.contextmanager
 def client(*, workers: int | None = None, scheduler: str | None = None, cluster: str | None = None,
-           cluster_file: str | os.PathLike | None = None) -> Iterator[tuple[object, dict]]:
-    """A Dask ``Client`` and what the tasks need to know of the cluster: ``{"gpus": bool, "threads": int | None}``."""
+           cluster_file: str | os.PathLike | None = None,
+           worker_timeout: float = WORKER_TIMEOUT) -> Iterator[tuple[object, dict]]:
+    """A Dask ``Client`` and what the tasks need to know of the cluster: ``{"gpus": bool, "threads": int | None}``.
+
+    Ends in a ``ClusterError`` rather than waiting for ever (see the module's docstring)."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout="30s") as dask_client:
-            yield dask_client, {"gpus": _cluster_has_gpus(dask_client), "threads": None}
+        warning = plain_tcp_warning(scheduler)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        try:
+            dask_client = Client(scheduler, timeout=f"{CONNECT_SECONDS}s")
+        except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS settings
+            raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
+                               f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
+                               "for tls://, Dask's TLS settings) right? Nothing ran") from None
+        with dask_client:
+            _first_worker(dask_client, worker_timeout, f"the scheduler at {scheduler}",
+                          f"start workers with `dask worker {scheduler} --nthreads 1` (and --resources GPU=1 on each "
+                          "GPU node)")
+            gpus = _cluster_has_gpus(dask_client)
+            with guarded(dask_client, worker_timeout, gpus, f"the scheduler at {scheduler}"):
+                yield dask_client, {"gpus": gpus, "threads": None}
         return
     if cluster == "slurm":
-        with _slurm(workers, cluster_file) as dask_client:
+        with _slurm(workers, cluster_file, worker_timeout) as dask_client, \
+                guarded(dask_client, worker_timeout, True, "the SLURM cluster"):
             yield dask_client, {"gpus": True, "threads": None}
         return
     if cluster not in (None, "local"):
@@ -87,7 +136,189 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
                 else [str(i) for i in range(gpus)]
             dask_client.register_plugin(PinGPU(visible))
         threads = max(1, len(os.sched_getaffinity(0)) // n) if not gpus else None
-        yield dask_client, {"gpus": bool(gpus), "threads": threads}
+        with guarded(dask_client, worker_timeout, bool(gpus), "the local cluster"):
+            yield dask_client, {"gpus": bool(gpus), "threads": threads}
+
+
+def plain_tcp_warning(address: str) -> str | None:
+    """A warning for a scheduler address that is plain TCP and not loopback; None for tls:// or loopback."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return None
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (f"mnistlab sweep: warning: --scheduler {address} is plain TCP, neither encrypted nor authenticated: "
+            "anyone who can reach it can run code as you on every worker. Use tls:// with Dask's TLS settings "
+            "(distributed.comm.tls.*), or a scheduler on loopback reached through an SSH tunnel")
+
+
+def _first_worker(dask_client, timeout: float, where: str, hint: str, failed=None) -> None:
+    """Wait up to ``timeout`` s for a worker; ``failed()`` (polled) may name a reason to stop at once."""
+    deadline = time.monotonic() + timeout
+    while not dask_client.scheduler_info().get("workers"):
+        reason = failed() if failed else None
+        if reason:
+            raise ClusterError(f"{where}: {reason}. Nothing ran")
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{where}: no Dask worker joined within {timeout:g} s (--worker-timeout); {hint}. "
+                               "Nothing ran")
+        time.sleep(POLL_SECONDS)
+
+
+class Watchdog(threading.Thread):
+    """While a sweep's notebooks run: the scheduler gone for ``LOST_SECONDS``, or no worker that can run them
+    (one with a GPU when they ask for one) for ``timeout`` seconds, interrupts the sweep's main thread as
+    Ctrl-C would, with ``reason`` saying why."""
+
+    def __init__(self, dask_client, timeout: float, gpus: bool, where: str):
+        super().__init__(name="mnistlab-watchdog", daemon=True)
+        self.dask_client, self.timeout, self.gpus, self.where = dask_client, timeout, gpus, where
+        self.reason = ""
+        self.lost = False
+        self._done = threading.Event()
+        self._main = threading.main_thread().ident if threading.current_thread() is threading.main_thread() else None
+
+    def run(self) -> None:
+        lost_since = idle_since = None
+        while not self._done.wait(POLL_SECONDS):
+            now = time.monotonic()
+            if self.dask_client.status != "running":
+                lost_since = lost_since or now
+                if now - lost_since >= LOST_SECONDS:
+                    self.lost = True
+                    return self._fire(f"{self.where}: lost the Dask scheduler (no answer for {LOST_SECONDS} s)")
+                continue
+            lost_since = None
+            try:
+                workers = self.dask_client.scheduler_info().get("workers", {}).values()
+            except Exception:  # the scheduler went away between the two calls: the next round says so
+                continue
+            able = [w for w in workers if not self.gpus or w.get("resources", {}).get("GPU")]
+            if able:
+                idle_since = None
+                continue
+            idle_since = idle_since or now
+            if now - idle_since >= self.timeout:
+                need = "with a GPU (resources GPU=1) " if self.gpus else ""
+                return self._fire(f"{self.where}: no Dask worker {need}for {self.timeout:g} s (--worker-timeout); "
+                                  "the runs not started stay not started")
+
+    def _fire(self, reason: str) -> None:
+        self.reason = reason
+        if self._main is not None and not self._done.is_set():
+            signal.pthread_kill(self._main, signal.SIGINT)  # wakes the main thread wherever it waits
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+@contextlib.contextmanager
+def guarded(dask_client, timeout: float, gpus: bool, where: str) -> Iterator[Watchdog]:
+    """Run the block under a ``Watchdog``; its interruption becomes a ``ClusterError`` naming the cause."""
+    watchdog = Watchdog(dask_client, timeout, gpus, where)
+    watchdog.start()
+    kept = "Runs that finished keep their records and are up to date for the next sweep"
+    try:
+        yield watchdog
+    except KeyboardInterrupt:
+        watchdog.stop()
+        if watchdog.reason:
+            _quiet_dask()
+            raise ClusterError(f"{watchdog.reason}. {kept}") from None
+        raise
+    except Exception as error:
+        watchdog.stop()
+        if dask_client.status == "running":
+            raise
+        _quiet_dask()  # the client's reconnection, cancelled as it closes, would log a traceback
+        raise ClusterError(f"{where}: lost the Dask scheduler ({_short(error)}). {kept}") from None
+    finally:
+        watchdog.stop()
+
+
+def _quiet_dask() -> None:
+    """Dask's own logging off for the rest of this process, which is ending with a message of its own."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
+def stop(dask_client, futures, wait: float = STOP_SECONDS) -> None:
+    """Cancel ``futures`` (the sweep's notebooks) and stop the kernels of those running: Ctrl-C, or a cluster
+    that cannot go on. Waits up to ``wait`` seconds for the running ones to end, saying so; a notebook on a
+    worker that also runs others' tasks, or on a cluster that cannot be reached, is named, not stopped."""
+    keys = {future.key for future in futures if not future.done()}
+    if not keys:
+        return
+    try:
+        processing = dask_client.processing() if dask_client.status == "running" else {}
+    except Exception:
+        processing = {}
+    running = {worker: sorted(set(queued) & keys) for worker, queued in processing.items() if set(queued) & keys}
+    with contextlib.suppress(Exception):
+        dask_client.cancel(list(futures), force=True)
+    if not running:
+        if dask_client.status != "running":
+            print(f"mnistlab sweep: the cluster cannot be reached: {len(keys)} notebook(s) of this sweep may still "
+                  "be running on its workers", file=sys.stderr, flush=True)
+        return
+    print(f"mnistlab sweep: stopping the notebooks of this sweep on {len(running)} worker(s) and waiting up to "
+          f"{wait:g} s for them to end before letting go of the output folder ...", file=sys.stderr, flush=True)
+    try:
+        answers = dask_client.run(stop_kernels, sorted(keys), wait, workers=list(running), on_error="return")
+    except Exception as error:
+        answers = {worker: error for worker in running}
+    for worker, answer in answers.items():
+        if isinstance(answer, BaseException) or (isinstance(answer, str) and answer):
+            print(f"mnistlab sweep: {worker}: {answer}", file=sys.stderr, flush=True)
+
+
+async def stop_kernels(keys: list[str], wait: float, dask_worker=None) -> str:
+    """On a worker (``Client.run``): kill the Jupyter kernels under this worker process when every task it
+    executes is one of ``keys``, then wait until those tasks have ended; '' when done, else why not."""
+    import asyncio
+
+    import psutil
+
+    def executing() -> set[str]:
+        return {ts.key for ts in dask_worker.state.tasks.values()
+                if ts.state in ("executing", "long-running", "cancelled", "resumed")}
+
+    mine = executing() & set(keys)
+    if not mine:
+        return ""
+    others = executing() - set(keys)
+    if others:
+        return f"not stopped: this worker also runs {len(others)} task(s) of others, whose kernels look the same"
+    kernels = [child for child in psutil.Process().children(recursive=True) if _is_kernel(child)]
+    for kernel in kernels:
+        with contextlib.suppress(psutil.Error):
+            kernel.kill()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        alive = [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+        if not alive and not executing() & set(keys):
+            return ""
+        await asyncio.sleep(0.2)
+    return f"{len(executing() & set(keys))} notebook(s) still ending after {wait:g} s"
+
+
+def _is_kernel(process) -> bool:
+    import psutil
+
+    try:
+        return any("ipykernel" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _short(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def slurm_cluster(workers: int | None = None, cluster_file: str | os.PathLike | None = None):
@@ -102,18 +333,56 @@ def slurm_cluster(workers: int | None = None, cluster_file: str | os.PathLike | 
         raise ParamsError(f"{paths.relative(file)}: cannot read the cluster options ({error})") from None
     if not isinstance(options, dict):
         raise ParamsError(f"{paths.relative(file)}: expected a mapping of SLURMCluster options")
+    if options.get("shared_temp_directory"):  # where the jobs read their TLS key: the user's alone
+        shared = Path(os.path.expandvars(str(options["shared_temp_directory"]))).expanduser()
+        try:
+            shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise ParamsError(f"{paths.relative(file)}: shared_temp_directory {shared}: {error.strerror}") from None
+    if not options.get("security"):
+        print(f"mnistlab sweep: warning: {paths.relative(file)} sets no security: the scheduler listens in plain "
+              "TCP, and anyone who can reach it can run code as you on every node; set security: true (see "
+              f"{DEFAULT_SLURM})", file=sys.stderr, flush=True)
     try:
         return SLURMCluster(**options)
+    except ImportError as error:  # security: true without the cryptography package
+        raise ParamsError(f"{paths.relative(file)}: security: true needs the cryptography package "
+                          f"(pip install -e \".[slurm]\"): {error}") from None
     except (TypeError, ValueError) as error:
         raise ParamsError(f"{paths.relative(file)}: {error}") from None
 
 
 @contextlib.contextmanager
-def _slurm(workers: int | None, cluster_file) -> Iterator[object]:
+def _slurm(workers: int | None, cluster_file, worker_timeout: float = WORKER_TIMEOUT) -> Iterator[object]:
+    """SLURM jobs as workers; a submission that fails (no sbatch, a wrong partition or account) ends it at once."""
     from dask.distributed import Client
+    from distributed.core import Status
 
     with slurm_cluster(workers, cluster_file) as cluster, Client(cluster) as dask_client:
-        cluster.scale(jobs=workers or 1)
+        command = shlex.split(cluster.job_cls.submit_command)[0]
+        if not shutil.which(command):
+            raise ClusterError(f"--cluster slurm: {command} is not on PATH: SLURM's commands must be on the machine "
+                               "that runs the sweep. Nothing ran")
+        # What cluster.scale(jobs=n) does, but with the submission awaited here rather than in a callback of the
+        # event loop, which would only log its failure and leave the sweep waiting for a worker that never comes.
+        while len(cluster.worker_spec) < (workers or 1):
+            cluster.worker_spec.update(cluster.new_worker_spec())
+        options = paths.relative(paths.resolve(cluster_file or DEFAULT_SLURM))
+        failure = None
+        try:
+            cluster.sync(cluster._correct_state)
+        except (RuntimeError, OSError) as error:
+            failure = f"the job submission failed: {_short(error)}"
+        unsubmitted = [name for name, job in cluster.workers.items() if job.status.name != "running"]
+        for name in unsubmitted:  # never started: nothing to cancel, and closing the cluster would trip over them
+            cluster.workers.pop(name).status = Status.failed
+            cluster.worker_spec.pop(name, None)
+        if failure or not cluster.workers:
+            raise ClusterError(f"--cluster slurm: {failure or 'no job was submitted'}. Check the partition, account "
+                               f"and other options in {options}. Nothing ran")
+        _first_worker(dask_client, worker_timeout, "--cluster slurm",
+                      "the jobs are submitted but none has started (queued, or failing at start: see squeue and "
+                      "the jobs' logs)")
         yield dask_client
 
 
