@@ -13,7 +13,7 @@ from .spec import RunSpec, parameters
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
 # exit status 2, no traceback. By module, so that naming them imports nothing (torch least of all).
 EXPECTED = {"mnistlab.config": "ConfigError", "mnistlab.data": "DataError", "mnistlab.train": "CheckpointError",
-            "mnistlab.records": "RecordError", "mnistlab.lab.assets": "AssetError"}
+            "mnistlab.records": "RecordError WriteError", "mnistlab.lab.assets": "AssetError"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", choices=["local", "slurm"], help="start a cluster: local (default) or slurm "
                    "(dask-jobqueue, one GPU per job)")
     p.add_argument("--cluster-file", help="SLURMCluster options (YAML); default: params/clusters/slurm.yaml")
+    p.add_argument("--worker-timeout", type=_duration, metavar="SECONDS", help="end the sweep (exit 2) when no Dask "
+                   "worker that can run its notebooks is there for this long: none joined, all gone, SLURM jobs not "
+                   "started; default: 300 (a SLURM queue may need more)")
+    p.add_argument("--allow-other-files", action="store_true", help="write into --out although it holds files no "
+                   "sweep made (files of a sweep's names there are overwritten); never the sources or the project root")
     p.add_argument("--dry-run", action="store_true", help="print the plan (which runs are up to date and why, which "
                    "would run, where) and stop: nothing is written, locked or run")
     p.add_argument("--timeout", type=_duration, metavar="SECONDS", help="the longest one notebook may run, e.g. 3600, "
@@ -91,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             result = sweep(args.params, args.out, workers=args.workers, seeds=args.seeds, force=args.force,
                            keep_older_code=args.keep_older_code, also=args.also,
                            scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file,
-                           dry_run=args.dry_run, timeout=args.timeout)
+                           dry_run=args.dry_run, timeout=args.timeout, allow_other_files=args.allow_other_files,
+                           worker_timeout=args.worker_timeout)
             return 0 if args.dry_run or result.ok else 1
         elif args.command == "render":
             from pathlib import Path
@@ -106,7 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     except _expected_errors() as error:
         print(f"mnistlab {args.command}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a sentence, not a traceback
+        print(f"mnistlab {args.command}: interrupted. {_interrupted(args)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted command kept."""
+    if args.command == "sweep":
+        return ("The notebooks it started were stopped before it let go of --out; finished runs keep their records "
+                "and the same command skips them.")
+    if args.command == "train":
+        checkpoint = getattr(args, "checkpoint", "")
+        return (f"Seeds that ended saved their records; the same command resumes the others from {checkpoint}."
+                if checkpoint else "Seeds that ended saved their records; --checkpoint FILE keeps a run's epochs.")
+    return ""
 
 
 def _positive_int(text: str) -> int:
@@ -141,7 +162,8 @@ def _seeds(text: str) -> list[int]:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The EXPECTED classes among the modules imported so far: one not imported cannot have been raised."""
-    return tuple(getattr(sys.modules[module], name) for module, name in EXPECTED.items() if module in sys.modules)
+    return tuple(getattr(sys.modules[module], name) for module, names in EXPECTED.items() if module in sys.modules
+                 for name in names.split())
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this ord
 def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, *, workers: int | None = None,
           seeds: list[int] | None = None, force: bool = False, keep_older_code: bool = False,
           also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
-          notebooks: str | Path | None = None, dry_run: bool = False, timeout: float | None = None) -> SweepResult:
+          notebooks: str | Path | None = None, dry_run: bool = False, timeout: float | None = None,
+          allow_other_files: bool = False, worker_timeout: float | None = None) -> SweepResult:
     """Run every params file and seed, then the pages; write sweep.json and index.html.
 
     ``params``: folders of *.yaml or files. ``out``: relative to the project root (default
@@ -48,7 +49,10 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     The plan (which runs are up to date and why, which will run, where) is printed first; ``dry_run``
     prints it and returns it (a ``progress.Plan``), touching nothing. ``timeout``: seconds each notebook
     may take; one that takes longer is stopped and fails alone. MathJax and the templates are checked
-    before anything runs (``render.check``).
+    before anything runs (``render.check``). ``out`` must be new, empty or a sweep's (``lock.check_out``):
+    never the sources or the project root, and a folder of other files only with ``allow_other_files``.
+    ``worker_timeout``: seconds without a worker that can run the notebooks before the sweep ends with a
+    ``schedule.ClusterError`` (default ``schedule.WORKER_TIMEOUT``).
     """
     started = time.time()
     params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
@@ -60,16 +64,20 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     others = sorted(path for folder in also or [] for path in _record_folder(folder).glob("*.json"))
     from . import lock, progress, render, schedule
 
+    lock.check_out(out, sources=[*params, notebooks], writes=_writes(todo, out), other_files=allow_other_files,
+                   need=_space(todo))
     render.check()  # a render that cannot succeed fails now, not after the training
 
     with contextlib.nullcontext("") if dry_run else lock.hold(out) as note:
         if note:
             print(note, flush=True)
-        with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster,
-                             cluster_file=cluster_file) as (dask_client, shape):
+        with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster, cluster_file=cluster_file,
+                             worker_timeout=worker_timeout or schedule.WORKER_TIMEOUT) as (dask_client, shape):
             planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"]), timeout=timeout))
                        for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
             tasks = [task for _, _, task in planned]
+            if not dry_run:
+                _forget_foreign_records(planned)  # a record another run wrote over makes its run not up to date
             the_plan = progress.plan(out, tasks, force=force, keep_older_code=keep_older_code,
                                      older={task.name: (_code_of(task), files) for task, files in older_code(tasks)},
                                      where=progress.where(dask_client, shape, scheduler=scheduler, cluster=cluster,
@@ -213,9 +221,10 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
                 outcome = Outcome(task.name, error=f"{type(error).__name__}: {error}")
             outcomes[task.name] = outcome
             print(watch.finished(task, outcome), flush=True)
-    except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()
+    except KeyboardInterrupt:  # Ctrl-C, or the cluster's watchdog: no notebook of this sweep goes on unlocked
+        from .schedule import stop
+
+        stop(dask_client, list(futures))
         raise
     return outcomes
 
@@ -224,19 +233,25 @@ def _results(job: Job, seeds: tuple[int, ...], task: Task, outcome: Outcome | No
     """One result per seed, from its record (what the notebook reported) and the task's outcome."""
     results = []
     for seed, record_path in zip(seeds, task.records):
-        params = {**job.params, "seed": seed}
-        params.pop("seeds", None)
+        params = {key: _public(value, out) if isinstance(value, str) else value  # data_dir: /home/...
+                  for key, value in {**job.params, "seed": seed}.items() if key != "seeds"}
         result = RunResult(name=job.spec.name(seed), params=params, status="failed",
-                           executed=outcome is not None, error=outcome.error if outcome else "",
+                           executed=outcome is not None, error=_public(outcome.error if outcome else "", out),
                            notebook=_relative_if(task.output, out), html=_relative_if(task.html, out),
                            record_file=_relative_if(record_path, out))
         try:
             result.record = Record.load(record_path)
         except RecordError as error:
-            result.error = result.error or str(error)
+            result.error = result.error or _public(str(error), out)
             result.record_file = None
         else:
-            result.status = result.record.status if not result.error else "failed"
+            foreign = _foreign(job, seed, result.record)
+            if foreign:  # written over by another process: never reported for this run, nor up to date
+                cache.invalidate(task.manifest)
+                result.error = result.error or (f"{result.record_file} was written by another run ({foreign}); "
+                                                "it is not this run's record, and the next sweep redoes the run")
+                result.record, result.record_file = None, None
+            result.status = result.record.status if result.record and not result.error else "failed"
         results.append(result)
     return results
 
@@ -245,7 +260,7 @@ def _page_result(name: str, notebooks: Path, out: Path, outcomes: dict[str, Outc
     if not (notebooks / f"{name}.ipynb").is_file():
         return PageResult(name, status="missing", error=f"{paths.relative(notebooks / name)}.ipynb does not exist")
     outcome = outcomes.get(name)
-    error = outcome.error if outcome else ""
+    error = _public(outcome.error, out) if outcome else ""
     return PageResult(name, status="failed" if error else "complete", executed=outcome is not None, error=error,
                       html=_relative_if(out / f"{name}.html", out))
 
@@ -257,8 +272,9 @@ def report(result: SweepResult) -> dict:
         entry = {key: value for key, value in asdict(run).items() if key != "record"}
         entry["summary"] = run.record.summary if run.record else None
         runs.append(entry)
-    return {"params": result.params, "about": result.about, "started": result.started, "wall_seconds": result.wall_seconds,
-            "ok": result.ok, "failed": result.failed, "runs": runs, "pages": [asdict(page) for page in result.pages]}
+    return {"params": [_public(p, paths.project_root()) for p in result.params], "about": result.about,
+            "started": result.started, "wall_seconds": result.wall_seconds, "ok": result.ok, "failed": result.failed,
+            "runs": runs, "pages": [asdict(page) for page in result.pages]}
 
 
 def _relative_if(path: Path, out: Path) -> str | None:
@@ -274,3 +290,55 @@ def _summary(result: SweepResult, index: Path) -> str:
     lines += [f"FAILED {name}" for name in result.failed]
     lines.append(f"index: {paths.relative(index)}")
     return "\n".join(lines)
+
+
+def _writes(todo: list[Job], out: Path) -> list[Path]:
+    """The run files a sweep of ``todo`` may write under ``out`` (one notebook per seed or per file)."""
+    files = []
+    for job in todo:
+        for name in {job.name, *(job.spec.name(seed) for seed in job.spec.seeds)}:
+            files += [out / "runs" / f"{name}{suffix}" for suffix in (".ipynb", ".html", ".json")]
+            files.append(out / "checkpoints" / f"{name}.pt")
+    return files
+
+
+def _foreign(job: Job, seed: int, record: Record) -> str:
+    """How a record's config differs from the run's of ``seed`` ('' when it is the run's own)."""
+    config = next(c for c in job.spec.configs() if c.seed == seed)
+    return ", ".join(f"{key} {record.config.get(key)!r}, not {value!r}" for key, value in config.identity().items()
+                     if key in config.differences(record.config))
+
+
+def _forget_foreign_records(planned: list[tuple[Job, tuple[int, ...], Task]]) -> None:
+    """Make a run not up to date whose manifest binds a record of another config (written over by another process
+    after the run finished: a ``mnistlab train`` into the same file, an orphaned notebook)."""
+    for job, seeds, task in planned:
+        if not task.manifest.exists():
+            continue
+        for seed, path in zip(seeds, task.records):
+            try:
+                foreign = _foreign(job, seed, Record.load(path))
+            except RecordError:
+                continue
+            if foreign:
+                cache.invalidate(task.manifest)
+                print(f"{task.name}: {paths.relative(path, task.site_root)} was written by another run ({foreign}); "
+                      "redoing the run", flush=True)
+                break
+
+
+def _public(text: str, out: Path) -> str:
+    """An error as the published files say it: no absolute path of this machine (``site.public_text``)."""
+    from .site import public_text
+
+    return public_text(text, out) if text else text
+
+
+def _space(todo: list[Job]) -> int:
+    """Bytes a sweep of ``todo`` writes: each run's records and checkpoints (``spec.disk_needed``), a notebook and
+    page per seed, the three pages and the index."""
+    from ..spec import disk_needed
+
+    seeds = [len(job.spec.seeds) for job in todo]  # the most a file's checkpoints take: its seeds as one stack
+    runs = sum(sum(disk_needed(job.spec, at_once=n).values()) + n * 5 * 2**20 for job, n in zip(todo, seeds))
+    return runs + 30 * 2**20
