@@ -144,7 +144,8 @@ def compare(runs_a: Iterable[Record], runs_b: Iterable[Record], metric: str, lab
     if not pairs:
         return None
     seeds = tuple(ra.config["seed"] for ra, _ in pairs)
-    seed_only = stats.paired_difference([_value(ra, metric) for ra, _ in pairs], [_value(rb, metric) for _, rb in pairs])
+    seed_only = stats.paired_difference([_value(ra, metric) for ra, _ in pairs],
+                                        [_value(rb, metric) for _, rb in pairs])
     which = PREDICTION_OF.get(metric)
     if which is None:
         missing = "" if metric == TRAIN_LOSS else "no per-example predictions are kept at the best epoch"
@@ -241,7 +242,8 @@ def rules() -> str:
         f"- **Supported**: every part of the claim tested and its 95 % interval on the claimed side (above 0; for "
         f"\"stable\", inside ±{STABLE_MARGIN} points): each part errs at most 2.5 %, so the claim does too. "
         f"**Contradicted**: the claim as a whole is wrong at error rate {100 * stats.ERROR_RATE:g} %: some part's "
-        f"interval at 1 − {100 * stats.ERROR_RATE:g} %/k (k = the claim's number of parts: {bonferroni:.1f} % for the "
+        f"interval at 1 − {100 * stats.ERROR_RATE:g} %/k (k = the claim's number of parts: {bonferroni:.1f} % "
+        "for the "
         "six parts of the ordering) lies wholly on the wrong side (Bonferroni), not any one part at 95 %. "
         "**Within noise**: every part tested, neither. **Not tested here**: neither, some part missing or "
         "untestable.",
@@ -461,7 +463,8 @@ def rate_choices(records: Iterable[Record]) -> pd.DataFrame:
                 runs = by_cell[(model, h, s, lr)]
                 val = [_val_selected_val_acc(r) for r in runs]
                 val = [v for v in val if v is not None]
-                test = [r.summary["val_selected_test_acc"] for r in runs if r.summary["val_selected_test_acc"] is not None]
+                test = [r.summary["val_selected_test_acc"] for r in runs
+                        if r.summary["val_selected_test_acc"] is not None]
                 val_e, test_e = stats.describe(val), stats.describe(test)
                 summaries.append({"model": model, "hidden_size": h, "settings": s, "lr": lr, "seeds": len(runs),
                                   "val_acc": val_e.mean, "val_acc_sd": val_e.sd, "test_acc": test_e.mean,
@@ -519,7 +522,8 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
             comparison = compare(by_cell[(model, h, s, rate_a)], by_cell[("nmodel", h, s, rate_b)],
                                  "val_selected_test_acc", labels, f"{model} (lr {rate_a:g})", f"nmodel (lr {rate_b:g})")
             verdict = comparison.verdict(1)
-            edges = [f"{m}'s chosen rate {r:g} is the {'smallest' if r == eligible[m][0] else 'largest'} tried: its best "
+            edges = [f"{m}'s chosen rate {r:g} is the {'smallest' if r == eligible[m][0] else 'largest'} tried: "
+                     "its best "
                      "may lie beyond" for m, r in ((model, rate_a), ("nmodel", rate_b))
                      if r in (eligible[m][0], eligible[m][-1])]
             text = (f"Chosen on validation accuracy: {model} lr {rate_a:g}, nmodel lr {rate_b:g}. "
@@ -563,7 +567,7 @@ def _comparison_row(c: Comparison, **where) -> dict:
 
 
 def _part_text(c: Comparison, verdict: str, unit: str = " points", digits: int = 2) -> str:
-    """ "a − b = +0.20 points (95 % CI over seeds and test images [...]; seeds only [...]; 3 seeds; pooled p ...): v" """
+    """ "a − b = +0.20 points (95 % CI over seeds and test images [...]; seeds only [...]; 3 seeds; pooled p): v" """
     bits = []
     if c.two_source is not None:
         bits.append(f"95 % CI over seeds and test images {_interval(c.two_source.low, c.two_source.high, digits)}")

@@ -25,7 +25,7 @@ HIDDEN_SIZES = (5000, 2000, 1000)  # the column order of the HW5 report's Table 
 PROTOCOL = "protocol"  # the settings label of a run with the paper protocol's settings
 CELL_KEYS = ("model", "hidden_size", "settings")
 
-# The HW5 report's Table 1, best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site reads that name).
+# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site's name).
 SEED_TABLE = {
     ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
     ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
@@ -217,7 +217,7 @@ def run_curves(record: Record) -> plt.Figure:
 
 
 def digits(images, labels, title: str, rows: int = 4, columns: int = 8, captions=None) -> plt.Figure:
-    """A grid of uint8 images (N, 28, 28) titled by their true labels (or ``captions``), as in the HW5 report's Figure 1."""
+    """A grid of uint8 images (N, 28, 28) titled by true labels (or ``captions``), as in the HW5 report's Figure 1."""
     images, labels = np.asarray(images), np.asarray(labels)
     captions = captions if captions is not None else [str(int(label)) for label in labels]
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05), squeeze=False)
