@@ -121,3 +121,9 @@ def test_runs_without_validation_have_their_own_row_and_no_val_selected_figure()
     assert math.isnan(table.loc[key, "val_selected_test_acc"])
     assert plots.table1_text(table).loc[key, "val_selected_test_acc"] == ""
     assert set(plots.history_frame([full])["phase"]) == {"train", "test"}
+
+
+def test_a_runs_curves_name_its_seed():
+    """Per-seed figures on a page of several seeds must say which seed each is."""
+    figure = plots.run_curves(record("wmodel", 1000, 3, [97.0, 97.5]))
+    assert figure._suptitle.get_text() == "wmodel, H = 1000, seed 3"

@@ -211,7 +211,7 @@ def run_curves(record: Record) -> plt.Figure:
         ax.set_ylabel("error (%, log scale)" if metric == "error" else "loss (log scale)")
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"{record.config['model']}, H = {record.config['hidden_size']}")
+    fig.suptitle(f"{record.config['model']}, H = {record.config['hidden_size']}, seed {record.config['seed']}")
     fig.tight_layout()
     return fig
 
