@@ -307,3 +307,20 @@ def test_a_full_file_system_at_the_record_keeps_the_checkpoint_and_the_run_resum
     assert done.returncode == 0, done.stderr
     record = json.loads((folder / "nmodel-hs16-seed0.json").read_text())
     assert record["status"] == "complete" and record["provenance"]["resumed_after_epoch"] == 1
+
+
+@pytest.mark.cuda
+def test_a_stack_larger_than_the_gpus_free_memory_is_refused_naming_it(tmp_path, data_dir):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from mnistlab import RunSpec
+    from mnistlab.config import ConfigError
+
+    free, _ = torch.cuda.mem_get_info()
+    hidden = 100_000
+    batch = min(50_000, int(free // (4 * 2 * 3 * hidden)) + 1000)  # activations alone past what is free
+    spec = RunSpec.from_params(model="nmodel", hidden_size=hidden, batch_size=batch, seeds=[0, 1], device="cuda",
+                               out_dir=str(tmp_path), data_dir=str(data_dir))
+    with pytest.raises(ConfigError, match=r"for 2 seeds trained together .* cuda(:0)? has .* free"):
+        spec.check()

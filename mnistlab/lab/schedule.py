@@ -131,6 +131,7 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
     resources = {"GPU": 1} if gpus else None
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", resources=resources) as local, Client(local) as dask_client:
+        dask_client.register_plugin(IgnoreInterrupts())
         if gpus:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") \
                 else [str(i) for i in range(gpus)]
@@ -245,7 +246,9 @@ def _quiet_dask() -> None:
     """Dask's own logging off for the rest of this process, which is ending with a message of its own."""
     import logging
 
-    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    for name in ["distributed", *logging.Logger.manager.loggerDict]:  # Dask sets some children's levels itself
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def stop(dask_client, futures, wait: float = STOP_SECONDS) -> None:
@@ -255,13 +258,25 @@ def stop(dask_client, futures, wait: float = STOP_SECONDS) -> None:
     keys = {future.key for future in futures if not future.done()}
     if not keys:
         return
+    _quiet_dask()  # the sweep ends here: Dask's warnings about the tasks and workers it stops are noise now
+    local = type(getattr(dask_client, "cluster", None)).__name__ == "LocalCluster"
     try:
-        processing = dask_client.processing() if dask_client.status == "running" else {}
+        processing = dask_client.processing() if dask_client.status == "running" and not local else {}
     except Exception:
         processing = {}
     running = {worker: sorted(set(queued) & keys) for worker, queued in processing.items() if set(queued) & keys}
+    if local:  # its workers stop with the sweep: their logs about it would be noise
+        with contextlib.suppress(Exception):
+            dask_client.run(_silence, on_error="ignore")
     with contextlib.suppress(Exception):
         dask_client.cancel(list(futures), force=True)
+    if local:  # the workers are this process's children, and their kernels its grandchildren: stop them here
+        kernels = [child for child in _children() if _is_kernel(child)]
+        if kernels:
+            print(f"mnistlab sweep: stopping the {len(kernels)} notebook(s) of this sweep before letting go of the "
+                  "output folder ...", file=sys.stderr, flush=True)
+            _kill_and_wait(kernels, wait)
+        return
     if not running:
         if dask_client.status != "running":
             print(f"mnistlab sweep: the cluster cannot be reached: {len(keys)} notebook(s) of this sweep may still "
@@ -274,8 +289,46 @@ def stop(dask_client, futures, wait: float = STOP_SECONDS) -> None:
     except Exception as error:
         answers = {worker: error for worker in running}
     for worker, answer in answers.items():
-        if isinstance(answer, BaseException) or (isinstance(answer, str) and answer):
+        if isinstance(answer, BaseException):
+            print(f"mnistlab sweep: {worker}: could not stop its notebook ({_short(answer)}); it may still be "
+                  "running there", file=sys.stderr, flush=True)
+        elif answer:
             print(f"mnistlab sweep: {worker}: {answer}", file=sys.stderr, flush=True)
+
+
+def _silence() -> None:
+    """In a worker that is about to stop (``Client.run``): no more log lines to the sweep's terminal."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """Worker plugin for a local cluster: Ctrl-C at the terminal reaches every process of its group, the workers
+    too, which would die printing tracebacks; the sweep handles it instead (``stop``) and closes them."""
+
+    name = "mnistlab-ignore-interrupts"
+
+    def setup(self, worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _children() -> list:
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def _kill_and_wait(processes: list, wait: float) -> list:
+    """SIGKILL ``processes`` and wait up to ``wait`` s for them to go; those still there."""
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    _, alive = psutil.wait_procs(processes, timeout=wait)
+    return alive
 
 
 async def stop_kernels(keys: list[str], wait: float, dask_worker=None) -> str:
