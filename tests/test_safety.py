@@ -7,8 +7,10 @@ system, and write errors (a real full and a real read-only file system, made whe
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -324,3 +326,31 @@ def test_a_stack_larger_than_the_gpus_free_memory_is_refused_naming_it(tmp_path,
                                out_dir=str(tmp_path), data_dir=str(data_dir))
     with pytest.raises(ConfigError, match=r"for 2 seeds trained together .* cuda(:0)? has .* free"):
         spec.check()
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_mnistlab_train_says_in_a_sentence_what_it_kept(tmp_path, data_dir):
+    checkpoint = tmp_path / "run.pt"
+    command = [sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "32", "--epochs",
+               "200", "--train-size", "4000", "--out-dir", str(tmp_path), "--checkpoint", str(checkpoint),
+               "--data-dir", str(data_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    train = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and train.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert checkpoint.exists(), train.communicate()
+        os.killpg(train.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        _, err = train.communicate(timeout=120)
+    finally:
+        if train.poll() is None:
+            os.killpg(train.pid, signal.SIGKILL)
+            train.wait()
+    assert train.returncode == 130, err
+    assert err.strip() == (f"mnistlab train: interrupted. Seeds that ended saved their records; the same command "
+                           f"resumes the others from {checkpoint}."), err
+    import torch
+
+    assert len(torch.load(checkpoint, weights_only=True)["records"][0]["history"]) >= 1
