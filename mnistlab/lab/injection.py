@@ -77,7 +77,8 @@ class SafePythonTranslator(_translators.PythonTranslator):
 
     @classmethod
     def translate_dict(cls, val):
-        entries = ", ".join(f"{cls.translate_escaped_str(str(key))}: {cls.translate(item)}" for key, item in val.items())
+        entries = ", ".join(f"{cls.translate_escaped_str(str(key))}: {cls.translate(item)}"
+                            for key, item in val.items())
         return f"{{{entries}}}"
 
 
