@@ -144,7 +144,7 @@ def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
                 code = Record.load(path).code
             except RecordError:
                 continue
-            if code.get("fingerprint") != now["fingerprint"]:
+            if not origin.same_numbers(code.get("fingerprint"), now):
                 files = code.get("files") or {}
                 changed = sorted(name for name in {*files, *now["files"]} if files.get(name) != now["files"].get(name))
                 stale.append((task, changed))
