@@ -34,7 +34,7 @@ import torch
 
 import mnistlab
 from mnistlab.origin import describe, hardware
-from mnistlab.records import atomic_write_bytes, atomic_write_text
+from mnistlab.atomic import atomic_write_bytes, atomic_write_text
 from mnistlab.stacked import StackedModel
 from mnistlab.steps import GraphedStack, Stack
 from mnistlab.syncs import HostTransfers

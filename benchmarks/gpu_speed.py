@@ -34,7 +34,7 @@ import mnistlab
 from mnistlab.data import TEST_SIZE, VAL_SIZE
 from mnistlab.models import IN_FEATURES, NUM_CLASSES
 from mnistlab.origin import describe, hardware
-from mnistlab.records import atomic_write_text
+from mnistlab.atomic import atomic_write_text
 from mnistlab.train import train
 
 MODES = ("eager", "graphs", "stack", "stack-graphs")

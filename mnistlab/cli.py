@@ -13,7 +13,7 @@ from .spec import RunSpec, parameters
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
 # exit status 2, no traceback. By module, so that naming them imports nothing (torch least of all).
 EXPECTED = {"mnistlab.config": "ConfigError", "mnistlab.data": "DataError", "mnistlab.train": "CheckpointError",
-            "mnistlab.records": "RecordError WriteError", "mnistlab.lab.assets": "AssetError"}
+            "mnistlab.records": "RecordError", "mnistlab.atomic": "WriteError", "mnistlab.lab.assets": "AssetError"}
 
 
 def main(argv: list[str] | None = None) -> int:

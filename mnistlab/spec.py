@@ -22,7 +22,7 @@ from typing import Any
 
 from . import paths
 from .config import Config, ConfigError, _show
-from .records import WriteError
+from .atomic import WriteError
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
 OPTIONS: dict[str, tuple[type, Any, str]] = {
@@ -281,7 +281,7 @@ def _user_variable(name: str, value: Any) -> bool:
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 # What the files a run makes add to <run_name>-seed<seed>: the longest is a sweep's manifest while it is
-# written, "." + ".<name>.done" + ".XXXXXXXX.tmp" (records.atomic_write_bytes), 20 bytes; 24 leaves room.
+# written, "." + ".<name>.done" + ".XXXXXXXX.tmp" (atomic.atomic_write_bytes), 20 bytes; 24 leaves room.
 NAME_OVERHEAD = 24
 EVAL_CHUNK = 5000  # mnistlab.steps.EVAL_CHUNK (a test holds them together): images per evaluation pass
 _ACTIVATIONS = {"nmodel": 3, "bmodel": 5, "wmodel": 3}  # (B, H) tensors alive in a training step, forward and back

@@ -24,7 +24,8 @@ from .config import Config, ConfigError
 from .data import MNISTSplits, Split, load
 from .models import build_model
 from .paths import relative
-from .records import Record, atomic_write_bytes, divergence, encode_labels, epoch_row, predictions_to_keep
+from .atomic import atomic_write_bytes
+from .records import Record, divergence, encode_labels, epoch_row, predictions_to_keep
 from .stacked import StackedModel
 from .steps import GraphedStack, Network, Stack, trained_images
 

@@ -250,7 +250,7 @@ def small_file_system(tmp_path):
 
 
 def test_write_errors_name_the_file_and_keep_the_old_one(small_file_system, tmp_path):
-    from mnistlab.records import WriteError, atomic_write_text
+    from mnistlab.atomic import WriteError, atomic_write_text
 
     full = small_file_system("64k")
     atomic_write_text(full / "sweep.json", "the finished one\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import paths
 from ..paths import data_dir
-from ..records import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 NPM_PACKAGE = "mathjax@3.2.2"
 # TeX input, SVG output, every TeX extension, in one file: no font or component is fetched later.

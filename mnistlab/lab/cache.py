@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..records import atomic_write_text
+from ..atomic import atomic_write_text
 
 
 def key(value: Any) -> str:

@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..records import Record, atomic_write_text
+from ..atomic import atomic_write_text
+from ..records import Record
 from .assets import MATHJAX_SCRIPT, STATIC, AssetError, copy_static
 from .provenance import resumed_notes
 

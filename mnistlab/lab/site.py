@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 from .. import origin
 from ..paths import project_root
-from ..records import Record, atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..records import Record
 from . import formatting as fmt
 from .assets import copy_static
 from .progress import commit_text

@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import origin, paths
-from ..records import Record, RecordError, atomic_write_text
+from ..atomic import atomic_write_text
+from ..records import Record, RecordError
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
 from .params import Job, ParamsError, jobs
