@@ -1,4 +1,6 @@
-"""The settings of one training run, validated on construction, and the run's training identity.
+"""The settings of one training run, validated on construction, the run's training identity, and its name.
+
+How a run is named is said here once (``cell_name``, ``seed_name``): ``wmodel-hs1000-seed0``.
 
 No torch here: a params file is checked in well under a second. What can only be checked on the
 machine that trains (is CUDA there, is the data intact, can the output be written) is checked by
@@ -41,7 +43,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    """One run of the study. Defaults are the paper protocol (PROTOCOL.md)."""
+    """One run of the study. Defaults are the paper protocol (README.md, "What it does")."""
 
     model: str = "wmodel"  # one of nmodel, bmodel, wmodel
     hidden_size: int = 1000  # hidden units H
@@ -90,7 +92,7 @@ class Config:
     @property
     def run_name(self) -> str:
         """A readable default name, e.g. ``wmodel-hs1000-seed0``."""
-        return f"{self.model}-hs{self.hidden_size}-seed{self.seed}"
+        return seed_name(cell_name(self.model, self.hidden_size), self.seed)
 
     def identity(self) -> dict[str, Any]:
         """What the run trains: every setting but where it trains. Two runs with the same identity
@@ -109,6 +111,16 @@ class Config:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+
+def cell_name(model: str, hidden_size: int) -> str:
+    """``wmodel-hs1000``: a model at a hidden size, the default stem of a run's files (``RunSpec.run_name``)."""
+    return f"{model}-hs{hidden_size}"
+
+
+def seed_name(stem: str, seed: int) -> str:
+    """``<stem>-seed<seed>``: one seed's name, from a run's stem (its record, notebook and checkpoint files)."""
+    return f"{stem}-seed{seed}"
 
 
 def _show(value: Any) -> str:

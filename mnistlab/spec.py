@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .config import Config, ConfigError, _show
+from .config import Config, ConfigError, _show, cell_name, seed_name
 from .atomic import WriteError
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
@@ -77,7 +77,7 @@ class RunSpec:
         for name in ("tensorboard", "cuda_graphs"):
             if not isinstance(values[name], bool):
                 raise ConfigError(f"{name} must be true or false; got {_show(values[name])}")
-        run_name = values["run_name"] or f"{config.model}-hs{config.hidden_size}"
+        run_name = values["run_name"] or cell_name(config.model, config.hidden_size)
         if set(run_name) & set("/\\\0") or run_name.startswith("."):
             raise ConfigError(f"run_name is a file name: no '/', '\\' or leading '.'; got {_show(run_name)}")
         checkpoint = paths.resolve(values["checkpoint"]) if values["checkpoint"] else None
@@ -109,7 +109,7 @@ class RunSpec:
         return [Config(**{**self.config.to_dict(), "seed": seed}) for seed in self.seeds]
 
     def name(self, seed: int) -> str:
-        return f"{self.run_name}-seed{seed}"
+        return seed_name(self.run_name, seed)
 
     def record_path(self, seed: int) -> Path:
         return self.out_dir / f"{self.name(seed)}.json"
@@ -118,7 +118,7 @@ class RunSpec:
         """The checkpoint file of one seed: the given path itself when there is one seed."""
         if self.checkpoint is None or len(self.seeds) == 1:
             return self.checkpoint
-        return self.checkpoint.with_name(f"{self.checkpoint.stem}-seed{seed}{self.checkpoint.suffix}")
+        return self.checkpoint.with_name(seed_name(self.checkpoint.stem, seed) + self.checkpoint.suffix)
 
     def tensorboard_dir(self, seed: int) -> Path | None:
         return self.out_dir / "tensorboard" / self.name(seed) if self.tensorboard else None
@@ -288,7 +288,7 @@ _ACTIVATIONS = {"nmodel": 3, "bmodel": 5, "wmodel": 3}  # (B, H) tensors alive i
 
 
 def _check_name_length(run_name: str, seeds: tuple[int, ...]) -> None:
-    longest = max(len(f"{run_name}-seed{seed}".encode()) for seed in seeds)
+    longest = max(len(seed_name(run_name, seed).encode()) for seed in seeds)
     if longest + NAME_OVERHEAD > MAX_NAME_BYTES:
         raise ConfigError(f"run_name {_show(run_name)} is too long: the files a run makes from it "
                           f"(<run_name>-seed<seed> and up to {NAME_OVERHEAD} bytes more) must fit a file system's "
@@ -298,7 +298,7 @@ def _check_name_length(run_name: str, seeds: tuple[int, ...]) -> None:
 
 
 def _check_path_length(name: str, path: Path, seeds: tuple[int, ...]) -> None:
-    suffix = max((len(f"-seed{seed}") for seed in seeds), default=0) + NAME_OVERHEAD if seeds else 0
+    suffix = max((len(seed_name("", seed)) for seed in seeds), default=0) + NAME_OVERHEAD if seeds else 0
     for part in path.parts:
         if len(part.encode()) + (suffix if part == path.name else 0) > MAX_NAME_BYTES:
             raise ConfigError(f"{name}: the name {_show(part)} is longer than the {MAX_NAME_BYTES} bytes a file system "
