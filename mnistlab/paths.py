@@ -10,10 +10,15 @@ so ``out_dir: reports/x`` means the same folder wherever the kernel happens to s
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ROOT_ENV = "MNISTLAB_ROOT"
 DATA_ENV = "MNISTLAB_DATA"
+HIDDEN = "…/"  # what stands for the folders of a path outside every base a published file may name
+# An absolute POSIX path inside free text (an error message, a parameter): at the start, or after a space,
+# quote, bracket, "=" or ","; not inside a URL, a fraction or markup.
+_ABSOLUTE = re.compile(r"(?<![^\s'\"=(\[,])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
@@ -48,3 +53,18 @@ def relative(path: str | os.PathLike, start: str | os.PathLike | None = None) ->
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(start)).as_posix()
     except ValueError:
         return str(path)
+
+
+def shown(path: str | os.PathLike, *bases: str | os.PathLike) -> str:
+    """``path`` as a published file shows it: relative to the first of ``bases`` (default: the project root)
+    that holds it, else ``…/`` and its last part. Never this machine's absolute path."""
+    for base in bases or (project_root(),):
+        text = relative(path, base)
+        if not Path(text).is_absolute():
+            return text
+    return HIDDEN + Path(path).name
+
+
+def public(text: object, *bases: str | os.PathLike) -> str:
+    """``text`` with every absolute path in it ``shown`` (relative to ``bases``, else cut to its last part)."""
+    return _ABSOLUTE.sub(lambda match: shown(match.group(0), *bases), str(text))

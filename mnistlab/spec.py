@@ -98,7 +98,8 @@ class RunSpec:
         return cls.from_params(**names)
 
     def __repr__(self) -> str:
-        # Shown in published notebooks: paths as the project names them, never this machine's absolute paths.
+        # Shown in published notebooks: paths relative to the project root where inside it (a sweep also cuts its
+        # site's folder from the outputs it publishes: lab.execute.publishable).
         checkpoint = paths.relative(self.checkpoint) if self.checkpoint else None
         return (f"RunSpec(config={self.config!r}, seeds={list(self.seeds)}, out_dir={paths.relative(self.out_dir)!r}, "
                 f"run_name={self.run_name!r}, checkpoint={checkpoint!r}, tensorboard={self.tensorboard}, "

@@ -107,7 +107,7 @@ def test_analysis_notebook_with_no_records_says_so_instead_of_failing(tmp_path):
                                      parameters={"records_dir": str(tmp_path / "none")}, kernel_name="python3",
                                      progress_bar=False)
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
-    assert "0 records in .../none" in text and "No records: nothing to analyse" in text
+    assert "0 records in …/none" in text and "No records: nothing to analyse" in text
     assert "No complete run: Table 1 is empty." in text
 
 

@@ -42,12 +42,6 @@ def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] =
     return [Record.load(path) for path in (list(files) or sorted(Path(folder).glob("*.json")))]
 
 
-def shown_path(path: str | os.PathLike) -> str:
-    """A path as published pages may show it: relative to the project root, else only its last part."""
-    text = paths.relative(path)
-    return text if not Path(text).is_absolute() else f".../{Path(path).name}"
-
-
 def settings(record: Record, ignore: Iterable[str] = ()) -> str:
     """The run's settings that differ from the paper protocol, besides model, hidden size, seed and
     ``ignore`` (e.g. ``("lr",)`` to group the rates of a learning-rate study), as text."""

@@ -10,13 +10,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .. import origin
-from ..paths import project_root
+from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
 from . import formatting as fmt
@@ -35,9 +33,6 @@ PAGE_TITLES = {
     "backprop": "Backpropagation by hand, checked against autograd",
 }
 PROTOCOL = "protocol"  # plots' settings label of a run with the paper's settings
-# An absolute POSIX path inside free text (an error message, a parameter): at the start, or after a space,
-# quote, bracket, "=" or ","; not inside a URL, a fraction or markup.
-_ABSOLUTE = re.compile(r"(?<![^\s'\"=(\[,])/(?:[\w.@+-]+/)*[\w.@+-]+/?")
 
 
 def write_site(out: str | os.PathLike, result: SweepResult) -> Path:
@@ -164,16 +159,9 @@ def _shown(key: str, value: Any) -> bool:
 
 
 def public_text(text: Any, out: Path) -> str:
-    """``text`` with every absolute path made relative to the site or the project, else cut to its name."""
-    def local(match: re.Match) -> str:
-        path = match.group(0)
-        for base in (out, project_root()):
-            relative = os.path.relpath(path, os.path.abspath(base))
-            if not relative.startswith(".."):
-                return relative
-        return "…/" + Path(path).name
-
-    return _ABSOLUTE.sub(local, str(text))
+    """``text`` as the site publishes it: every absolute path relative to the site or the project, else cut to
+    its name (``paths.public``)."""
+    return paths.public(text, out, paths.project_root())
 
 
 def table1_figure(table, records: list[Record]):
