@@ -1,15 +1,12 @@
-"""Shared fixtures: the real MNIST files, fetched as a user would (``make test`` runs ``mnistlab fetch``),
-and throwaway projects for sweeps."""
+"""Shared fixtures: the real MNIST files, fetched as a user would (``make test`` runs ``mnistlab fetch``), and one
+tiny sweep many tests read. What tests build for themselves lives in helpers.py."""
 
 import contextlib
-import os
-from pathlib import Path
 
 import pytest
 
 import mnistlab
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, TINY, make_project, project_env
 
 
 @pytest.fixture(scope="session")
@@ -22,42 +19,6 @@ def data_dir():
 def small_data(data_dir):
     """2,000 training images plus the full validation and test splits, on the CPU."""
     return mnistlab.load(data_dir, train_size=2000)
-
-
-def make_project(root: Path) -> Path:
-    """A project root of its own for a sweep: the real train and analysis notebooks; data and backprop as
-    one-cell stand-ins (their own tests execute them), which keeps a sweep to seconds."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-    notebooks = root / "notebooks"
-    notebooks.mkdir(parents=True)
-    for name in ("train", "analysis"):
-        (notebooks / f"{name}.ipynb").symlink_to(ROOT / "notebooks" / f"{name}.ipynb")
-    for name in ("data", "backprop"):
-        cells = [new_markdown_cell(f"# {name} (stand-in)"), new_code_cell("print(1 + 1)")]
-        nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                          "language": "python"}}),
-                       notebooks / f"{name}.ipynb")
-    return root
-
-
-@contextlib.contextmanager
-def project_env(root: Path, data_dir: Path, **extra: str):
-    """This process, and the Dask workers and kernels it starts, take ``root`` as the project root."""
-    saved = {key: os.environ.get(key) for key in ("MNISTLAB_ROOT", "MNISTLAB_DATA", *extra)}
-    os.environ.update({"MNISTLAB_ROOT": str(root), "MNISTLAB_DATA": str(data_dir), **extra})
-    try:
-        yield root
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-TINY = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500}
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnistlab import Config, Record
+from helpers import make_record
 from mnistlab.lab import claims, errors, plots, stats
 from mnistlab.records import encode_labels
 
@@ -21,14 +21,14 @@ def run(model, seed, wrong, hidden_size=1000, epochs=100, lr=0.01, val_acc=98.0,
         train_loss=0.1, **settings):
     """A complete run whose test accuracy, every epoch, is that of its predictions (``wrong``: images it misses)."""
     test_acc = 100.0 * (1 - len(wrong) / IMAGES)
-    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=epochs, lr=lr, **settings)
-    validated = config.validation
-    history = [{"epoch": e, "lr": lr, "train_loss": train_loss, "train_acc": 99.0,
-                "val_loss": 0.1 if validated else None, "val_acc": val_acc if validated else None,
-                "test_loss": 0.1, "test_acc": test_acc, "seconds": 1.0} for e in range(1, epochs + 1)]
+    validated = settings.get("validation", True)
     kept = {"final": predictions(wrong)} | ({"val_selected": predictions(wrong)} if validated else {})
-    return Record(config=config.to_dict(), history=history, predictions=kept,
-                  train_eval=None if train_eval is None else {"epoch": epochs, "loss": 0.01, "acc": train_eval})
+    record = make_record(model, hidden_size, seed, test_accs=[test_acc] * epochs, val_accs=[val_acc] * epochs, lr=lr,
+                         predictions=kept, train_eval=None if train_eval is None else
+                         {"epoch": epochs, "loss": 0.01, "acc": train_eval}, **settings)
+    for row in record.history:
+        row.update(lr=lr, train_loss=train_loss)
+    return record
 
 
 # Per model the images it misses: nested (bmodel's errors are among wmodel's, wmodel's among nmodel's), and one

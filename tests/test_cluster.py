@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import TINY, make_project, project_env
+from helpers import TINY, kill_tree, make_project, project_env, wait_for, write_params
 from mnistlab.lab import lock, schedule
 
 # Long enough to be caught training: many short epochs, a checkpoint after the first.
@@ -30,13 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write_params(folder: Path, name: str, values) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 def environment(root: Path, data_dir: Path, **extra) -> dict:
@@ -62,31 +55,12 @@ def start_sweep(root: Path, env: dict, *args: str) -> subprocess.Popen:
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not condition():
-        output = process.communicate(timeout=30) if process.poll() is not None else ("", "")
-        raise AssertionError(f"gave up waiting (exit status {process.poll()}):\n{output[0]}\n{output[1]}")
-
-
 def kernels_under(pid: int) -> list[psutil.Process]:
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
     return [child for child in children if schedule._is_kernel(child)]
-
-
-def end(*processes: subprocess.Popen) -> None:
-    """Kill what a test started that is still running: the process, its group and its descendants."""
-    for process in processes:
-        if process.poll() is None:
-            for child in psutil.Process(process.pid).children(recursive=True):
-                child.kill()
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def quiet(folder: Path, seconds: float = 4) -> bool:
@@ -125,7 +99,7 @@ def test_a_scheduler_without_workers_ends_the_sweep_in_its_worker_timeout(projec
         with lock.hold(project / "site") as note:  # let go of, cleanly
             assert note == ""
     finally:
-        end(dask_scheduler)
+        kill_tree(dask_scheduler)
 
 
 @pytest.mark.slow
@@ -166,7 +140,7 @@ def test_workers_that_die_and_a_scheduler_that_dies_end_the_sweep(project, data_
         assert time.monotonic() - killed < schedule.LOST_SECONDS + 30
         assert "Traceback" not in err, err
     finally:
-        end(*processes)
+        kill_tree(*processes)
 
 
 def fake_tool(folder: Path, name: str, script: str) -> None:
@@ -175,7 +149,7 @@ def fake_tool(folder: Path, name: str, script: str) -> None:
 
 
 def slurm_file(tmp_path: Path) -> Path:
-    from conftest import ROOT
+    from helpers import ROOT
 
     options = yaml.safe_load((ROOT / "params" / "clusters" / "slurm.yaml").read_text())
     options["scheduler_options"] = {**options.get("scheduler_options", {}), "host": "127.0.0.1",
@@ -239,7 +213,7 @@ def test_ctrl_c_of_a_sweep_on_a_scheduler_stops_its_notebook_before_letting_go(p
         with lock.hold(project / "site"):
             pass
     finally:
-        end(*processes)
+        kill_tree(*processes)
 
 
 @pytest.mark.slow
@@ -263,7 +237,7 @@ def test_ctrl_c_of_a_local_sweep_at_the_terminal_stops_everything_in_a_sentence(
         with lock.hold(project / "site"):
             pass
     finally:
-        end(sweep)
+        kill_tree(sweep)
 
 
 # The door --------------------------------------------------------------------------------------------------
@@ -344,4 +318,4 @@ def test_a_sweep_on_a_tls_scheduler_with_certificates_made_here(project, data_di
 
             assert Record.load(project / "site" / "runs" / "tls-seed0.json").status == "complete"
     finally:
-        end(*processes)
+        kill_tree(*processes)

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 
 PAPERMILL = [sys.executable, "-m", "papermill"]
 TRAIN = ROOT / "notebooks" / "train.ipynb"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from mnistlab import origin
 
 # In a child: the fingerprint of the package copied to argv[1] (not the editable install's), as JSON.

@@ -1,27 +1,21 @@
 """Params files, read as a stranger's file should be: refused before anything runs, naming the file and the key."""
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
+import helpers
+from helpers import write_params as write
 from mnistlab import cli
 from mnistlab.lab import params
 from mnistlab.lab.params import ParamsError
 
-TINY = {"model": "nmodel", "hidden_size": 16, "epochs": 2, "train_size": 500}
+TINY = {"model": "nmodel", **helpers.TINY}
 # 396 bytes that a plain yaml.safe_load expands into 9^9 (387 million) strings.
 LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] +
                    [f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
                     for p, n in zip("abcdefgh", "bcdefghi")]) + "\n"
-
-
-def write(folder: Path, name: str, content) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
-    return path
 
 
 @pytest.mark.parametrize("content, message", [

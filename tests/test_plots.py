@@ -8,17 +8,13 @@ import pytest
 
 matplotlib.use("Agg")
 
+from helpers import make_record  # noqa: E402
 from mnistlab import Config, Record  # noqa: E402
 from mnistlab.lab import plots  # noqa: E402
 
 
 def record(model, hidden_size, seed, test_accs, val_accs=None, status="complete", **settings):
-    val_accs = val_accs or test_accs
-    history = [{"epoch": e, "lr": 0.01, "train_loss": 1.0 / e, "train_acc": 95.0, "val_loss": 0.1, "val_acc": v,
-                "test_loss": 0.1, "test_acc": t, "seconds": 2.0}
-               for e, (t, v) in enumerate(zip(test_accs, val_accs), start=1)]
-    config = Config(model=model, hidden_size=hidden_size, seed=seed, epochs=len(history), **settings)
-    return Record(config=config.to_dict(), environment={}, history=history, status=status)
+    return make_record(model, hidden_size, seed, test_accs=test_accs, val_accs=val_accs, status=status, **settings)
 
 
 def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import make_record
 from mnistlab import Config, Record, RecordError
 from mnistlab.records import FORMAT, decode_labels, divergence, encode_labels, epoch_row, unknown_segment, val_selected
 
@@ -15,16 +16,10 @@ VERSION_1 = sorted((Path(__file__).resolve().parent / "data").glob("record-v1-*.
 
 
 def sample_record():
-    history = [{"epoch": e, "lr": 0.01, "train_loss": 0.5 / e, "train_acc": 90.0 + e, "val_loss": 0.3,
-                "val_acc": 95.0 + e / 10, "test_loss": 0.31, "test_acc": 94.0 + e / 10, "seconds": 1.5}
-               for e in (1, 2, 3)]
-    segment = {"first_epoch": 1, "last_epoch": 3, "started": "2026-11-27T06:00:00+00:00", "device": "cpu",
-               "device_name": "x", "threads": 1, "fused_adam": True, "torch": "x", "python": "3", "mnistlab": "0",
-               "hardware": {"kind": "cpu", "name": "x", "family": 25, "capability": "AVX2"}, "code": "ab12",
-               "git_commit": "cd34", "git_dirty": False}
-    return Record(config=Config(epochs=3).to_dict(), environment={"torch": "x"}, history=history,
-                  predictions={"val_selected": "7210", "final": "7211"}, segments=[segment],
-                  train_eval={"epoch": 3, "loss": 0.1, "acc": 97.5}, code={"fingerprint": "ab12"})
+    """Three epochs, predictions of four test images, the training set measured after the last epoch."""
+    return make_record(epochs=3, predictions={"val_selected": "7210", "final": "7211"},
+                       train_eval={"epoch": 3, "loss": 0.1, "acc": 97.5},
+                       code={"fingerprint": "ab12", "git_commit": "cd34", "git_dirty": False})
 
 
 def test_round_trip(tmp_path):
@@ -83,7 +78,7 @@ def test_round_trip_keeps_predictions_and_provenance(tmp_path):
     loaded = Record.load(tmp_path / "r.json")
     assert loaded == record
     assert loaded.predicted("final").tolist() == [7, 2, 1, 1] and loaded.predicted("final").dtype == np.uint8
-    assert data["summary"]["wall_seconds"] == 4.5 and data["summary"]["median_epoch_seconds"] == 1.5
+    assert data["summary"]["wall_seconds"] == 9.0 and data["summary"]["median_epoch_seconds"] == 3.0  # 1.5, 3, 4.5 s
     assert data["summary"]["train_eval_acc"] == 97.5 and loaded.segments[0]["hardware"]["family"] == 25
 
 

@@ -14,23 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT, TINY, make_project, project_env
+from helpers import ROOT, TINY, make_project, project_env, snapshot, write_params
 from mnistlab import cli
 from mnistlab.lab import cache, lock, params
 from mnistlab.lab.params import ParamsError
-
-
-def write_params(folder: Path, name: str, values) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
-def snapshot(folder: Path) -> dict:
-    return {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in folder.rglob("*")}
 
 
 # The output folder -----------------------------------------------------------------------------------

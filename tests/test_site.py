@@ -2,12 +2,10 @@
 
 import hashlib
 import math
-import os
 import re
 import subprocess
 import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -15,40 +13,22 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+import helpers
+from helpers import urls
 from mnistlab.lab import assets, formatting as fmt
 from mnistlab.lab.render import render
 from mnistlab.lab.results import PageResult, RunResult, SweepResult
 from mnistlab.lab.site import public_text, write_site
 from mnistlab.paths import project_root
-from mnistlab.records import HISTORY_KEYS, Record
+from mnistlab.records import Record
 
 
-def make_record(model="nmodel", hidden_size=16, seed=0, acc=90.0, resumed_after=None, threads=1,
-                epochs=2, seconds=1.5, code=None, **settings) -> Record:
-    """A record as training writes it, checked by loading it back; ``resumed_after``: the writing
-    process started from a checkpoint of that many epochs, which another process trained. ``code``: the
-    record's training code (``origin.code()``'s shape); ``settings``: other config values."""
-    config = {"model": model, "hidden_size": hidden_size, "epochs": epochs, "lr": 0.01, "step_size": 1, "gamma": 0.1,
-              "batch_size": 100, "train_size": 500, "validation": True, "seed": seed, "device": "cpu",
-              "data_dir": None, **settings}
-    history = [dict(zip(HISTORY_KEYS, (e, 0.01, 1.0 / e, acc - 2 + e, 0.5, acc - 1 + e, 0.4, acc - 2 + e,
-                                       seconds * e))) for e in range(1, epochs + 1)]
-    place = {"started": "2026-11-20T10:00:00Z", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
-             "threads": threads, "fused_adam": True, "torch": "2.14.1", "python": "3.11.7", "mnistlab": "0.1.0",
-             "hardware": {"kind": "cpu", "name": "AMD EPYC", "vendor": "AuthenticAMD", "family": 25, "model": 1,
-                          "capability": "AVX2", "cores": 2},
-             "code": "c0de" * 16, "git_commit": "6158bf1" + "0" * 33, "git_dirty": False}
-    segments = [{"first_epoch": 1, "last_epoch": resumed_after or epochs, **place}]
-    here = {**place, "started": "2026-11-27T06:00:00Z", "threads": 2}
-    if resumed_after and resumed_after < epochs:
-        segments.append({"first_epoch": resumed_after + 1, "last_epoch": epochs, **here})
-    if code:
-        for segment in segments:
-            segment.update(code=code["fingerprint"], git_commit=code["git_commit"], git_dirty=code["git_dirty"])
-    record = Record(config=config, environment={k: here[k] for k in list(here)[1:]}, history=history,
-                    segments=segments, resumed_after_epoch=resumed_after, code=code or {},
-                    resumed_from="runs/checkpoints/x.pt" if resumed_after else None)
-    return Record.from_dict(record.to_dict())
+# The records of these tests: the tiny runs of a sweep, on the CPU.
+SMALL = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500, "device": "cpu"}
+
+
+def make_record(model="nmodel", **values) -> Record:
+    return helpers.make_record(model, **{**SMALL, **values})
 
 
 def run_result(name, record=None, status="complete", error="", html=None, **params) -> RunResult:
@@ -74,23 +54,6 @@ def notebook_with_training_cell(path: Path, tagged=True) -> Path:
     nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                       "language": "python"}}), path)
     return path
-
-
-class Links(HTMLParser):
-    """Every href and src of a page."""
-
-    def __init__(self):
-        super().__init__()
-        self.urls = []
-
-    def handle_starttag(self, tag, attrs):
-        self.urls += [value for name, value in attrs if name in ("href", "src") and value is not None]
-
-
-def urls(html: str) -> list[str]:
-    parser = Links()
-    parser.feed(html)
-    return parser.urls
 
 
 @pytest.fixture(scope="module")

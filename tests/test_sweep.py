@@ -2,12 +2,9 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -17,31 +14,13 @@ import torch
 import yaml
 
 import mnistlab
-from conftest import ROOT, TINY, make_project, project_env
+from helpers import ROOT, TINY, kill_tree, make_project, project_env, urls, wait_for, write_params
 from mnistlab import cli
 from mnistlab.lab import lock, schedule
 from mnistlab.lab.sweep import report, sweep
 from mnistlab.records import Record
 
 GOOD = ["<b>x-seed0", "<b>x-seed1", "nmodel-tiny-seed0"]
-
-
-class Links(HTMLParser):
-    def __init__(self, text):
-        super().__init__()
-        self.links = []
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self.links.append(dict(attrs)["href"])
-
-
-def write_params(folder: Path, name: str, params) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 # One real sweep (the session fixture ``sweep_site`` in conftest.py) ------------------------------
@@ -59,7 +38,7 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
     assert not any((sweep_site.out / "checkpoints").glob("*"))  # deleted once recorded
     assert [page.status for page in sweep_site.result.pages] == ["complete"] * 3
     assert json.loads((sweep_site.out / "sweep.json").read_text()) == json.loads(json.dumps(report(sweep_site.result)))
-    links = Links((sweep_site.out / "index.html").read_text()).links
+    links = urls((sweep_site.out / "index.html").read_text())
     for href in links:
         assert not href.startswith(("/", "http:", "https:", "file:")), href
         assert (sweep_site.out / unquote(href.split("#")[0])).exists(), href
@@ -127,12 +106,6 @@ def start_sweep(params: Path, out: str, root: Path, data_dir: Path) -> subproces
     env = {**os.environ, "MNISTLAB_ROOT": str(root), "MNISTLAB_DATA": str(data_dir), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "sweep", str(params), "--out", out], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -256,34 +229,6 @@ def test_slurm_job_script_asks_for_one_gpu_per_job(tmp_path):
         cluster.close()
     assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -t 04:00:00" in script
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL the process, its group and every descendant: Dask workers and kernels included."""
-    doomed = descendants(process.pid)
-    os.killpg(process.pid, signal.SIGKILL)
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        children = parents.get(todo.pop(), [])
-        found += children
-        todo += children
-    return found
 
 
 @pytest.mark.slow

@@ -6,29 +6,17 @@ import io
 import json
 import re
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
-from conftest import TINY, make_project, project_env
+from helpers import TINY, kernels_of, make_project, project_env, snapshot, write_params
 from mnistlab import cli
 from mnistlab.lab import assets, progress
 from mnistlab.lab.sweep import sweep
 
 DASHBOARD = r"(Dask dashboard: http://127\.0\.0\.1:\d+/status|Dask's pages of its workers: " \
             r"http://127\.0\.0\.1:\d+/info/main/workers\.html \(its dashboard needs the bokeh package\))"
-
-
-def write_params(folder: Path, name: str, params) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(params))
-    return folder / f"{name}.yaml"
-
-
-def snapshot(root: Path) -> dict:
-    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in root.rglob("*")}
 
 
 # The shared sweep (conftest.sweep_site): what it printed and what it wrote --------------------------------
@@ -60,7 +48,8 @@ def test_one_set_of_counters_in_runs(sweep_site):
 
 @pytest.mark.slow
 def test_notebooks_in_flight_are_reported(sweep_site):
-    """Every 2 s here (30 s in a real sweep): each notebook that has started says where it is."""
+    """Every 2 s here (30 s in a real sweep): each notebook that has started says where it is, in one of four
+    states (progress.Progress.read)."""
     reports = re.findall(r"^… \d+/\d+ (?:runs|pages) done after [^\n]*in flight:\n((?:  [^\n]*\n)+)", sweep_site.log,
                          re.M)
     assert reports, sweep_site.log
@@ -68,7 +57,10 @@ def test_notebooks_in_flight_are_reported(sweep_site):
     names = {run.name for run in sweep_site.result.runs} | {"analysis", "data", "backprop"}
     for line in lines:
         name, _, what = line.strip().rpartition(": ")
-        assert name in names and re.fullmatch(r"cell \d+ of \d+|epoch \d+/\d+, .*", what), line
+        # a notebook's cell or epoch; "executed" between papermill's last save and its page; "running" when
+        # its file is caught mid-write
+        states = r"cell \d+ of \d+|epoch \d+/\d+, .*|executed; rendering its page|running"
+        assert name in names and re.fullmatch(states, what), line
 
 
 @pytest.mark.slow
@@ -165,20 +157,6 @@ def test_timeout_stops_a_notebook_that_runs_too_long_and_the_others_go_on(tmp_pa
     # while it trained, its epoch and the time it had left were reported
     assert re.search(r"^  endless-seed0: epoch \d+/20000, about .+ left$", log.getvalue(), re.M), log.getvalue()
     assert not kernels_of(root), "the kernel of the stopped notebook is still running"
-
-
-def kernels_of(root: Path) -> list[int]:
-    """Kernel processes started for the project at ``root`` (their environment names it)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            variables = environ.read_bytes().split(b"\0")
-            command = (environ.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"ipykernel" in command and f"MNISTLAB_ROOT={root}".encode() in variables:
-            found.append(int(environ.parent.name))
-    return found
 
 
 def test_plan_of_a_notebook_that_was_never_run(tmp_path):
