@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import make_record
-from mnistlab.lab import claims, errors, plots, stats
+from mnistlab.lab import claims, misclassified, protocol, stats, table1
 from mnistlab.records import encode_labels
 
 IMAGES = 200
@@ -52,7 +52,7 @@ def test_a_comparison_has_both_intervals_the_pooled_test_and_mcnemar_per_seed():
     table = claims.comparisons(study(sizes=(1000,)), labels=LABELS)
     bw = table[(table["a"] == "bmodel") & (table["b"] == "wmodel")].iloc[0]
     # 20 images only bmodel gets right at every seed: +10 points, the same at every seed.
-    assert bw["seeds"] == 3 and bw["difference"] == pytest.approx(10.0) and bw["settings"] == plots.PROTOCOL
+    assert bw["seeds"] == 3 and bw["difference"] == pytest.approx(10.0) and bw["settings"] == protocol.PROTOCOL
     assert bw["seed_low"] == bw["seed_high"] == pytest.approx(10.0)  # seeds alone: zero width
     # The images: c = 100 on 20 of 200 images, else 0: se^2 = (20 * 90^2 + 180 * 10^2) / (200 * 199).
     se = np.sqrt((20 * 90**2 + 180 * 10**2) / (200 * 199))
@@ -180,17 +180,17 @@ def test_each_models_rate_is_chosen_on_validation_never_on_test():
 def test_runs_without_validation_use_final_predictions_for_errors_and_mcnemar():
     full = [run(m, 0, [*MISSES[m]], validation=False, train_size=60_000) for m in MISSES]
     assert claims.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
-    assert errors.kept_predictions(full) and not errors.kept_predictions(full, "val_selected")
+    assert misclassified.kept_predictions(full) and not misclassified.kept_predictions(full, "val_selected")
     table = claims.comparisons(full, labels=LABELS)
     bn = table[(table["a"] == "bmodel") & (table["b"] == "nmodel")].iloc[0]
     assert bn["mcnemar_p"] == [pytest.approx(2 / 2**50)] and bn["verdict"] == stats.UNTESTED  # one seed
-    found_errors = errors.errors(full, LABELS, claims.prediction_for(full))
+    found_errors = misclassified.find(full, LABELS, claims.prediction_for(full))
     assert found_errors.runs == {"nmodel": 1, "bmodel": 1, "wmodel": 1}
-    assert np.flatnonzero(found_errors.wrong[errors.ALL_THREE]).tolist() == list(range(10))
+    assert np.flatnonzero(found_errors.wrong[misclassified.ALL_THREE]).tolist() == list(range(10))
 
 
 def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
-    table = plots.table1(cell("bmodel"), labels=LABELS)
+    table = table1.compute(cell("bmodel"), labels=LABELS)
     row = table.iloc[0]
     # 11 of 200 wrong in every seed (a different eleventh): mean 94.5, every seed the same.
     assert row["val_selected_test_acc"] == pytest.approx(94.5) and row["val_selected_test_acc_std"] == 0.0
@@ -198,13 +198,13 @@ def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
     assert "best_test_acc_both_low" not in table.columns  # no predictions are kept at the best epoch
     # Seeds 10, 11 and 12 errors of 200: 95.0, 94.5, 94.0; the interval is centred on their mean and holds the
     # seed-only t interval (4.3027 * 0.5 / sqrt(3) = 1.242 either side) with the images' part added.
-    spread = plots.table1([run("bmodel", s, range(0, 10 + s)) for s in (0, 1, 2)], labels=LABELS).iloc[0]
+    spread = table1.compute([run("bmodel", s, range(0, 10 + s)) for s in (0, 1, 2)], labels=LABELS).iloc[0]
     low, high = spread["val_selected_test_acc_both_low"], spread["val_selected_test_acc_both_high"]
     assert (low + high) / 2 == pytest.approx(94.5) and (high - low) / 2 > 1.242 + 0.1
     assert spread["val_selected_test_acc_high"] == pytest.approx(94.5 + 1.242, abs=1e-3)
-    text = plots.table1_text(table).iloc[0]["val_selected_test_acc"]
+    text = table1.text(table).iloc[0]["val_selected_test_acc"]
     assert text.startswith("94.50 ± 0.00 · seeds [94.50, 94.50] · seeds+images [")
-    assert np.isnan(plots.table1(cell("bmodel")).iloc[0]["val_selected_test_acc_both_low"])  # no labels given
+    assert np.isnan(table1.compute(cell("bmodel")).iloc[0]["val_selected_test_acc_both_low"])  # no labels given
 
 
 def test_claims_in_markdown_say_whose_claim_it_is_and_the_rules_name_their_numbers():

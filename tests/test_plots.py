@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 from helpers import make_record  # noqa: E402
 from mnistlab import Config, Record  # noqa: E402
-from mnistlab.lab import plots  # noqa: E402
+from mnistlab.lab import cells, plots, table1  # noqa: E402
 
 
 def record(model, hidden_size, seed, test_accs, val_accs=None, status="complete", **settings):
@@ -21,7 +21,7 @@ def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
     records = [record("nmodel", 1000, 0, [97.0, 97.5], [98.0, 97.0]),
                record("nmodel", 1000, 1, [97.2, 97.1]),
                record("bmodel", 5000, 0, [98.0, 98.9])]
-    table = plots.table1(records)
+    table = table1.compute(records)
     assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("bmodel", 5000, "epochs=2")]  # the seed's order
     n = table.loc[("nmodel", 1000, "epochs=2")]
     assert n["seeds"] == 2 and n["best_test_acc"] == pytest.approx(97.35)  # mean of 97.5 and 97.2
@@ -30,11 +30,11 @@ def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
     # 95 % t interval with 1 degree of freedom: 97.35 +- 12.706 * 0.2121 / sqrt(2).
     assert n["best_test_acc_low"] == pytest.approx(97.35 - 1.906, abs=1e-2)
     assert np.isnan(n["seed_paper"]) and np.isnan(n["difference"])  # 2 epochs: no reproduction of the seed's runs
-    protocol = plots.table1([record("nmodel", 1000, 0, [97.0] * 99 + [97.35])])  # the seed's 100 epochs
+    protocol = table1.compute([record("nmodel", 1000, 0, [97.0] * 99 + [97.35])])  # the seed's 100 epochs
     assert protocol.index[0][2] == "protocol" and protocol.iloc[0]["seed_paper"] == 97.31
     assert protocol.iloc[0]["difference"] == pytest.approx(0.04)
     assert math.isnan(table.loc[("bmodel", 5000, "epochs=2")]["best_test_acc_std"])  # one seed: no spread to show
-    text = plots.table1_text(table)
+    text = table1.text(table)
     assert text.loc[("nmodel", 1000, "epochs=2"), "best_test_acc"] == "97.35 ± 0.21 · seeds [95.44, 99.26]"
     assert text.loc[("bmodel", 5000, "epochs=2"), "best_test_acc"] == "98.90"  # one seed: the number alone
 
@@ -43,26 +43,26 @@ def test_table1_never_pools_runs_that_differ_in_more_than_the_seed_and_leaves_di
     records = [record("nmodel", 1000, 0, [97.0, 97.5]), record("nmodel", 1000, 1, [97.2, 97.1]),
                record("nmodel", 1000, 2, [97.3, 97.4], lr=0.001),
                record("nmodel", 1000, 3, [10.0, 9.8], lr=1e6, status="diverged")]
-    table = plots.table1(records)
+    table = table1.compute(records)
     assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("nmodel", 1000, "epochs=2, lr=0.001")]
     assert list(table["seeds"]) == [2, 1]
-    excluded = plots.excluded(records)
+    excluded = cells.excluded(records)
     assert len(excluded) == 1 and excluded[0].startswith("nmodel-hs1000-seed3 [epochs=2, lr=1e+06]: diverged")
 
 
 def test_zero_records_give_an_empty_table_not_a_key_error():
-    table = plots.table1([])
-    assert table.empty and "best_test_acc" in table.columns and plots.table1_text(table).empty
-    assert plots.excluded([]) == [] and len(plots.missing_configs([])) == 9
-    assert plots.history_frame([]).empty and plots.summary_frame([]).empty
-    assert plots.load_records("/nonexistent/folder") == []
+    table = table1.compute([])
+    assert table.empty and "best_test_acc" in table.columns and table1.text(table).empty
+    assert cells.excluded([]) == [] and len(cells.missing_configs([])) == 9
+    assert cells.history_frame([]).empty and cells.summary_frame([]).empty
+    assert cells.load_records("/nonexistent/folder") == []
 
 
 def test_missing_configs_lists_the_seeds_cells_without_a_protocol_run():
     config = Config(model="wmodel", hidden_size=2000)
     history = [{"epoch": e, "lr": 0.01, "train_loss": 0.1, "train_acc": 99.0, "val_loss": 0.1, "val_acc": 98.0,
                 "test_loss": 0.1, "test_acc": 98.0, "seconds": 1.0} for e in range(1, config.epochs + 1)]
-    missing = plots.missing_configs([Record(config=config.to_dict(), history=history),
+    missing = cells.missing_configs([Record(config=config.to_dict(), history=history),
                                      record("nmodel", 5000, 0, [97.0])])  # 1 epoch: not the protocol
     assert len(missing) == 8 and "wmodel-hs2000" not in missing and missing[0] == "nmodel-hs5000"
 
@@ -70,7 +70,7 @@ def test_missing_configs_lists_the_seeds_cells_without_a_protocol_run():
 def test_curves_draw_error_on_a_log_axis_with_bands_over_seeds_only():
     records = [record("nmodel", 1000, s, [97.0 + s, 97.5]) for s in (0, 1)] + \
               [record("wmodel", 1000, 0, [98.0, 98.2]), record("wmodel", 2000, 0, [98.1, 98.3])]
-    fig = plots.curves(plots.history_frame(records), hue="model")
+    fig = plots.curves(cells.history_frame(records), hue="model")
     test_error = fig.axes[3]
     assert test_error.get_title() == "test error" and test_error.get_yscale() == "log"
     # wmodel spans two hidden sizes: two lines, never one band over H.
@@ -111,12 +111,12 @@ def test_runs_without_validation_have_their_own_row_and_no_val_selected_figure()
     full = record("nmodel", 1000, 0, [97.0, 97.6], validation=False, train_size=60_000)
     for row in full.history:
         row["val_loss"] = row["val_acc"] = None  # not measured: what training writes without validation
-    table = plots.table1([full, record("nmodel", 1000, 0, [97.0, 97.5])])
+    table = table1.compute([full, record("nmodel", 1000, 0, [97.0, 97.5])])
     key = ("nmodel", 1000, "epochs=2, train_size=60000, validation=False")
     assert key in table.index and table.loc[key, "best_test_acc"] == pytest.approx(97.6)
     assert math.isnan(table.loc[key, "val_selected_test_acc"])
-    assert plots.table1_text(table).loc[key, "val_selected_test_acc"] == ""
-    assert set(plots.history_frame([full])["phase"]) == {"train", "test"}
+    assert table1.text(table).loc[key, "val_selected_test_acc"] == ""
+    assert set(cells.history_frame([full])["phase"]) == {"train", "test"}
 
 
 def test_a_runs_curves_name_its_seed():

@@ -8,7 +8,7 @@ images. A comparison of test accuracy therefore carries the interval over seeds 
 pooled over seeds on the shared images, and McNemar's exact test per seed. Verdicts follow ``stats``
 (its docstring); which runs a claim may be judged on is decided here:
 
-- a claim of the HW5 report only on runs of its protocol (``plots.PROTOCOL``), on val-selected test
+- a claim of the HW5 report only on runs of its protocol (``protocol.PROTOCOL``), on val-selected test
   accuracy; "at every hidden size" only with all three sizes; else *not tested here*, saying what it needs;
 - this project's own questions (not claims of the report: "do the normalised models train faster?",
   "does normalisation still help at each model's best learning rate?") are labelled as such, with
@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from .. import records as records_module
+from ..config import MODELS, cell_name
 from ..records import Record
-from . import plots, stats
+from . import cells, stats
+from .protocol import HIDDEN_SIZES, PROTOCOL, settings
 
 REPORT, OWN = "the HW5 report", "this project's question"
 MODEL_PAIRS = (("bmodel", "wmodel"), ("wmodel", "nmodel"), ("bmodel", "nmodel"))
-REPORT_HIDDEN_SIZES = (5000, 2000, 1000)
 STABLE_MARGIN = 0.2  # points: "does not change much", read as within about one binomial SE of a difference
 TRAIN_LOSS = "initial_rate_train_loss"  # this project's measure of training speed (``initial_rate_loss``)
 PREDICTION_OF = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # none kept at the best epoch
@@ -88,23 +89,23 @@ class Comparison:
 
 def main_settings(records: Iterable[Record]) -> str | None:
     """The settings label with the most complete runs (among ties the protocol, else the fewest changes)."""
-    counts = pd.Series([plots.settings(r) for r in plots.included(records)]).value_counts()
+    counts = pd.Series([settings(r) for r in cells.included(records)]).value_counts()
     if counts.empty:
         return None
     best = counts[counts == counts.max()].index
-    return plots.PROTOCOL if plots.PROTOCOL in best else sorted(best, key=lambda s: (s.count(","), s))[0]
+    return PROTOCOL if PROTOCOL in best else sorted(best, key=lambda s: (s.count(","), s))[0]
 
 
 def main_runs(records: Iterable[Record]) -> list[Record]:
     """The complete runs with the main settings: what the error figures and this project's questions use."""
-    records = plots.included(records)
+    records = cells.included(records)
     label = main_settings(records)
-    return [r for r in records if plots.settings(r) == label]
+    return [r for r in records if settings(r) == label]
 
 
 def protocol_runs(records: Iterable[Record]) -> list[Record]:
     """The complete runs of the HW5 report's protocol: the only ones its claims are judged on."""
-    return [r for r in plots.included(records) if plots.settings(r) == plots.PROTOCOL]
+    return [r for r in cells.included(records) if settings(r) == PROTOCOL]
 
 
 def metric_for(records: Iterable[Record]) -> str:
@@ -128,8 +129,8 @@ def correctness(runs: Sequence[Record], which: str, labels: np.ndarray) -> np.nd
         if predicted is None:
             return None
         if predicted.shape != np.shape(labels):
-            raise ValueError(f"{plots.run_name(record)}: {len(predicted)} predictions for {len(labels)} test labels; "
-                             "pass the official test labels (errors.test_set)")
+            raise ValueError(f"{cells.run_name(record)}: {len(predicted)} predictions for {len(labels)} test labels; "
+                             "pass the official test labels (misclassified.test_set)")
         rows.append(predicted == labels)
     return np.stack(rows)
 
@@ -159,27 +160,17 @@ def compare(runs_a: Iterable[Record], runs_b: Iterable[Record], metric: str, lab
                       stats.sign_flip(correct_a, correct_b))
 
 
-def cells(records: Iterable[Record], ignore: Sequence[str] = ()) -> dict[tuple, list[Record]]:
-    """The complete runs by cell (model, hidden size, settings without ``ignore``[, and each ignored setting])."""
-    out: dict[tuple, list[Record]] = {}
-    for record in plots.included(records):
-        c = record.config
-        key = (c["model"], c["hidden_size"], plots.settings(record, ignore)) + tuple(c[k] for k in ignore)
-        out.setdefault(key, []).append(record)
-    return out
-
-
 def comparisons(records: Iterable[Record], metric: str | None = None, pairs: Sequence[tuple[str, str]] = MODEL_PAIRS,
                 labels: np.ndarray | None = None) -> pd.DataFrame:
     """Per model pair, hidden size and settings: seeds, mean difference a - b, its 95 % interval over seeds and
     test images (``low``, ``high``) and over seeds alone (``seed_low``, ``seed_high``), the verdict on
     "a > b", the pooled sign-flip p value and McNemar's p value of each seed."""
-    by_cell = cells(records)
+    by_cell = cells.group(records)
     rows = []
-    for label in sorted({key[2] for key in by_cell}, key=lambda s: (s != plots.PROTOCOL, s)):
+    for label in sorted({key[2] for key in by_cell}, key=lambda s: (s != PROTOCOL, s)):
         group = [r for key, runs in by_cell.items() if key[2] == label for r in runs]
         chosen = metric or metric_for(group)
-        for hidden_size in sorted({key[1] for key in by_cell if key[2] == label}, key=_size_order):
+        for hidden_size in sorted({key[1] for key in by_cell if key[2] == label}, key=cells.size_order):
             for a, b in pairs:
                 runs_a, runs_b = by_cell.get((a, hidden_size, label)), by_cell.get((b, hidden_size, label))
                 found = compare(runs_a, runs_b, chosen, labels, a, b) if runs_a and runs_b else None
@@ -204,7 +195,7 @@ def comparisons_text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 def check(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
     """The HW5 report's four claims, judged on its protocol's runs, then this project's own questions."""
-    records = plots.included(records)
+    records = cells.included(records)
     if not records:
         return []
     protocol = protocol_runs(records)
@@ -254,20 +245,20 @@ def rules() -> str:
 
 def scope(records: Iterable[Record]) -> str:
     """What these runs can and cannot show: which runs the report's claims are judged on, or why none."""
-    runs = plots.included(records)
+    runs = cells.included(records)
     if not runs:
         return "No complete run: no claim can be judged."
     protocol = protocol_runs(runs)
     if not protocol:
-        settings = sorted({plots.settings(r) for r in runs})
+        differ = sorted({settings(r) for r in runs})
         return (f"None of these {_count(len(runs), 'run')} follows the HW5 report's protocol (they differ in "
-                f"{'; '.join(settings)}), so every claim of the report reads *not tested here*. What they can show: "
+                f"{'; '.join(differ)}), so every claim of the report reads *not tested here*. What they can show: "
                 "the pipeline end to end, and how the models compare at these runs' own settings (the comparisons "
                 "below, with both sources of noise). What they cannot: anything about 100 epochs, the three "
                 "hidden sizes, or the HW5 report's numbers.")
-    by_cell = cells(protocol)
-    counts = ", ".join(f"{m}-hs{h} {_count(len(rs), 'seed')}" for (m, h, _), rs in
-                       sorted(by_cell.items(), key=lambda item: plots._cell_order(item[0])))
+    by_cell = cells.group(protocol)
+    counts = ", ".join(f"{cell_name(m, h)} {_count(len(rs), 'seed')}" for (m, h, _), rs in
+                       sorted(by_cell.items(), key=lambda item: cells.order(item[0])))
     text = (f"The HW5 report's claims are judged on the {_count(len(protocol), 'complete run')} of its protocol "
             f"({counts}), on val-selected test accuracy.")
     other = len(runs) - len(protocol)
@@ -295,10 +286,10 @@ def ordering(protocol: list[Record], labels: np.ndarray | None = None) -> Claim:
              f"{stats.MIN_SEEDS} seeds each, with per-example predictions (params/paper)")
     if not protocol:
         return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell, metric = cells(protocol), "val_selected_test_acc"
-    parts = [(h, a, b) for h in REPORT_HIDDEN_SIZES for a, b in (("bmodel", "wmodel"), ("wmodel", "nmodel"))]
+    by_cell, metric = cells.group(protocol), "val_selected_test_acc"
+    parts = [(h, a, b) for h in HIDDEN_SIZES for a, b in (("bmodel", "wmodel"), ("wmodel", "nmodel"))]
     verdicts, sentences = [], []
-    for h in REPORT_HIDDEN_SIZES:
+    for h in HIDDEN_SIZES:
         texts = []
         for _, a, b in [p for p in parts if p[0] == h]:
             found = _compare_cells(by_cell, (a, h), (b, h), metric, labels)
@@ -322,25 +313,25 @@ def training_accuracy(protocol: list[Record]) -> Claim:
              "in records that measure the training set after training (format 3, train_eval)")
     if not protocol:
         return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell = cells(protocol)
+    by_cell = cells.group(protocol)
     sentences, short_cells, untested, unmeasured = [], [], [], []
-    for model in plots.MODELS:
+    for model in MODELS:
         parts = []
-        for h in REPORT_HIDDEN_SIZES:
-            runs = by_cell.get((model, h, plots.PROTOCOL), [])
+        for h in HIDDEN_SIZES:
+            runs = by_cell.get((model, h, PROTOCOL), [])
             measured = [r.summary["train_eval_acc"] for r in runs if r.summary["train_eval_acc"] is not None]
             unmeasured += [r for r in runs if r.summary["train_eval_acc"] is None]
             if not runs:
-                untested.append(f"{model}-hs{h}")
+                untested.append(cell_name(model, h))
                 continue
             if len(measured) < stats.MIN_SEEDS:
-                untested.append(f"{model}-hs{h}")
+                untested.append(cell_name(model, h))
             if not measured:
                 parts.append(f"H = {h} not measured")
                 continue
             reach = sum(acc >= 100.0 for acc in measured)
             if len(measured) >= stats.MIN_SEEDS and 2 * (len(measured) - reach) > len(measured):
-                short_cells.append(f"{model}-hs{h}")
+                short_cells.append(cell_name(model, h))
             low = "" if reach == len(measured) else f", lowest {min(measured):.2f} %"
             parts.append(f"H = {h} {reach} of {_count(len(measured), 'run')}{low}")
         sentences.append(f"{model}: " + ", ".join(parts) if parts else f"{model}: no protocol runs")
@@ -388,7 +379,7 @@ def _across_sizes(name: str, says: str, needs: str, model: str, pairs: Sequence[
                   protocol: list[Record], labels: np.ndarray | None, margin: float | None = None) -> Claim:
     if not protocol:
         return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell = cells(protocol)
+    by_cell = cells.group(protocol)
     verdicts, texts = [], []
     for a, b in pairs:
         found = _compare_cells(by_cell, (model, a), (model, b), "val_selected_test_acc", labels, f"H={a}", f"H={b}")
@@ -422,10 +413,10 @@ def trains_faster(runs: list[Record]) -> Claim:
             "report does not claim this; only the titles of the papers it cites do).")
     if not runs:
         return Claim(name, says, OWN, stats.UNTESTED, "No complete runs.")
-    by_cell = cells(runs)
-    sizes = sorted({key[1] for key in by_cell if key[0] == "nmodel"}, key=_size_order)
+    by_cell = cells.group(runs)
+    sizes = sorted({key[1] for key in by_cell if key[0] == "nmodel"}, key=cells.size_order)
     parts = [(h, faster) for h in sizes for faster in ("bmodel", "wmodel")
-             if (faster, h, plots.settings(runs[0])) in by_cell]
+             if (faster, h, settings(runs[0])) in by_cell]
     if not parts:
         return Claim(name, says, OWN, stats.UNTESTED, "Needs nmodel and a normalised model at one hidden size.")
     verdicts, texts = [], []
@@ -437,7 +428,7 @@ def trains_faster(runs: list[Record]) -> Claim:
         verdicts.append(found.verdict(len(parts)))
         texts.append(f"H = {h}: " + _part_text(found, verdicts[-1], unit="", digits=4))
     epochs = min(runs[0].config.get("step_size", 20), runs[0].config["epochs"])
-    where = "the protocol" if plots.settings(runs[0]) == plots.PROTOCOL else plots.settings(runs[0])
+    where = "the protocol" if settings(runs[0]) == PROTOCOL else settings(runs[0])
     text = (f"Measure: the mean training loss over epochs 1-{epochs}, before the first learning-rate decay, at "
             f"{where}; nmodel − normalised model > 0 means the normalised model got lower sooner. "
             + "; ".join(texts) + ". It is measured on the training images themselves (nothing sampled), so its "
@@ -452,11 +443,11 @@ def rate_choices(records: Iterable[Record]) -> pd.DataFrame:
 
     A model's rate is the one with the best mean validation accuracy among its rates with at least
     MIN_SEEDS seeds; test accuracy never enters the choice."""
-    by_cell = cells(records, ignore=("lr",))
+    by_cell = cells.group(records, ignore=("lr",))
     groups = {(h, s) for (m, h, s, lr) in by_cell if len({k[3] for k in by_cell if k[:3] == (m, h, s)}) > 1}
     rows = []
-    for h, s in sorted(groups, key=lambda g: (_size_order(g[0]), g[1])):
-        for model in plots.MODELS:
+    for h, s in sorted(groups, key=lambda g: (cells.size_order(g[0]), g[1])):
+        for model in MODELS:
             rates = sorted(k[3] for k in by_cell if k[:3] == (model, h, s))
             summaries = []
             for lr in rates:
@@ -499,7 +490,7 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
     table = rate_choices(records)
     if table.empty:
         return []
-    by_cell = cells(records, ignore=("lr",))
+    by_cell = cells.group(records, ignore=("lr",))
     found = []
     for (h, s), group in table.groupby(["hidden_size", "settings"], sort=False):
         chosen = {row["model"]: row for _, row in group[group["chosen"]].iterrows()}
@@ -509,7 +500,7 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
             name = f"Does {label} still help at each model's best learning rate (H = {h})?"
             says = (f"{model} at its own best learning rate beats nmodel at its own best rate, each rate chosen on "
                     "validation accuracy.")
-            where = "" if s == plots.PROTOCOL else f" Settings besides the rate: {s}."
+            where = "" if s == PROTOCOL else f" Settings besides the rate: {s}."
             missing = [m for m in (model, "nmodel") if len(eligible.get(m, [])) < 2]
             if missing:
                 rates = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in tried.get(m, [])) or 'none'}"
@@ -608,11 +599,6 @@ def _mean_sd(mean, sd, digits: int = 2) -> str:
     if pd.isna(mean):
         return ""
     return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
-def _size_order(hidden_size: int) -> tuple:
-    return (plots.HIDDEN_SIZES.index(hidden_size) if hidden_size in plots.HIDDEN_SIZES else len(plots.HIDDEN_SIZES),
-            -hidden_size)
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,14 +1,12 @@
-"""Tables and seaborn figures of records: Table 1, the HW5 report's Figure 1 and Figures 3-6, and the errors.
+"""Seaborn figures of records: the HW5 report's Figure 1 and Figures 3-6, and the misclassified digits.
 
-Runs are grouped by their training identity without the seed (a *cell*), so that a mean, a band or an
-interval is always over seeds and never pools runs that differ in anything else.
+One line per cell (``cells``): a band is always over the seeds of one cell. Table 1's figure is beside
+Table 1, in ``table1``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,152 +14,8 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from .. import paths
-from ..config import MODELS, Config
 from ..records import Record
-from . import stats
-
-HIDDEN_SIZES = (5000, 2000, 1000)  # the column order of the HW5 report's Table 1
-PROTOCOL = "protocol"  # the settings label of a run with the paper protocol's settings
-CELL_KEYS = ("model", "hidden_size", "settings")
-
-# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site's name).
-SEED_TABLE = {
-    ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
-    ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
-    ("wmodel", 5000): 98.65, ("wmodel", 2000): 98.42, ("wmodel", 1000): 98.50,
-}
-PHASES = {"train": "train", "val": "validation", "test": "test"}
-METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
-TWO_SOURCE_METRICS = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # kept predictions
-
-
-def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> list[Record]:
-    """The records ``files`` when given (a sweep's own runs: the index reads the same), else every ``*.json``
-    in ``folder``, sorted by file name; none when the folder does not exist."""
-    return [Record.load(path) for path in (list(files) or sorted(Path(folder).glob("*.json")))]
-
-
-def settings(record: Record, ignore: Iterable[str] = ()) -> str:
-    """The run's settings that differ from the paper protocol, besides model, hidden size, seed and
-    ``ignore`` (e.g. ``("lr",)`` to group the rates of a learning-rate study), as text."""
-    identity = _identity(record)
-    protocol = Config().identity()
-    skip = {"model", "hidden_size", "seed", *ignore}
-    changed = [f"{key}={_text(value)}" for key, value in identity.items()
-               if key not in skip and value != protocol.get(key)]
-    return ", ".join(changed) or PROTOCOL
-
-
-def run_name(record: Record) -> str:
-    """``model-hsH-seedS``, with the non-protocol settings in brackets."""
-    c, label = record.config, settings(record)
-    return f"{c['model']}-hs{c['hidden_size']}-seed{c['seed']}" + ("" if label == PROTOCOL else f" [{label}]")
-
-
-def excluded(records: Iterable[Record]) -> list[str]:
-    """The runs Table 1 leaves out, each with why: diverged, or no epoch with a test accuracy."""
-    notes = []
-    for record in records:
-        if record.status != "complete":
-            reason = getattr(record, "diverged_reason", None) or f"at epoch {record.diverged_epoch}"
-            notes.append(f"{run_name(record)}: {record.status} ({reason})")
-        elif record.summary["best_test_acc"] is None:
-            notes.append(f"{run_name(record)}: no epoch with a test accuracy")
-    return notes
-
-
-def included(records: Iterable[Record]) -> list[Record]:
-    """The complete runs with a test accuracy: what Table 1, the comparisons and the claims use."""
-    return [r for r in records if r.status == "complete" and r.summary["best_test_acc"] is not None]
-
-
-def summary_frame(records: Iterable[Record]) -> pd.DataFrame:
-    """One row per run: its cell (model, hidden size, settings), seed, epochs, status and summary."""
-    rows = [{"model": r.config["model"], "hidden_size": r.config["hidden_size"], "settings": settings(r),
-             "seed": r.config["seed"], "epochs": r.config["epochs"], **r.summary} for r in records]
-    frame = pd.DataFrame(rows, columns=[*CELL_KEYS, "seed", "epochs", *METRICS, "status"] if not rows else None)
-    for metric in METRICS:
-        frame[metric] = pd.to_numeric(frame[metric], errors="coerce")  # None (no validation) -> NaN
-    return frame
-
-
-def table1(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
-    """Table 1 of the complete runs: per cell, the seeds, each metric's mean, sd and 95 % t interval over
-    seeds (NaN with one seed), and the HW5 report's number with the difference. With the test ``labels``,
-    val-selected and final test accuracy also get a 95 % interval over seeds and test images
-    (``{metric}_both_low``, ``_both_high``: ``stats.two_source`` on the kept predictions; NaN where a run
-    kept none, and always for best test accuracy, whose epoch keeps none). Empty (with its columns) when
-    there is no complete run."""
-    included_runs = included(records)
-    runs = summary_frame(included_runs)
-    columns = ["seeds", "epochs"] + [f"{m}{s}" for m in METRICS for s in ("", "_std", "_low", "_high")] + \
-              [f"{m}_both_{s}" for m in TWO_SOURCE_METRICS for s in ("low", "high")] + ["seed_paper", "difference"]
-    if runs.empty:
-        return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=CELL_KEYS))
-    rows = {}
-    for key, cell in runs.groupby(list(CELL_KEYS), sort=False):
-        row = {"seeds": len(cell), "epochs": int(cell["epochs"].max())}
-        for metric in METRICS:
-            values = cell[metric].dropna()
-            e = stats.describe(values) if len(values) else stats.Estimate(0, *[np.nan] * 4)
-            row.update({metric: e.mean, f"{metric}_std": e.sd, f"{metric}_low": e.low, f"{metric}_high": e.high})
-        cell_runs = [included_runs[i] for i in cell.index]
-        for metric, which in TWO_SOURCE_METRICS.items():
-            both = _two_source_accuracy(cell_runs, which, labels) if not cell[metric].isna().any() else None
-            row.update({f"{metric}_both_low": both.low if both else np.nan,
-                        f"{metric}_both_high": both.high if both else np.nan})
-        # The HW5 report's number only beside a run of its protocol: a 3-epoch run is no reproduction of it.
-        row["seed_paper"] = SEED_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
-        row["difference"] = row["best_test_acc"] - row["seed_paper"]
-        rows[key] = row
-    order = sorted(rows, key=_cell_order)  # the HW5 report's row and column order, protocol before variants
-    return pd.DataFrame([rows[key] for key in order], columns=columns,
-                        index=pd.MultiIndex.from_tuples(order, names=CELL_KEYS))
-
-
-def table1_text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """Table 1 for reading: one column per metric, "mean ± sd · seeds [low, high] · seeds+images [low, high]"
-    where a cell has several seeds (the t interval over seeds only, then the interval over seeds and images)."""
-    out = pd.DataFrame(index=table.index)
-    out["seeds"], out["epochs"] = table["seeds"], table["epochs"]
-    for metric in METRICS:
-        out[metric] = [_estimate_text(row, metric, digits) for _, row in table.iterrows()]
-    out["seed_paper"] = table["seed_paper"].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
-    out["difference"] = table["difference"].map(lambda v: "" if pd.isna(v) else f"{v:+.{digits}f}")
-    return out
-
-
-def _two_source_accuracy(runs: list[Record], which: str, labels: np.ndarray | None) -> stats.TwoSource | None:
-    """A cell's mean test accuracy with its interval over seeds and test images; None without predictions."""
-    if labels is None:
-        return None
-    predicted = [r.predicted(which) for r in runs]
-    if any(p is None or p.shape != np.shape(labels) for p in predicted):
-        return None
-    return stats.two_source(100.0 * np.stack([p == labels for p in predicted]))
-
-
-def missing_configs(records: Iterable[Record]) -> list[str]:
-    """The HW5 report's 9 configs without a complete protocol run, as ``model-hsH`` names."""
-    present = {(r.config["model"], r.config["hidden_size"]) for r in included(records) if settings(r) == PROTOCOL}
-    return [f"{m}-hs{h}" for m in MODELS for h in HIDDEN_SIZES if (m, h) not in present]
-
-
-def history_frame(records: Iterable[Record]) -> pd.DataFrame:
-    """Long table: one row per run, epoch and measured phase, with loss, accuracy and error (%)."""
-    rows = []
-    for record in records:
-        c, label = record.config, settings(record)
-        for h in record.history:
-            for phase, name in PHASES.items():
-                if h[f"{phase}_acc"] is None:
-                    continue  # a run without validation measured none
-                rows.append({"model": c["model"], "hidden_size": c["hidden_size"], "settings": label,
-                             "seed": c["seed"], "epoch": h["epoch"], "phase": name, "loss": h[f"{phase}_loss"],
-                             "accuracy": h[f"{phase}_acc"], "error": 100.0 - h[f"{phase}_acc"]})
-    columns = [*CELL_KEYS, "seed", "epoch", "phase", "loss", "accuracy", "error"]
-    return pd.DataFrame(rows, columns=columns)
+from . import cells
 
 
 def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "test")) -> plt.Figure:
@@ -197,7 +51,7 @@ def curves(history: pd.DataFrame, hue: str, title: str = "", phases=("train", "t
 
 def run_curves(record: Record) -> plt.Figure:
     """Loss and error of one run: train, validation and test on the same log axes."""
-    frame = history_frame([record])
+    frame = cells.history_frame([record])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("loss", "error")):
         sns.lineplot(frame, x="epoch", y=metric, hue="phase", ax=ax)
@@ -273,46 +127,16 @@ def _log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _identity(record: Record) -> dict:
-    known = {k: v for k, v in record.config.items() if k in Config.field_names()}
-    return Config(**known).identity()
-
-
-def _text(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _cell_order(key: tuple) -> tuple:
-    model, hidden_size, label = key
-    return (list(MODELS).index(model) if model in MODELS else len(MODELS),
-            HIDDEN_SIZES.index(hidden_size) if hidden_size in HIDDEN_SIZES else len(HIDDEN_SIZES), -hidden_size,
-            label != PROTOCOL, label)
-
-
-def _estimate_text(row: pd.Series, metric: str, digits: int) -> str:
-    mean = row[metric]
-    if pd.isna(mean):
-        return ""
-    if row["seeds"] < 2 or pd.isna(row[f"{metric}_std"]):
-        return f"{mean:.{digits}f}"
-    text = (f"{mean:.{digits}f} ± {row[f'{metric}_std']:.{digits}f} · seeds "
-            f"[{row[f'{metric}_low']:.{digits}f}, {row[f'{metric}_high']:.{digits}f}]")
-    low, high = row.get(f"{metric}_both_low", np.nan), row.get(f"{metric}_both_high", np.nan)
-    if not (pd.isna(low) or pd.isna(high)):
-        text += f" · seeds+images [{low:.{digits}f}, {high:.{digits}f}]"
-    return text
-
-
 def _line_labels(data: pd.DataFrame, hue: str) -> pd.Series:
     """The hue value as text, with the settings added where that hue value spans several cells."""
-    cells = data.groupby(hue)[list(CELL_KEYS)].apply(lambda part: len(part.drop_duplicates()))
-    shared = {value for value, count in cells.items() if count > 1}
+    spans = data.groupby(hue)[list(cells.CELL_KEYS)].apply(lambda part: len(part.drop_duplicates()))
+    shared = {value for value, count in spans.items() if count > 1}
 
     def label(row) -> str:
         text = str(row[hue])
         if row[hue] in shared:
             extra = [f"H={row['hidden_size']}" if k == "hidden_size" else (row[k] if k == "settings" else str(row[k]))
-                     for k in CELL_KEYS if k != hue]
+                     for k in cells.CELL_KEYS if k != hue]
             text += " (" + ", ".join(extra) + ")"
         return text
 
@@ -321,6 +145,6 @@ def _line_labels(data: pd.DataFrame, hue: str) -> pd.Series:
 
 def _line_order(data: pd.DataFrame, hue: str) -> list[str]:
     labels = data.drop_duplicates("line")
-    ordered = labels.assign(_key=[_cell_order((m, h, s)) for m, h, s in zip(labels["model"], labels["hidden_size"],
+    ordered = labels.assign(_key=[cells.order((m, h, s)) for m, h, s in zip(labels["model"], labels["hidden_size"],
                                                                              labels["settings"])])
     return list(ordered.sort_values(["_key", "line"])["line"])

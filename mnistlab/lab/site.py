@@ -8,20 +8,24 @@ machine it was built on. Numbers are written by ``formatting``, as on every othe
 from __future__ import annotations
 
 import io
-import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
 from . import formatting as fmt
+from . import table1
 from .assets import copy_static
 from .progress import commit_text
+from .protocol import off_protocol
 from .provenance import provenance, summary_line
 from .results import RunResult, SweepResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX_TEMPLATE = "index.html.j2"
@@ -32,23 +36,23 @@ PAGE_TITLES = {
     "data": "Data: MNIST examples (Figure 1) and the splits",
     "backprop": "Backpropagation by hand, checked against autograd",
 }
-PROTOCOL = "protocol"  # plots' settings label of a run with the paper's settings
 
 
 def write_site(out: str | os.PathLike, result: SweepResult) -> Path:
-    """Write ``<out>/index.html`` (and its figure, and MathJax into ``<out>/_static/``); return the index."""
+    """Write ``<out>/index.html`` (and Table 1's figure, and MathJax into ``<out>/_static/``); return the index."""
     out = Path(out)
     copy_static(out)
     records = [run.record for run in result.runs if run.record is not None]
-    figure = _write_figure(out, records)
-    return atomic_write_text(out / "index.html", index_html(out, result, figure))
+    table = table1.compute(records)  # once for the figure and the page
+    figure = _write_figure(out, table, records)
+    return atomic_write_text(out / "index.html", index_html(out, result, table, figure))
 
 
-def index_html(out: Path, result: SweepResult, figure: str | None = None) -> str:
-    """The index page's HTML for the site in ``out``."""
+def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str | None = None) -> str:
+    """The index page's HTML for the site in ``out``, with Table 1 (``table1.compute`` of the result's records)."""
     env = environment(out)
     records = [run.record for run in result.runs if run.record is not None]
-    table = table1_rows(records)
+    rows = table1.rows(table)
     current = origin.code()["fingerprint"]
     runs = [run_row(run, current) for run in result.runs]
     return env.get_template(INDEX_TEMPLATE).render(
@@ -60,9 +64,9 @@ def index_html(out: Path, result: SweepResult, figure: str | None = None) -> str
         older=[run["name"] for run in runs if run["older_code"]],
         complete=sum(run.status == "complete" for run in result.runs),
         failed=result.failed,
-        table=table,
-        several_seeds=any(row["seeds"] > 1 for row in table),
-        hw5=any(row["seed_paper"] != fmt.MISSING for row in table),  # any row beside the HW5 report's number
+        table=rows,
+        several_seeds=any(row["seeds"] > 1 for row in rows),
+        hw5=any(row["seed_paper"] != fmt.MISSING for row in rows),  # any row beside the HW5 report's number
         figure=figure,
         provenance=summary_line(records),
         pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
@@ -92,28 +96,6 @@ def environment(out: Path):
     env.filters["href"] = lambda path: _href(path, out)
     env.filters["public"] = lambda text: public_text(text, out)
     return env
-
-
-def table1_rows(records: list[Record]) -> list[dict[str, Any]]:
-    """Table 1 as rows of display strings (plus ``seeds``), from ``plots.table1``."""
-    from .plots import table1
-
-    table = table1(records)
-    rows = []
-    for key, row in table.iterrows():
-        model, hidden_size, *rest = key
-        rows.append({
-            "model": model, "hidden_size": hidden_size,
-            "settings": "" if not rest or rest[0] == PROTOCOL else rest[0],
-            "seeds": int(row["seeds"]), "epochs": int(row["epochs"]),
-            "best": fmt.mean_sd(row["best_test_acc"], row.get("best_test_acc_std")),
-            "best_interval": fmt.interval(row.get("best_test_acc_low"), row.get("best_test_acc_high")),
-            "seed_paper": fmt.accuracy(row["seed_paper"]),
-            "difference": fmt.difference(row["difference"]),
-            "val_selected": fmt.mean_sd(row["val_selected_test_acc"], row.get("val_selected_test_acc_std")),
-            "final": fmt.mean_sd(row["final_test_acc"], row.get("final_test_acc_std")),
-        })
-    return rows
 
 
 def run_row(run: RunResult, current: str | None = None) -> dict[str, Any]:
@@ -152,10 +134,7 @@ def older_code_text(record: Record, current: str) -> str:
 
 def _shown(key: str, value: Any) -> bool:
     """A run's parameter worth a column: what names the cell, and every setting off the paper protocol."""
-    from ..config import Config
-
-    protocol = Config().to_dict()
-    return key in ("model", "hidden_size", "seed") or key not in protocol or protocol[key] != value
+    return key in ("model", "hidden_size", "seed") or off_protocol(key, value)
 
 
 def public_text(text: Any, out: Path) -> str:
@@ -164,59 +143,13 @@ def public_text(text: Any, out: Path) -> str:
     return paths.public(text, out, paths.project_root())
 
 
-def table1_figure(table, records: list[Record]):
-    """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the HW5 report's
-    number (x)."""
-    from matplotlib.figure import Figure
-
-    from .plots import settings
-
-    keys = list(table.index)
-    sizes = list(dict.fromkeys(key[1] for key in keys))
-    lines = list(dict.fromkeys(_line(key) for key in keys))
-    colours = dict(zip(lines, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"] * 9))
-    width = 0.8 / max(len(lines), 1)
-    fig = Figure(figsize=(max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    labelled = set()
-    for key, row in table.iterrows():
-        line = _line(key)
-        x = sizes.index(key[1]) + (lines.index(line) - (len(lines) - 1) / 2) * width
-        seeds = [r.summary["best_test_acc"] for r in records if r.status == "complete"
-                 and (r.config["model"], r.config["hidden_size"], settings(r))[:len(key)] == tuple(key)
-                 and r.summary["best_test_acc"] is not None]
-        if len(seeds) > 1:
-            ax.plot([x] * len(seeds), seeds, "o", ms=3, color=colours[line], alpha=0.45)
-        low, high = row.get("best_test_acc_low"), row.get("best_test_acc_high")
-        error = None if _nan(low) or _nan(high) else [[row["best_test_acc"] - low], [high - row["best_test_acc"]]]
-        ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
-                    label=line if line not in labelled else None)
-        labelled.add(line)
-        paper = row.get("seed_paper")  # only beside runs of the HW5 report's protocol (plots.table1)
-        if not _nan(paper):
-            ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
-                    label="the HW5 report's number" if "hw5" not in labelled else None)
-            labelled.add("hw5")
-    ax.set_xticks(range(len(sizes)), [f"H = {h}" for h in sizes])
-    ax.set_ylabel("best test accuracy (%)")
-    several = any(row["seeds"] > 1 for _, row in table.iterrows())
-    ax.set_title("Table 1: mean and 95 % interval over seeds" if several else "Table 1: one seed per cell",
-                 fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return fig
-
-
-def _write_figure(out: Path, records: list[Record]) -> str | None:
+def _write_figure(out: Path, table: pd.DataFrame, records: list[Record]) -> str | None:
     """Write Table 1's figure beside the index; its file name, or None when there is nothing to draw."""
-    from .plots import table1
-
-    table = table1(records)
     if table.empty:
         (out / FIGURE).unlink(missing_ok=True)
         return None
     buffer = io.BytesIO()
-    table1_figure(table, records).savefig(buffer, format="png", dpi=110, metadata={"Software": None})
+    table1.figure(table, records).savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     atomic_write_bytes(out / FIGURE, buffer.getvalue())
     return FIGURE
 
@@ -231,13 +164,3 @@ def _href(path: str | None, out: Path) -> str | None:
             return None
         path = relative
     return quote(Path(path).as_posix())
-
-
-def _line(key: tuple) -> str:
-    """A cell's label in the figure: the model, with its settings when they are not the protocol's."""
-    return key[0] if len(key) < 3 or key[2] == PROTOCOL else f"{key[0]} [{key[2]}]"
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-

@@ -1,4 +1,4 @@
-"""Which test digits the models get wrong: confusion matrices, per-digit error rates, always-wrong digits."""
+"""The misclassified test digits: which ones each model gets wrong, confusion matrices, per-digit error rates."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import pandas as pd
 from ..config import MODELS
 from ..records import PREDICTIONS, Record
 from . import stats
+from .cells import run_name
 
 ALL_THREE = "all three"
 
 
 @dataclass
-class Errors:
-    """The errors of each model's runs on the test set, at one kind of prediction (val_selected or final)."""
+class Misclassified:
+    """The test digits each model's runs get wrong, at one kind of prediction (val_selected or final)."""
 
     which: str
     runs: dict[str, int] = field(default_factory=dict)  # model -> runs with predictions
@@ -28,8 +29,8 @@ class Errors:
     predicted: dict[str, np.ndarray] = field(default_factory=dict)  # model or ALL_THREE -> most common prediction
 
 
-def errors(records: Iterable[Record], labels: np.ndarray, which: str = "val_selected") -> Errors:
-    """The test errors of the runs that kept predictions, per model; empty when none did."""
+def find(records: Iterable[Record], labels: np.ndarray, which: str = "val_selected") -> Misclassified:
+    """The misclassified test digits of the runs that kept predictions, per model; empty when none did."""
     labels = np.asarray(labels).astype(np.int64)
     by_model: dict[str, list[np.ndarray]] = {}
     for record in records:
@@ -37,11 +38,10 @@ def errors(records: Iterable[Record], labels: np.ndarray, which: str = "val_sele
         if predicted is None:
             continue
         if predicted.shape != labels.shape:
-            c = record.config
-            raise ValueError(f"{c['model']}-hs{c['hidden_size']}-seed{c['seed']}: {len(predicted)} predictions for "
-                             f"{len(labels)} test labels; pass the official test labels (errors.test_set)")
+            raise ValueError(f"{run_name(record)}: {len(predicted)} predictions for {len(labels)} test labels; "
+                             "pass the official test labels (misclassified.test_set)")
         by_model.setdefault(record.config["model"], []).append(predicted.astype(np.int64))
-    result = Errors(which)
+    result = Misclassified(which)
     rates = {}
     for model in sorted(by_model, key=lambda m: list(MODELS).index(m) if m in MODELS else len(MODELS)):
         runs = np.stack(by_model[model])  # (runs, test images)
@@ -59,7 +59,7 @@ def errors(records: Iterable[Record], labels: np.ndarray, which: str = "val_sele
 
 def test_set(data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The official 10,000 test images (uint8, (N, 28, 28)) and labels, in test-set order, as numpy arrays."""
-    from ..data import load_raw  # torch and torchvision: only when the errors are looked at
+    from ..data import load_raw  # torch and torchvision: only when the digits are looked at
 
     images, labels = load_raw(data_dir or None, train=False)
     return np.asarray(images), np.asarray(labels)

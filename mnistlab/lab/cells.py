@@ -1,0 +1,109 @@
+"""Runs grouped into cells: which records count, which cell each is in, and the frames the tables and figures read.
+
+A *cell* is a run's training identity without the seed: its model, hidden size and settings (what it
+has off the protocol, ``protocol.settings``). A mean, a band or an interval is always over the seeds of
+one cell, and never pools runs that differ in anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import MODELS, cell_name, seed_name
+from ..records import Record
+from .protocol import HIDDEN_SIZES, PROTOCOL, settings
+
+CELL_KEYS = ("model", "hidden_size", "settings")
+METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
+PHASES = {"train": "train", "val": "validation", "test": "test"}
+
+
+def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> list[Record]:
+    """The records ``files`` when given (a sweep's own runs: the index reads the same), else every ``*.json``
+    in ``folder``, sorted by file name; none when the folder does not exist."""
+    return [Record.load(path) for path in (list(files) or sorted(Path(folder).glob("*.json")))]
+
+
+def included(records: Iterable[Record]) -> list[Record]:
+    """The complete runs with a test accuracy: what Table 1, the comparisons and the claims use."""
+    return [r for r in records if r.status == "complete" and r.summary["best_test_acc"] is not None]
+
+
+def excluded(records: Iterable[Record]) -> list[str]:
+    """The runs Table 1 leaves out, each with why: diverged, or no epoch with a test accuracy."""
+    notes = []
+    for record in records:
+        if record.status != "complete":
+            reason = getattr(record, "diverged_reason", None) or f"at epoch {record.diverged_epoch}"
+            notes.append(f"{run_name(record)}: {record.status} ({reason})")
+        elif record.summary["best_test_acc"] is None:
+            notes.append(f"{run_name(record)}: no epoch with a test accuracy")
+    return notes
+
+
+def cell(record: Record, ignore: Sequence[str] = ()) -> tuple:
+    """The run's cell: (model, hidden size, settings without ``ignore``[, and each ignored setting's value])."""
+    c = record.config
+    return (c["model"], c["hidden_size"], settings(record, ignore)) + tuple(c[k] for k in ignore)
+
+
+def group(records: Iterable[Record], ignore: Sequence[str] = ()) -> dict[tuple, list[Record]]:
+    """The complete runs by ``cell``, in the order of the records."""
+    out: dict[tuple, list[Record]] = {}
+    for record in included(records):
+        out.setdefault(cell(record, ignore), []).append(record)
+    return out
+
+
+def run_name(record: Record) -> str:
+    """``model-hsH-seedS``, with the settings off the protocol in brackets."""
+    c, label = record.config, settings(record)
+    return seed_name(cell_name(c["model"], c["hidden_size"]), c["seed"]) + ("" if label == PROTOCOL else f" [{label}]")
+
+
+def order(key: tuple) -> tuple:
+    """A cell's place in the HW5 report's row and column order, protocol before variants."""
+    model, hidden_size, label = key[:3]
+    return (list(MODELS).index(model) if model in MODELS else len(MODELS), size_order(hidden_size),
+            label != PROTOCOL, label)
+
+
+def size_order(hidden_size: int) -> tuple:
+    """A hidden size's place in the HW5 report's column order; other sizes after them, largest first."""
+    return (HIDDEN_SIZES.index(hidden_size) if hidden_size in HIDDEN_SIZES else len(HIDDEN_SIZES), -hidden_size)
+
+
+def missing_configs(records: Iterable[Record]) -> list[str]:
+    """The HW5 report's 9 configs without a complete protocol run, as ``model-hsH`` names."""
+    present = {(r.config["model"], r.config["hidden_size"]) for r in included(records) if settings(r) == PROTOCOL}
+    return [cell_name(m, h) for m in MODELS for h in HIDDEN_SIZES if (m, h) not in present]
+
+
+def summary_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per run: its cell (model, hidden size, settings), seed, epochs, status and summary."""
+    rows = [{"model": r.config["model"], "hidden_size": r.config["hidden_size"], "settings": settings(r),
+             "seed": r.config["seed"], "epochs": r.config["epochs"], **r.summary} for r in records]
+    frame = pd.DataFrame(rows, columns=[*CELL_KEYS, "seed", "epochs", *METRICS, "status"] if not rows else None)
+    for metric in METRICS:
+        frame[metric] = pd.to_numeric(frame[metric], errors="coerce")  # None (no validation) -> NaN
+    return frame
+
+
+def history_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """Long table: one row per run, epoch and measured phase, with loss, accuracy and error (%)."""
+    rows = []
+    for record in records:
+        c, label = record.config, settings(record)
+        for h in record.history:
+            for phase, name in PHASES.items():
+                if h[f"{phase}_acc"] is None:
+                    continue  # a run without validation measured none
+                rows.append({"model": c["model"], "hidden_size": c["hidden_size"], "settings": label,
+                             "seed": c["seed"], "epoch": h["epoch"], "phase": name, "loss": h[f"{phase}_loss"],
+                             "accuracy": h[f"{phase}_acc"], "error": 100.0 - h[f"{phase}_acc"]})
+    columns = [*CELL_KEYS, "seed", "epoch", "phase", "loss", "accuracy", "error"]
+    return pd.DataFrame(rows, columns=columns)

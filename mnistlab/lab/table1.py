@@ -1,0 +1,164 @@
+"""Table 1: the HW5 report's table of test accuracies, per cell over its seeds, as numbers, text and a figure.
+
+``compute`` gives the numbers (a frame indexed by cell, ``cells.CELL_KEYS``); ``text`` the analysis page's
+table, ``rows`` the index's, and ``figure`` the index's picture of it, all from one computed frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..records import Record
+from . import formatting as fmt
+from . import stats
+from .cells import CELL_KEYS, METRICS, group, included, order, summary_frame
+from .protocol import PROTOCOL
+
+# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site's name).
+HW5_TABLE = {
+    ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
+    ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
+    ("wmodel", 5000): 98.65, ("wmodel", 2000): 98.42, ("wmodel", 1000): 98.50,
+}
+TWO_SOURCE_METRICS = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # kept predictions
+
+
+def compute(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
+    """Table 1 of the complete runs: per cell, the seeds, each metric's mean, sd and 95 % t interval over
+    seeds (NaN with one seed), and the HW5 report's number with the difference. With the test ``labels``,
+    val-selected and final test accuracy also get a 95 % interval over seeds and test images
+    (``{metric}_both_low``, ``_both_high``: ``stats.two_source`` on the kept predictions; NaN where a run
+    kept none, and always for best test accuracy, whose epoch keeps none). Empty (with its columns) when
+    there is no complete run."""
+    included_runs = included(records)
+    runs = summary_frame(included_runs)
+    columns = ["seeds", "epochs"] + [f"{m}{s}" for m in METRICS for s in ("", "_std", "_low", "_high")] + \
+              [f"{m}_both_{s}" for m in TWO_SOURCE_METRICS for s in ("low", "high")] + ["seed_paper", "difference"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=CELL_KEYS))
+    rows = {}
+    for key, cell in runs.groupby(list(CELL_KEYS), sort=False):
+        row = {"seeds": len(cell), "epochs": int(cell["epochs"].max())}
+        for metric in METRICS:
+            values = cell[metric].dropna()
+            e = stats.describe(values) if len(values) else stats.Estimate(0, *[np.nan] * 4)
+            row.update({metric: e.mean, f"{metric}_std": e.sd, f"{metric}_low": e.low, f"{metric}_high": e.high})
+        cell_runs = [included_runs[i] for i in cell.index]
+        for metric, which in TWO_SOURCE_METRICS.items():
+            both = _two_source_accuracy(cell_runs, which, labels) if not cell[metric].isna().any() else None
+            row.update({f"{metric}_both_low": both.low if both else np.nan,
+                        f"{metric}_both_high": both.high if both else np.nan})
+        # The HW5 report's number only beside a run of its protocol: a 3-epoch run is no reproduction of it.
+        row["seed_paper"] = HW5_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
+        row["difference"] = row["best_test_acc"] - row["seed_paper"]
+        rows[key] = row
+    keys = sorted(rows, key=order)  # the HW5 report's row and column order, protocol before variants
+    return pd.DataFrame([rows[key] for key in keys], columns=columns,
+                        index=pd.MultiIndex.from_tuples(keys, names=CELL_KEYS))
+
+
+def text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Table 1 for reading: one column per metric, "mean ± sd · seeds [low, high] · seeds+images [low, high]"
+    where a cell has several seeds (the t interval over seeds only, then the interval over seeds and images)."""
+    out = pd.DataFrame(index=table.index)
+    out["seeds"], out["epochs"] = table["seeds"], table["epochs"]
+    for metric in METRICS:
+        out[metric] = [_estimate_text(row, metric, digits) for _, row in table.iterrows()]
+    out["seed_paper"] = table["seed_paper"].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    out["difference"] = table["difference"].map(lambda v: "" if pd.isna(v) else f"{v:+.{digits}f}")
+    return out
+
+
+def rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Table 1 as the index shows it: rows of display strings (``formatting``), plus ``seeds``."""
+    out = []
+    for (model, hidden_size, settings), row in table.iterrows():
+        out.append({
+            "model": model, "hidden_size": hidden_size, "settings": settings,
+            "seeds": int(row["seeds"]), "epochs": int(row["epochs"]),
+            "best": fmt.mean_sd(row["best_test_acc"], row.get("best_test_acc_std")),
+            "best_interval": fmt.interval(row.get("best_test_acc_low"), row.get("best_test_acc_high")),
+            "seed_paper": fmt.accuracy(row["seed_paper"]),
+            "difference": fmt.difference(row["difference"]),
+            "val_selected": fmt.mean_sd(row["val_selected_test_acc"], row.get("val_selected_test_acc_std")),
+            "final": fmt.mean_sd(row["final_test_acc"], row.get("final_test_acc_std")),
+        })
+    return out
+
+
+def figure(table: pd.DataFrame, records: list[Record]):
+    """Best test accuracy per cell: each seed (dots), the mean with its 95 % interval over seeds, the HW5 report's
+    number (x)."""
+    from matplotlib.figure import Figure
+
+    keys = list(table.index)
+    by_cell = group(records)
+    sizes = list(dict.fromkeys(key[1] for key in keys))
+    lines = list(dict.fromkeys(_line(key) for key in keys))
+    colours = dict(zip(lines, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"] * 9))
+    width = 0.8 / max(len(lines), 1)
+    fig = Figure(figsize=(max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    labelled = set()
+    for key, row in table.iterrows():
+        line = _line(key)
+        x = sizes.index(key[1]) + (lines.index(line) - (len(lines) - 1) / 2) * width
+        seeds = [r.summary["best_test_acc"] for r in by_cell.get(tuple(key), [])]
+        if len(seeds) > 1:
+            ax.plot([x] * len(seeds), seeds, "o", ms=3, color=colours[line], alpha=0.45)
+        low, high = row.get("best_test_acc_low"), row.get("best_test_acc_high")
+        error = None if _nan(low) or _nan(high) else [[row["best_test_acc"] - low], [high - row["best_test_acc"]]]
+        ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
+                    label=line if line not in labelled else None)
+        labelled.add(line)
+        paper = row.get("seed_paper")  # only beside runs of the HW5 report's protocol (``compute``)
+        if not _nan(paper):
+            ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
+                    label="the HW5 report's number" if "hw5" not in labelled else None)
+            labelled.add("hw5")
+    ax.set_xticks(range(len(sizes)), [f"H = {h}" for h in sizes])
+    ax.set_ylabel("best test accuracy (%)")
+    several = any(row["seeds"] > 1 for _, row in table.iterrows())
+    ax.set_title("Table 1: mean and 95 % interval over seeds" if several else "Table 1: one seed per cell",
+                 fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _two_source_accuracy(runs: list[Record], which: str, labels: np.ndarray | None) -> stats.TwoSource | None:
+    """A cell's mean test accuracy with its interval over seeds and test images; None without predictions."""
+    if labels is None:
+        return None
+    predicted = [r.predicted(which) for r in runs]
+    if any(p is None or p.shape != np.shape(labels) for p in predicted):
+        return None
+    return stats.two_source(100.0 * np.stack([p == labels for p in predicted]))
+
+
+def _estimate_text(row: pd.Series, metric: str, digits: int) -> str:
+    mean = row[metric]
+    if pd.isna(mean):
+        return ""
+    if row["seeds"] < 2 or pd.isna(row[f"{metric}_std"]):
+        return f"{mean:.{digits}f}"
+    shown = (f"{mean:.{digits}f} ± {row[f'{metric}_std']:.{digits}f} · seeds "
+             f"[{row[f'{metric}_low']:.{digits}f}, {row[f'{metric}_high']:.{digits}f}]")
+    low, high = row.get(f"{metric}_both_low", np.nan), row.get(f"{metric}_both_high", np.nan)
+    if not (pd.isna(low) or pd.isna(high)):
+        shown += f" · seeds+images [{low:.{digits}f}, {high:.{digits}f}]"
+    return shown
+
+
+def _line(key: tuple) -> str:
+    """A cell's label in the figure: the model, with its settings when they are not the protocol's."""
+    return key[0] if len(key) < 3 or key[2] == PROTOCOL else f"{key[0]} [{key[2]}]"
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
