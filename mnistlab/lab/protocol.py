@@ -3,11 +3,14 @@
 The protocol is ``Config()``'s defaults (README.md, "What it does"). A run's *settings* are the training
 settings in which it differs from them, besides model, hidden size and seed, as text (``"epochs=2,
 lr=0.001"``), or ``PROTOCOL`` when there are none: the label every table, figure, claim and page uses.
+What mnistlab does differently from the HW5 report and still calls its protocol is written once, in
+``docs/deviations.md``: the README links to it and the analysis page shows it (``deviations``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
@@ -15,6 +18,8 @@ from ..records import Record
 
 PROTOCOL = "protocol"  # the settings of a run with every setting of the protocol
 HIDDEN_SIZES = (5000, 2000, 1000)  # the HW5 report's hidden sizes, in its Table 1's column order
+# Beside the code it describes, in the checkout this package runs from (not the project root a sweep is given).
+DEVIATIONS = Path(__file__).resolve().parents[2] / "docs" / "deviations.md"
 
 
 def off_protocol(name: str, value: Any) -> bool:
@@ -32,6 +37,14 @@ def settings(record: Record, ignore: Iterable[str] = ()) -> str:
     changed = [f"{key}={_text(value)}" for key, value in Config(**known).identity().items()
                if key not in skip and off_protocol(key, value)]
     return ", ".join(changed) or PROTOCOL
+
+
+def deviations() -> str:
+    """The deviations from the HW5 report, as Markdown: ``docs/deviations.md`` without its title."""
+    if not DEVIATIONS.is_file():  # an install without its checkout
+        return "The deviations are in `docs/deviations.md` of the mnistlab repository, which is not installed here."
+    title, _, body = DEVIATIONS.read_text().partition("\n")
+    return body.strip() if title.startswith("# ") else f"{title}\n{body}".strip()
 
 
 def _text(value: Any) -> str:

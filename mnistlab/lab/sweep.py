@@ -29,6 +29,7 @@ from ..records import Record, RecordError
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
 from .params import Job, ParamsError, jobs
+from .protocol import DEVIATIONS
 from .results import PageResult, RunResult, SweepResult
 
 PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this order on the index
@@ -192,6 +193,8 @@ def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], thr
                       "records": [paths.relative(record) for record in records]}
     inputs = {"notebook": cache.file_hash(source), "parameters": parameters,
               "records": [cache.file_hash(record) for record in records] if name == "analysis" else []}
+    if name == "analysis" and DEVIATIONS.is_file():  # the page shows them
+        inputs["deviations"] = cache.file_hash(DEVIATIONS)
     return Task(name=name, source=source, output=out / f"{name}.ipynb", html=out / f"{name}.html",
                 parameters=parameters, site_root=out, key=cache.key(inputs), threads=threads)
 
