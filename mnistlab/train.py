@@ -345,7 +345,7 @@ def checkpoint_mismatch(state: dict, configs: list[Config]) -> str | None:
     changed = sorted({key for config, old in zip(configs, saved) for key in config.differences(old)})
     if len(saved) != len(configs) or changed:
         return f"written by a run with different {', '.join(changed) or 'seeds'}"
-    if state.get("code") != CODE["fingerprint"]:
+    if not origin.same_numbers(state.get("code"), CODE):  # this code, or code checked to give its numbers
         return (f"written by other training code (fingerprint {str(state.get('code'))[:12]}, this code "
                 f"{CODE['fingerprint'][:12]}); its epochs and this code's would make one record")
     return None

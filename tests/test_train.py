@@ -296,7 +296,7 @@ def test_checkpoints_after_the_first_and_last_epoch_and_on_a_cadence(small_data,
     assert saved == [1, 2, 3, 4]
 
 
-def test_a_checkpoint_of_other_training_code_is_refused(small_data, tmp_path, monkeypatch):
+def test_a_checkpoint_of_other_training_code_is_refused_unless_checked_to_give_the_same_numbers(small_data, tmp_path, monkeypatch):
     import mnistlab.train as train_module
 
     config = Config(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu")
@@ -314,6 +314,13 @@ def test_a_checkpoint_of_other_training_code_is_refused(small_data, tmp_path, mo
             run(config, data=data, checkpoint=tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="other training code"):
         run(config, data=data, checkpoint=tmp_path / "c.pt")
+    # code checked to give this code's numbers (scripts/same-history.py --record): its checkpoint resumes
+    from mnistlab.same_numbers import SAME_NUMBERS
+
+    monkeypatch.setitem(SAME_NUMBERS, "f" * 64, "checked")
+    record = run(config, data=data, checkpoint=tmp_path / "c.pt")
+    codes = [segment["code"] for segment in record.segments]
+    assert record.resumed_after_epoch == 1 and codes == ["f" * 64, train_module.CODE["fingerprint"]]
 
 
 def test_a_record_says_what_code_and_hardware_made_it(small_data):
