@@ -67,3 +67,20 @@ def test_site_templates_and_lab_code_call_the_course_report_the_hw5_report():
     for path in owned:
         text = path.read_text()
         assert "the seed's" not in text and "The seed's" not in text, path
+
+
+def test_every_committed_notebook_is_valid_and_the_sources_are_lean():
+    """Jupyter Server refuses an invalid notebook ("Notebook validation failed"); the published ones are read by
+    people, the sources executed by papermill. Sources keep outputs only where nbval checks them."""
+    import nbformat
+
+    committed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "*.ipynb"], capture_output=True, text=True,
+                               check=True).stdout.split()
+    assert any(path.startswith("reports/") for path in committed) and any(
+        path.startswith("notebooks/") for path in committed)
+    for path in committed:
+        notebook = nbformat.read(ROOT / path, as_version=4)
+        nbformat.validate(notebook)  # raises nbformat.ValidationError, naming the cell
+        if path.startswith("notebooks/"):
+            kept = [cell for cell in notebook.cells if cell.get("outputs")]
+            assert all("NBVAL_CHECK_OUTPUT" in cell.source for cell in kept), f"{path}: outputs left uncleared"
