@@ -8,7 +8,8 @@ import json
 import sys
 
 from . import __version__, paths
-from .spec import RunSpec, parameters
+from .config import ConfigError
+from .spec import RunSpec, parameters, seed_list
 
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
 # exit status 2, no traceback. By module, so that naming them imports nothing (torch least of all).
@@ -150,12 +151,13 @@ def _duration(text: str) -> float:
 
 
 def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2``, checked as a run's seeds are (``spec.seed_list``)."""
     try:
-        seeds = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 0,1,2; got {text!r}") from None
-    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be distinct and at least 0; got {text!r}")
+        seeds = seed_list(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 0,1,2; got {text!r}")
     return seeds
 
 

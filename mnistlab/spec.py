@@ -3,7 +3,8 @@
 The train notebook's parameters cell, ``mnistlab train``, a params YAML file and the sweep all
 go through ``RunSpec.from_params``: it refuses unknown names, builds the validated ``Config``
 (the training identity) and resolves the run's paths by the one rule of ``mnistlab.paths``
-(relative to the project root). ``PARAMETERS`` is the notebook's parameters cell as data;
+(relative to the project root). ``RunSpec.to_params`` gives back the parameters that make it again,
+which is what a sweep hands papermill. ``parameters()`` is the notebook's parameters cell as data;
 a test holds the two together.
 
 ``RunSpec.check()`` makes the checks that need the machine that trains (is the device there, is
@@ -16,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class RunSpec:
     checkpoint: Path | None
     tensorboard: bool
     cuda_graphs: bool = False
+    given: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # from_params' parameters
 
     @classmethod
     def from_params(cls, **params: Any) -> RunSpec:
@@ -63,7 +65,10 @@ class RunSpec:
             raise ConfigError(f"unknown parameter(s) {', '.join(_show(u) for u in unknown)}; valid: {', '.join(known)}")
         values = {name: params.get(name, default) for name, (_, default) in known.items()}
         # A notebook always has a seed (its default); only another value beside seeds is a contradiction.
-        seeds = _seeds(values.pop("seeds"), values["seed"], explicit_seed=values["seed"] != known["seed"][1])
+        seeds = tuple(seed_list(values.pop("seeds")))
+        if seeds and values["seed"] != known["seed"][1]:
+            raise ConfigError(f"seed ({_show(values['seed'])}) and seeds ({_show(list(seeds))}) are both set; give one")
+        seeds = seeds or (values["seed"],)
         settings = {name: values[name] for name in Config.field_names()}
         settings["seed"] = seeds[0]
         if settings["data_dir"] == "":
@@ -81,14 +86,13 @@ class RunSpec:
         if set(run_name) & set("/\\\0") or run_name.startswith("."):
             raise ConfigError(f"run_name is a file name: no '/', '\\' or leading '.'; got {_show(run_name)}")
         checkpoint = paths.resolve(values["checkpoint"]) if values["checkpoint"] else None
-        for seed in seeds[1:]:
-            Config(**{**config.to_dict(), "seed": seed})  # each seed validated as Config.seed is
         _check_name_length(run_name, seeds)
         for name, path in (("out_dir", paths.resolve(values["out_dir"])), ("checkpoint", checkpoint)):
             if path is not None:
                 _check_path_length(name, path, seeds if name == "checkpoint" else ())
         return cls(config=config, seeds=seeds, out_dir=paths.resolve(values["out_dir"]), run_name=run_name,
-                   checkpoint=checkpoint, tensorboard=values["tensorboard"], cuda_graphs=values["cuda_graphs"])
+                   checkpoint=checkpoint, tensorboard=values["tensorboard"], cuda_graphs=values["cuda_graphs"],
+                   given=dict(params))
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any]) -> RunSpec:
@@ -104,6 +108,28 @@ class RunSpec:
         return (f"RunSpec(config={self.config!r}, seeds={list(self.seeds)}, out_dir={paths.relative(self.out_dir)!r}, "
                 f"run_name={self.run_name!r}, checkpoint={checkpoint!r}, tensorboard={self.tensorboard}, "
                 f"cuda_graphs={self.cuda_graphs})")
+
+    def to_params(self) -> dict[str, Any]:
+        """The train-notebook parameters that make this run again (``from_params(**spec.to_params()) == spec``):
+        those it was given, in their order, with its seeds as ``seeds`` and its paths relative to the project
+        root where inside it. What a sweep hands papermill, and what its notebook publishes."""
+        own = {"seeds": list(self.seeds), "out_dir": paths.relative(self.out_dir), "run_name": self.run_name}
+        if self.checkpoint or "checkpoint" in self.given:
+            own["checkpoint"] = paths.relative(self.checkpoint) if self.checkpoint else ""
+        params = {}
+        for name, value in self.given.items():
+            if name in ("out_dir", "run_name", "checkpoint"):
+                params.setdefault("seeds", own["seeds"])  # a seed given as seed: in its place, before the paths
+            if name != "seed":
+                params[name] = own.get(name, value)
+        return {**params, **own}
+
+    def with_seeds(self, seeds: list[int] | tuple[int, ...], checkpoint: Path | None) -> RunSpec:
+        """This run for some of its ``seeds`` (one notebook of a sweep), its checkpoint at ``checkpoint``."""
+        if not seeds or not set(seeds) <= set(self.seeds):
+            raise ValueError(f"seeds {list(seeds)} are not among this run's {list(self.seeds)}")
+        config = Config(**{**self.config.to_dict(), "seed": seeds[0]})
+        return replace(self, config=config, seeds=tuple(seeds), checkpoint=checkpoint)
 
     def configs(self) -> list[Config]:
         """One Config per seed."""
@@ -253,21 +279,21 @@ def _field_type(annotation: Any) -> type:
     return {"str": str, "int": int, "float": float, "bool": bool}.get(str(annotation).split(" ")[0], str)
 
 
-def _seeds(seeds: Any, seed: Any, explicit_seed: bool) -> tuple[int, ...]:
-    if isinstance(seeds, str):  # papermill -p seeds 0,1,2 gives a string
+def seed_list(seeds: Any) -> list[int]:
+    """A list of seeds, or text such as ``0,1,2`` (papermill's ``-p seeds 0,1,2``, ``--seeds``), checked: whole
+    numbers, distinct, each a valid ``Config.seed``. Empty when none are given."""
+    if isinstance(seeds, str):
         try:
             seeds = [int(part) for part in seeds.split(",") if part.strip()]
         except ValueError:
             raise ConfigError(f"seeds must be a list of whole numbers such as [0, 1, 2]; got {_show(seeds)}") from None
     if not isinstance(seeds, (list, tuple)):
         raise ConfigError(f"seeds must be a list of whole numbers such as [0, 1, 2]; got {_show(seeds)}")
-    if not seeds:
-        return (seed,)
-    if explicit_seed:
-        raise ConfigError(f"seed ({_show(seed)}) and seeds ({_show(seeds)}) are both set; give one")
     if len(set(map(repr, seeds))) != len(seeds):
         raise ConfigError(f"seeds must be distinct; got {_show(seeds)}")
-    return tuple(seeds)  # each is validated as Config.seed
+    for seed in seeds:
+        Config(seed=seed)  # each seed validated as Config.seed is
+    return list(seeds)
 
 
 def _user_variable(name: str, value: Any) -> bool:

@@ -107,6 +107,29 @@ def test_repr_names_no_machine_path():
     assert str(ROOT) not in repr(run) and "'reports/x'" in repr(run)
 
 
+def test_a_published_path_is_relative_to_its_base_or_cut_to_its_name(tmp_path):
+    assert paths.shown(ROOT / "reports" / "x") == "reports/x" and paths.shown("/elsewhere/x.json") == "…/x.json"
+    assert paths.shown(tmp_path / "site" / "a.html", tmp_path / "site") == "a.html"
+    assert paths.public(f"see {tmp_path}/site/a.html, /elsewhere/x.json, http://x.org/a/b", tmp_path) == \
+        "see site/a.html, …/x.json, http://x.org/a/b"
+
+
+def test_a_spec_gives_back_the_parameters_that_make_it_again():
+    """A sweep hands papermill ``to_params()``; the notebook's kernel builds the same RunSpec from them."""
+    run = RunSpec.from_params(model="nmodel", hidden_size=10, seed=3, checkpoint="c/x.pt", tensorboard=True)
+    assert run.to_params() == {"model": "nmodel", "hidden_size": 10, "seeds": [3], "checkpoint": "c/x.pt",
+                               "tensorboard": True, "out_dir": "reports/records", "run_name": "nmodel-hs10"}
+    assert RunSpec.from_params(**run.to_params()) == run
+    both = RunSpec.from_params(model="nmodel", seeds="0,1", run_name="r", checkpoint="c/r.pt")
+    one = both.with_seeds([1], both.checkpoint_path(1))  # one seed's notebook, as a sweep on a CPU makes it
+    assert one.seeds == (1,) and one.config.seed == 1 and one.record_path(1) == both.record_path(1)
+    assert one.to_params()["seeds"] == [1] and one.to_params()["checkpoint"] == "c/r-seed1.pt"
+    assert RunSpec.from_params(**one.to_params()) == one
+    with pytest.raises(ValueError, match="not among"):
+        both.with_seeds([2], None)
+    assert spec.seed_list("0, 2") == [0, 2] and spec.seed_list([]) == []
+
+
 def test_seeds_give_one_config_record_and_checkpoint_each():
     run = RunSpec.from_params(model="nmodel", seeds=[3, 1], run_name="cell", checkpoint="c/cell.pt")
     assert [c.seed for c in run.configs()] == [3, 1] and run.config.seed == 3

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 from helpers import make_record  # noqa: E402
 from mnistlab import Config, Record  # noqa: E402
-from mnistlab.lab import cells, plots, table1  # noqa: E402
+from mnistlab.lab import cells, plots, protocol, table1  # noqa: E402
 
 
 def record(model, hidden_size, seed, test_accs, val_accs=None, status="complete", **settings):
@@ -123,3 +123,10 @@ def test_a_runs_curves_name_its_seed():
     """Per-seed figures on a page of several seeds must say which seed each is."""
     figure = plots.run_curves(record("wmodel", 1000, 3, [97.0, 97.5]))
     assert figure._suptitle.get_text() == "wmodel, H = 1000, seed 3"
+
+
+def test_the_analysis_shows_the_deviations_written_once_in_the_docs():
+    text = protocol.deviations()
+    assert text.startswith("What mnistlab does differently") and text in protocol.DEVIATIONS.read_text()
+    notebook = (protocol.DEVIATIONS.parent.parent / "notebooks" / "analysis.ipynb").read_text()
+    assert "protocol.deviations()" in notebook and "PyTorch's fused implementation" not in notebook  # no copy

@@ -1,8 +1,8 @@
 """Executing one notebook where it runs (a Dask worker): papermill's API, then the page, then the manifest.
 
-A task is plain data (paths and parameters), so it travels to any worker; what it returns is
-plain data too. Nothing here raises for a notebook that fails: the error comes back as text and
-the other tasks go on.
+A task is plain data (paths, parameters and, for a run, its ``RunSpec``), so it travels to any
+worker; what it returns is plain data too. Nothing here raises for a notebook that fails: the error
+comes back as text and the other tasks go on.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..spec import RunSpec
 from . import cache
 
 
@@ -34,6 +35,7 @@ class Task:
     threads: int | None = None  # torch threads for the kernel; None: every core of the worker's machine
     cost: int = 0  # relative training work (sweeps submit the cheapest first)
     timeout: float | None = None  # seconds the whole notebook may take; None: no limit (not part of ``key``)
+    spec: RunSpec | None = None  # the run a train notebook makes (its ``parameters`` are ``spec.to_params()``)
 
     @property
     def manifest(self) -> Path:
@@ -86,13 +88,9 @@ def _forget_other_runs(task: Task) -> None:
     of other training settings (an interrupted run of an earlier params file) would be refused: drop them."""
     for record in task.records:
         record.unlink(missing_ok=True)
-    if task.checkpoints:
-        from ..spec import RunSpec
-
-        spec = RunSpec.from_params(**task.parameters)
-        for checkpoint in task.checkpoints:
-            if checkpoint.exists() and not spec.owns_checkpoint(checkpoint):
-                checkpoint.unlink()
+    for checkpoint in task.checkpoints if task.spec is not None else ():
+        if checkpoint.exists() and not task.spec.owns_checkpoint(checkpoint):
+            checkpoint.unlink()
 
 # papermill saves the notebook it is executing at most this often (when a cell prints): the sweep reads a
 # run's epoch from that file while it trains. Papermill's default is 30 s.

@@ -117,18 +117,14 @@ def _job(file: Path, out: Path, seeds: list[int] | None) -> Job:
     params = read(file)
     if seeds is not None and ("seed" in params or "seeds" in params):
         raise ParamsError("seed is set both here and by --seeds; remove one")
-    given = {**params}
-    if seeds is not None:
-        given["seeds"] = list(seeds)
-    elif "seeds" not in given:
-        given["seeds"] = [params.get("seed", 0)]
-        given.pop("seed", None)
+    given = {**params, **({"seeds": list(seeds)} if seeds is not None else {})}
     spec = RunSpec.from_params(**given, out_dir=str(out / "runs"), run_name=file.stem,
                                checkpoint=str(out / "checkpoints" / f"{file.stem}.pt"))
     data_dir = spec.config.data_dir
     if data_dir is not None and not paths.resolve(data_dir).is_dir():
-        raise ParamsError(f"data_dir {params['data_dir']!r} is not a folder (relative paths are taken from the project root)")
-    return Job(file=file, params={**params, **({"seeds": list(seeds)} if seeds is not None else {})}, spec=spec)
+        raise ParamsError(f"data_dir {params['data_dir']!r} is not a folder (relative paths are taken from the "
+                          "project root)")
+    return Job(file=file, params=given, spec=spec)
 
 
 def _short(error: Exception) -> str:

@@ -116,21 +116,14 @@ def _notebook_seeds(job: Job, per_seed: bool) -> list[tuple[int, ...]]:
 
 def _run_task(job: Job, seeds: tuple[int, ...], notebooks: Path, out: Path, threads: int | None) -> Task:
     """The train notebook for ``seeds`` of one params file, its records and checkpoint under ``out``."""
-    spec = job.spec
-    name = job.name if len(seeds) == len(spec.seeds) and len(seeds) > 1 else spec.name(seeds[0])
-    checkpoint = spec.checkpoint.with_name(f"{name}{spec.checkpoint.suffix}")
-    parameters = {**job.params, "seeds": list(seeds), "out_dir": paths.relative(spec.out_dir),
-                  "run_name": spec.run_name, "checkpoint": paths.relative(checkpoint)}
-    parameters.pop("seed", None)
-    identity = [config.identity() for config in spec.configs() if config.seed in seeds]
+    name = job.name if len(seeds) == len(job.spec.seeds) and len(seeds) > 1 else job.spec.name(seeds[0])
+    spec = job.spec.with_seeds(seeds, job.spec.checkpoint.with_name(f"{name}{job.spec.checkpoint.suffix}"))
     cost = spec.config.hidden_size * spec.config.epochs * spec.config.train_size * len(seeds)
     return Task(name=name, source=notebooks / "train.ipynb", output=out / "runs" / f"{name}.ipynb",
-                html=out / "runs" / f"{name}.html", parameters=parameters, site_root=out,
-                key=cache.key({"runs": identity, "tensorboard": spec.tensorboard}),
-                records=tuple(spec.record_path(seed) for seed in seeds),
-                checkpoints=(checkpoint, *(checkpoint.with_name(f"{checkpoint.stem}-seed{s}{checkpoint.suffix}")
-                                           for s in seeds if len(seeds) > 1)),
-                threads=threads, cost=cost)
+                html=out / "runs" / f"{name}.html", parameters=spec.to_params(), site_root=out,
+                key=cache.key({"runs": [c.identity() for c in spec.configs()], "tensorboard": spec.tensorboard}),
+                records=tuple(spec.record_path(seed) for seed in seeds), checkpoints=tuple(spec.checkpoints()),
+                threads=threads, cost=cost, spec=spec)
 
 
 def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
