@@ -2,11 +2,36 @@
 tiny sweep many tests read. What tests build for themselves lives in helpers.py."""
 
 import contextlib
+import subprocess
+from pathlib import Path
 
 import pytest
 
 import mnistlab
 from helpers import ROOT, TINY, make_project, project_env
+
+
+# The programs a fast test may start: short queries that name the code and the machine a record comes from.
+FAST_PROGRAMS = {"git", "nvidia-smi"}
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_start_no_process(request, monkeypatch):
+    """The fast tier (``make test-fast``: ``-m "not slow"``) starts no process, kernel or sweep: a test that does
+    and is not marked slow fails here, naming the program."""
+    if request.node.get_closest_marker("slow"):
+        return
+    if "sweep_site" in request.fixturenames:
+        pytest.fail("a test of the shared sweep (sweep_site) must be marked slow")
+    start = subprocess.Popen.__init__
+
+    def guarded(self, args, *more, **options):
+        program = Path(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])).name
+        if program not in FAST_PROGRAMS:
+            pytest.fail(f"a test not marked slow starts a process ({program}): mark it @pytest.mark.slow")
+        start(self, args, *more, **options)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(scope="session")

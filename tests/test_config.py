@@ -64,12 +64,14 @@ def test_identity_is_what_trains_not_where():
     assert config.differences(older) == [] and Config(validation=False).differences(older) != []
 
 
+@pytest.mark.slow
 def test_import_and_config_need_no_torch():
     code = ("import sys, mnistlab; mnistlab.Config(hidden_size=5); mnistlab.RunSpec.from_params(model='bmodel');"
             "from mnistlab.lab import params; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_a_bad_params_file_is_refused_without_importing_torch(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: nmodel\nhidden_size: -5\n")
@@ -207,6 +209,7 @@ def test_notebook_parameters_cell_matches_the_spec():
         assert cell[name]["help"], f"{name} has no comment in the parameters cell"
 
 
+@pytest.mark.slow
 def test_cli_train_takes_the_notebooks_parameters(tmp_path, data_dir):
     result = subprocess.run([sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "8",
                              "--epochs", "1", "--train-size", "500", "--seeds", "0,1", "--out-dir", str(tmp_path),
@@ -217,6 +220,7 @@ def test_cli_train_takes_the_notebooks_parameters(tmp_path, data_dir):
     assert mnistlab.Record.load(tmp_path / "cli-seed1.json").config["seed"] == 1
 
 
+@pytest.mark.slow
 def test_cli_prints_expected_errors_without_a_traceback(tmp_path):
     checkpoint = tmp_path / "broken.pt"
     checkpoint.write_bytes(b"not a checkpoint")

