@@ -6,7 +6,7 @@ PROFILE ?= quick
 STAMP := $(VENV)/.installed
 PYTHON_VERSION ?= 3.12
 
-.PHONY: setup data report test bench lab clean gpu-bundle gpu-report gpu-check
+.PHONY: setup data report test test-fast lint bench lab clean gpu-bundle gpu-report gpu-check
 
 setup: $(STAMP) data
 
@@ -26,8 +26,17 @@ report: setup
 	$(BIN)/mnistlab sweep params/$(PROFILE) --out reports/$(PROFILE)
 	@echo "report: $(CURDIR)/reports/$(PROFILE)/index.html"
 
+# The whole suite, as CI runs it: the linter, then every test (slow ones start kernels, sweeps, browsers).
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The edit loop: under a minute, no process started, nothing trained beyond a few hundred steps.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python benchmarks/epoch_speed.py

@@ -39,7 +39,7 @@ def seed_style_epochs(model_name: str, hidden_size: int, epochs: int, root) -> f
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.999))
     started = time.perf_counter()
-    for epoch in range(epochs):
+    for _ in range(epochs):
         for phase in ["train", "test"]:
             logs = {"Loss": 0.0, "Accuracy": 0.0}
             model.train() if phase == "train" else model.eval()

@@ -21,6 +21,7 @@ Exits 1 when a part failed. TF32 stays off (the protocol's precision).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -33,8 +34,8 @@ from pathlib import Path
 import torch
 
 import mnistlab
-from mnistlab.origin import describe, hardware
 from mnistlab.atomic import atomic_write_bytes, atomic_write_text
+from mnistlab.origin import describe, hardware
 from mnistlab.stacked import StackedModel
 from mnistlab.steps import GraphedStack, Stack
 from mnistlab.syncs import HostTransfers
@@ -103,7 +104,7 @@ def step_times(device, data, args) -> dict:
             optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=mode == "graphs")
             steps = (GraphedStack if mode == "graphs" else Stack)(model, optimizer, data.train, 100)
             index = torch.stack([torch.randperm(len(data.train), device=device)[:100] for _ in SEEDS])
-            step = steps.graph.replay if mode == "graphs" else (lambda: steps.step(index))
+            step = steps.graph.replay if mode == "graphs" else functools.partial(steps.step, index)
             for _ in range(5):
                 step()
             _sync(device)

@@ -1,4 +1,5 @@
-"""Seconds per epoch on one device: one seed eager and graphed, five seeds together eager and graphed, and the FLOP bound.
+"""Seconds per epoch on one device: one seed eager and graphed, five seeds together eager and graphed, and the FLOP
+bound.
 
     python benchmarks/gpu_speed.py [--device cuda] [--hidden-sizes 1000,2000,5000] [--epochs 3] [--json out.json]
     python benchmarks/gpu_speed.py --device cpu --hidden-sizes 64 --epochs 1 --train-size 2000   # a smoke run
@@ -31,10 +32,10 @@ import time
 import torch
 
 import mnistlab
+from mnistlab.atomic import atomic_write_text
 from mnistlab.data import TEST_SIZE, VAL_SIZE
 from mnistlab.models import IN_FEATURES, NUM_CLASSES
 from mnistlab.origin import describe, hardware
-from mnistlab.atomic import atomic_write_text
 from mnistlab.train import train
 
 MODES = ("eager", "graphs", "stack", "stack-graphs")
@@ -118,7 +119,8 @@ def main() -> None:
                 try:
                     row = time_mode(mode, model, hidden_size, args, data)
                 except Exception as error:  # one failing mode (graphs on a new GPU, say) must not hide the others
-                    row = {"model": model, "hidden_size": hidden_size, "mode": mode, "error": f"{type(error).__name__}: {error}"}
+                    row = {"model": model, "hidden_size": hidden_size, "mode": mode,
+                           "error": f"{type(error).__name__}: {error}"}
                     print(f"{model:7} {hidden_size:5} {mode:>12} FAILED: {row['error']}", flush=True)
                 else:
                     print(f"{model:7} {hidden_size:5} {mode:>12} {row['epoch_s']:9.4f} {row['per_seed_s']:9.4f} "

@@ -88,7 +88,8 @@ def main() -> None:
                        check=True, capture_output=True)
         try:
             times = {"before": [], "after": []}
-            folders = {"before": project(tmp / "before", old, args.runs), "after": project(tmp / "after", ROOT, args.runs)}
+            folders = {"before": project(tmp / "before", old, args.runs),
+                       "after": project(tmp / "after", ROOT, args.runs)}
             for _ in range(args.repeats):
                 for side in ("before", "after"):
                     times[side].append(sweep_once(folders[side], old if side == "before" else ROOT,

@@ -11,7 +11,7 @@ nn.Module, and nothing in them may lean on autograd.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

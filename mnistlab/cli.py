@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("fetch-mathjax", help="put MathJax 3 (npm mathjax@3.2.2, SHA-256 checked) under data/mathjax "
                         "for the report's offline maths")
 
-    p = commands.add_parser("train", help="train one run (the train notebook's parameters) and print its summary as JSON")
+    p = commands.add_parser("train",
+                            help="train one run (the train notebook's parameters) and print its summary as JSON")
     for name, (kind, default) in parameters().items():
         option = f"--{name.replace('_', '-')}"
         if kind is bool:

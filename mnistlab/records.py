@@ -182,7 +182,8 @@ class Record:
             return _from_v1(data, history)
         version = 3 if data["format"] == FORMAT else 2
         train_eval = data.get("train_eval")
-        if train_eval is not None and not (isinstance(train_eval, dict) and {"epoch", "loss", "acc"} <= set(train_eval)):
+        measured = isinstance(train_eval, dict) and {"epoch", "loss", "acc"} <= set(train_eval)
+        if train_eval is not None and not measured:
             raise RecordError(f"{source}: 'train_eval' must be null or a JSON object with epoch, loss and acc")
         return cls(config=data["config"], environment=data["environment"], history=history,
                    status=data["status"], diverged_epoch=data.get("diverged_epoch"),

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .config import Config, ConfigError, _show, cell_name, seed_name
 from .atomic import WriteError
+from .config import Config, ConfigError, _show, cell_name, seed_name
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
 OPTIONS: dict[str, tuple[type, Any, str]] = {

@@ -127,7 +127,8 @@ class Stack:
             x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
             logits = model(x)  # (K, N, 10): every model sees the same images
             target = y.expand(model.size, -1)
-            sums[:, 0] += F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view_as(target).sum(1)
+            losses = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+            sums[:, 0] += losses.view_as(target).sum(1)
             labels = logits.argmax(dim=2)
             sums[:, 1] += (labels == target).sum(dim=1)
             predicted[:, start:start + EVAL_CHUNK] = labels

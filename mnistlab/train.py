@@ -14,17 +14,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from . import origin
+from .atomic import atomic_write_bytes
 from .config import Config, ConfigError
 from .data import MNISTSplits, Split, load
 from .models import build_model
 from .paths import relative
-from .atomic import atomic_write_bytes
 from .records import Record, divergence, encode_labels, epoch_row, predictions_to_keep
 from .stacked import StackedModel
 from .steps import GraphedStack, Network, Stack, trained_images
@@ -223,7 +223,8 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
         "torch": str(torch.__version__),  # a str subclass that weights_only checkpoints refuse
         "python": sys.version.split()[0],
         "device": str(device),
-        "device_name": f"{hardware['name']} ({hardware['cores']} cores)" if hardware["kind"] == "cpu" else hardware["name"],
+        "device_name": (f"{hardware['name']} ({hardware['cores']} cores)" if hardware["kind"] == "cpu"
+                        else hardware["name"]),
         "threads": torch.get_num_threads(),
         "fused_adam": fused_adam,
         "hardware": hardware,
@@ -235,7 +236,7 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
 
 def utc_now() -> str:
     """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_name(configs: list[Config]) -> str:

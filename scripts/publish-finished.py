@@ -75,7 +75,7 @@ def publish(source_root: Path, report: str) -> list[str]:
 
 def commit(reports: list[str], message: str) -> None:
     paths = [f"reports/{report}" for report in reports if (HERE / "reports" / report).exists()]
-    for attempt in range(10):  # another git command may hold the index for a moment
+    for _ in range(10):  # another git command may hold the index for a moment
         added = subprocess.run(["git", "-C", str(HERE), "add", "--", *paths], capture_output=True, text=True)
         if added.returncode == 0:
             done = subprocess.run(["git", "-C", str(HERE), "commit", "-q", "-m", message, "--", *paths],

@@ -122,17 +122,18 @@ def record_same_numbers(theirs: dict, commit: str, args, ours: str) -> None:
     if not theirs["fingerprint"]:
         sys.exit(f"same-history: {commit}'s code records no fingerprint; nothing to note")
     sys.path.insert(0, str(ROOT))
+    import torch
+
     from mnistlab.origin import describe, hardware
     from mnistlab.same_numbers import SAME_NUMBERS
-
-    import torch
 
     how = (f"{commit}, checked {time.strftime('%Y-%m-%d')} by scripts/same-history.py (three models, "
            f"H={args.hidden_size}, {args.epochs} epochs, {args.train_size} images, {args.threads} thread(s), "
            f"on {describe(hardware(torch.device('cpu')))})")
     new = {fingerprint: f"as {commit}'s: {note}" for fingerprint, note in theirs["same_numbers"].items()}
     new[theirs["fingerprint"]] = how
-    new = {fingerprint: note for fingerprint, note in new.items() if fingerprint not in SAME_NUMBERS and fingerprint != ours}
+    new = {fingerprint: note for fingerprint, note in new.items()
+           if fingerprint not in SAME_NUMBERS and fingerprint != ours}
     if not new:
         print("same-history: nothing new to note in mnistlab/same_numbers.py")
         return

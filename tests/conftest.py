@@ -10,9 +10,9 @@ import pytest
 import mnistlab
 from helpers import ROOT, TINY, make_project, project_env
 
-
-# The programs a fast test may start: short queries that name the code and the machine a record comes from.
-FAST_PROGRAMS = {"git", "nvidia-smi"}
+# The programs a fast test may start: short queries, of the code and the machine a record comes from, or of the
+# libraries on it.
+FAST_PROGRAMS = {"git", "nvidia-smi", "ldconfig"}  # ldconfig: ctypes finding a library as torch loads
 
 
 @pytest.fixture(autouse=True)

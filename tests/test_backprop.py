@@ -204,7 +204,8 @@ def test_wmodel_grads_by_hand_chain_through_weight_norm():
     W2, backward2 = backprop.weight_norm(fc2.original0, fc2.original1)
     _, grads = backprop.mlp_loss_and_grads(x, y, W1, model.fc1.bias, W2, model.fc2.bias)
     by_w1, by_w2 = backward1(grads["W1"]), backward2(grads["W2"])
-    hand = {"g1": by_w1["g"], "v1": by_w1["v"], "b1": grads["b1"], "g2": by_w2["g"], "v2": by_w2["v"], "b2": grads["b2"]}
+    hand = {"g1": by_w1["g"], "v1": by_w1["v"], "b1": grads["b1"],
+            "g2": by_w2["g"], "v2": by_w2["v"], "b2": grads["b2"]}
     assert backprop.max_abs_diff(hand, auto) < ATOL
 
 

@@ -51,8 +51,8 @@ def test_citation_cites_the_project_and_the_hw5_report():
     assert "version" not in citation  # one version source: mnistlab/__init__.py
     (report,) = citation["references"]
     assert report["type"] == "report" and report["title"] == "CS 391L Machine Learning HW 5: Backpropagation"
-    assert report["authors"] == [{"family-names": "Xie", "given-names": "Yuege",
-                                  "affiliation": "Oden Institute for Computational Engineering and Sciences, UT Austin"}]
+    institute = "Oden Institute for Computational Engineering and Sciences, UT Austin"
+    assert report["authors"] == [{"family-names": "Xie", "given-names": "Yuege", "affiliation": institute}]
     text = (ROOT / "CITATION.cff").read_text()
     assert "the HW5 report" in text and "the seed" not in text.lower()
 

@@ -124,7 +124,8 @@ def test_report_from_the_bundle_offline(bundle, tmp_path):
 
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-        steps = dict(line.split("\t")[:2] for line in tar.extractfile("gpu-report/steps.tsv").read().decode().splitlines()[1:])
+        table = tar.extractfile("gpu-report/steps.tsv").read().decode().splitlines()[1:]
+        steps = dict(line.split("\t")[:2] for line in table)
         check = json.load(tar.extractfile("gpu-report/gpu_check.json"))
     assert steps == {"install": "ok", "environment": "ok", "data": "ok", "gpu-check": "ok", "tests": "failed (4)",
                      "gpu-speed": "ok", "sweep": "ok"}, steps

@@ -44,7 +44,8 @@ def test_failed_save_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     ("[]", "expected a JSON object, got list"),
-    ('{"format": "other"}', "format is 'other', expected one of mnistlab.record/1, mnistlab.record/2, mnistlab.record/3"),
+    ('{"format": "other"}',
+     "format is 'other', expected one of mnistlab.record/1, mnistlab.record/2, mnistlab.record/3"),
     ('{"format": "mnistlab.record/1", "config": {}, "environment": {}, "history": {}, "status": "complete"}',
      "'history' must be a JSON list"),
     ('{"format": "mnistlab.record/1", "config": {}, "environment": {}, "history": [], "status": "done"}',

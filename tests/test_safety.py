@@ -20,7 +20,6 @@ from mnistlab import cli
 from mnistlab.lab import cache, lock, params
 from mnistlab.lab.params import ParamsError
 
-
 # The output folder -----------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from mnistlab.lab.site import public_text, write_site
 from mnistlab.paths import project_root
 from mnistlab.records import Record
 
-
 # The records of these tests: the tiny runs of a sweep, on the CPU.
 SMALL = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500, "device": "cpu"}
 
@@ -48,7 +47,8 @@ def notebook_with_training_cell(path: Path, tagged=True) -> Path:
                              outputs=[new_output("stream", name="stderr", text="100/100 [00:00]")])
     if tagged:
         training.metadata["tags"] = ["training"]
-    cells = [new_markdown_cell("# A run\n\nThe loss is $L = -\\log p_y$.\n\n$$\\frac{\\partial L}{\\partial o} = p - y$$"),
+    maths = "The loss is $L = -\\log p_y$.\n\n$$\\frac{\\partial L}{\\partial o} = p - y$$"
+    cells = [new_markdown_cell(f"# A run\n\n{maths}"),
              new_code_cell("print('settings')  # SETTINGS CELL", outputs=[new_output("stream", text="settings\n")]),
              training, new_code_cell("record.summary  # RESULT CELL")]
     nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -184,7 +184,8 @@ def test_mean_sd_only_with_several_seeds(tmp_path):
     one = write_site(tmp_path / "one", sweep([run_result("a", make_record(seed=0))])).read_text()
     two = write_site(tmp_path / "two", sweep([run_result("a", make_record(seed=0, acc=90)),
                                               run_result("b", make_record(seed=1, acc=91))])).read_text()
-    table = lambda html: html[html.index('id="table1"'):html.index("</table>", html.index('id="table1"'))]
+    def table(html):
+        return html[html.index('id="table1"'):html.index("</table>", html.index('id="table1"'))]
     assert "±" not in table(one) and "standard deviation" not in one and "One seed per cell" in one
     assert "90.50 ± 0.71" in table(two) and "Mean &plusmn; standard deviation over seeds" in two
     assert re.search(r"95 % \[\d+\.\d\d, \d+\.\d\d\]", table(two))

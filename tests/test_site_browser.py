@@ -227,9 +227,10 @@ def test_resumed_run_page_shows_its_note_above_training(browser, server):
     facts = browser.open(f"{server}runs/bmodel-tiny-seed0.html")
     placement = browser.evaluate("""(() => {
       const note = document.querySelector('.mnistlab-note');
-      const training = [...document.querySelectorAll('.jp-CodeCell')].find(c => c.textContent.includes('TRAINING CELL'));
-      return {visible: !!note && note.offsetHeight > 0,
-              before: !!note && !!training && !!(note.compareDocumentPosition(training) & Node.DOCUMENT_POSITION_FOLLOWING)};
+      const training = [...document.querySelectorAll('.jp-CodeCell')]
+        .find(c => c.textContent.includes('TRAINING CELL'));
+      const follows = !!note && !!training && note.compareDocumentPosition(training);
+      return {visible: !!note && note.offsetHeight > 0, before: !!(follows & Node.DOCUMENT_POSITION_FOLLOWING)};
     })()""")
     assert placement == {"visible": True, "before": True}
     assert "Trained before this notebook ran." in facts["text"]

@@ -84,7 +84,8 @@ def _gradients_as_separate(stacked, k):
     """Model k's gradients, keyed and shaped as one ``build_model``'s parameters."""
     from mnistlab.stacked import _FROM_STACK, _LAYOUT
 
-    return {key: _FROM_STACK[layout](getattr(stacked, attribute).grad[k]) for key, (attribute, layout) in _LAYOUT.items()
+    return {key: _FROM_STACK[layout](getattr(stacked, attribute).grad[k])
+            for key, (attribute, layout) in _LAYOUT.items()
             if isinstance(getattr(stacked, attribute, None), torch.nn.Parameter)}
 
 

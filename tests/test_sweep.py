@@ -266,7 +266,8 @@ def test_gpus_are_counted_by_nvidia_smi_where_the_driver_has_no_proc_entries(tmp
     assert schedule.gpu_count() == 0 or __import__("shutil").which("nvidia-smi")  # none here, unless a tool says so
     tool = tmp_path / "nvidia-smi"
     tool.write_text("#!/bin/sh\n[ \"$1\" = -L ] || exit 9\n"
-                    "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\necho 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)'\n")
+                    "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)'\n"
+                    "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)'\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

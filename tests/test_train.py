@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab import CheckpointError, Config, MODELS, Record, run
+from mnistlab import MODELS, CheckpointError, Config, Record, run
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
 from mnistlab.syncs import HostTransfers
@@ -147,7 +147,8 @@ def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
     subprocess.run(train(f"--checkpoint={checkpoint}", f"--out-dir={tmp_path / 'resumed'}"), check=True,
                    capture_output=True)
     subprocess.run(train(f"--out-dir={tmp_path / 'straight'}"), check=True, capture_output=True)
-    resumed, uninterrupted = (Record.load(tmp_path / folder / "wmodel-hs256-seed0.json") for folder in ("resumed", "straight"))
+    resumed, uninterrupted = (Record.load(tmp_path / folder / "wmodel-hs256-seed0.json")
+                              for folder in ("resumed", "straight"))
     assert without_seconds(resumed) == without_seconds(uninterrupted)
     assert resumed.resumed_after_epoch == done and uninterrupted.resumed_after_epoch is None
 
@@ -157,9 +158,8 @@ def test_resumed_run_says_who_trained_which_epochs(small_data, data_dir, tmp_pat
     """A process with one thread trains and is killed; this one resumes, then a third resumes the finished run."""
     settings = dict(model="wmodel", hidden_size=256, epochs=4, train_size=2000, step_size=2)
     checkpoint = tmp_path / "run.pt"
-    code = ("import mnistlab; mnistlab.run(mnistlab.Config(**{settings!r}), checkpoint={checkpoint!r}, "
-            "data=mnistlab.load({data_dir!r}, train_size=2000))").format(
-        settings=settings, data_dir=str(data_dir), checkpoint=str(checkpoint))
+    code = (f"import mnistlab; mnistlab.run(mnistlab.Config(**{settings!r}), checkpoint={str(checkpoint)!r}, "
+            f"data=mnistlab.load({str(data_dir)!r}, train_size=2000))")
     process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -253,7 +253,8 @@ def test_training_set_is_measured_in_eval_mode_after_the_last_epoch_as_validatio
     assert 100 * test_sums[1].item() / 10_000 == record.history[-1]["test_acc"]
     assert (predicted.numpy() == record.predicted("final")).all()
     (train_sums,), _ = network.evaluate(small_data.train)
-    assert record.train_eval == {"epoch": 2, "loss": train_sums[0].item() / 2000, "acc": 100 * train_sums[1].item() / 2000}
+    expected = {"epoch": 2, "loss": train_sums[0].item() / 2000, "acc": 100 * train_sums[1].item() / 2000}
+    assert record.train_eval == expected
     assert record.summary["train_eval_acc"] == record.train_eval["acc"] != record.history[-1]["train_acc"]
     model.train()
     with torch.no_grad():
@@ -298,7 +299,8 @@ def test_checkpoints_after_the_first_and_last_epoch_and_on_a_cadence(small_data,
     assert saved == [1, 2, 3, 4]
 
 
-def test_a_checkpoint_of_other_training_code_is_refused_unless_checked_to_give_the_same_numbers(small_data, tmp_path, monkeypatch):
+def test_a_checkpoint_of_other_training_code_is_refused_unless_checked_to_give_the_same_numbers(small_data, tmp_path,
+                                                                                              monkeypatch):
     import mnistlab.train as train_module
 
     config = Config(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu")

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from .. import paths
-from ..paths import data_dir
 from ..atomic import atomic_write_bytes
+from ..paths import data_dir
 
 NPM_PACKAGE = "mathjax@3.2.2"
 # TeX input, SVG output, every TeX extension, in one file: no font or component is fetched later.

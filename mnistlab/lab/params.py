@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .. import paths
-from ..config import ConfigError, _show
+from ..config import ConfigError
 from ..spec import RunSpec
 
 MAX_BYTES = 64 * 1024
@@ -48,7 +48,8 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_StrictLoader.yaml_implicit_resolvers = {key: list(value) for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.yaml_implicit_resolvers = {key: list(value)
+                                        for key, value in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _StrictLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E5, -2.5e+3 (1.1 wants a dot and a sign)
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
@@ -68,7 +69,8 @@ def read(file: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ParamsError(f"cannot read it as YAML ({_short(error)})") from None
     if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
-        raise ParamsError(f"expected a mapping of train-notebook parameter names to values; got {type(params).__name__}")
+        raise ParamsError("expected a mapping of train-notebook parameter names to values; "
+                          f"got {type(params).__name__}")
     reserved = sorted(set(params) & set(SET_BY_SWEEP))
     if reserved:
         raise ParamsError(f"{', '.join(reserved)} is set by the sweep for each run; remove it from the file")
@@ -104,7 +106,8 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
             errors.append(f"{paths.relative(file)}: {error}")
             continue
         if job.name in owners:  # both would write out/runs/<name>.*: refuse rather than overwrite
-            errors.append(f"{paths.relative(file)}: run name {job.name!r} is also {paths.relative(owners[job.name])}'s; "
+            other = paths.relative(owners[job.name])
+            errors.append(f"{paths.relative(file)}: run name {job.name!r} is also {other}'s; "
                           "rename one file, or sweep them into different --out folders")
         owners.setdefault(job.name, file)
         result.append(job)

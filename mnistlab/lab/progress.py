@@ -62,7 +62,8 @@ class Plan:
 
     def text(self) -> str:
         notebooks = len(self.steps)
-        lines = [f"Plan: {count(self.runs(), 'run')} in {count(notebooks, 'notebook')} into {paths.relative(self.out)}: "
+        into = paths.relative(self.out)
+        lines = [f"Plan: {count(self.runs(), 'run')} in {count(notebooks, 'notebook')} into {into}: "
                  f"{self.runs(UP_TO_DATE, KEPT)} up to date, {self.runs(TO_RUN)} to run"
                  + (f", {self.runs(OLDER_CODE)} made by other training code" if self.stops else ""),
                  f"  where: {self.where}"]
@@ -92,7 +93,8 @@ def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, 
         reason = cache.stale(task.manifest, task.key)
         if reason is None and task.name in older:
             code, changed = older[task.name]
-            made = f"trained by other training code ({commit_text(code)}); changed since: {', '.join(changed) or 'unknown'}"
+            since = ", ".join(changed) or "unknown"
+            made = f"trained by other training code ({commit_text(code)}); changed since: {since}"
             steps.append(Step(task, runs, KEPT if keep_older_code else OLDER_CODE,
                               f"{made}; kept as it is (--keep-older-code)" if keep_older_code else made))
         elif reason is None:

@@ -1,13 +1,15 @@
-"""How a run was produced, in the words the site prints: trained in its notebook or resumed, where, with how many threads.
+"""How a run was produced, in the words the site prints: trained in its notebook or resumed, where, with how many
+threads.
 
 Read from a ``Record`` (``segments``, ``resumed_after_epoch``; format 3 adds each process's hardware and
-training code; older records arrive with their provenance reconstructed, unknown parts as None). Shared by the index and the run pages.
+training code; older records arrive with their provenance reconstructed, unknown parts as None). Shared by the index
+and the run pages.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ..origin import describe

@@ -16,8 +16,7 @@ from urllib.parse import quote
 from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
-from . import formatting as fmt
-from . import table1
+from . import formatting as fmt, table1
 from .assets import copy_static
 from .progress import commit_text
 from .protocol import off_protocol

@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import origin, paths
@@ -37,7 +37,8 @@ PAGES = ("analysis", "data", "backprop")  # executed after the runs, in this ord
 
 def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, *, workers: int | None = None,
           seeds: list[int] | None = None, force: bool = False, keep_older_code: bool = False,
-          also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None, cluster_file: str | Path | None = None,
+          also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None,
+          cluster_file: str | Path | None = None,
           notebooks: str | Path | None = None, dry_run: bool = False, timeout: float | None = None,
           allow_other_files: bool = False, worker_timeout: float | None = None) -> SweepResult:
     """Run every params file and seed, then the pages; write sweep.json and index.html.
@@ -98,7 +99,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
-                             started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+                             started=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
                              about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()])
         atomic_write_text(out / "sweep.json", json.dumps(report(result), indent=1) + "\n")

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..records import Record
-from . import formatting as fmt
-from . import stats
+from . import formatting as fmt, stats
 from .cells import CELL_KEYS, METRICS, group, included, order, summary_frame
 from .protocol import PROTOCOL
 
