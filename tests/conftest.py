@@ -15,13 +15,14 @@ from helpers import ROOT, TINY, make_project, project_env
 FAST_PROGRAMS = {"git", "nvidia-smi", "ldconfig"}  # ldconfig: ctypes finding a library as torch loads
 
 
-@pytest.fixture(autouse=True)
-def fast_tests_start_no_process(request, monkeypatch):
-    """The fast tier (``make test-fast``: ``-m "not slow"``) starts no process, kernel or sweep: a test that does
-    and is not marked slow fails here, naming the program."""
-    if request.node.get_closest_marker("slow"):
+@contextlib.contextmanager
+def no_process_started(item):
+    """While a test not marked slow sets up, runs and tears down (its session fixtures included), starting a
+    process fails it, naming the program: the fast tier (``make test-fast``: ``-m "not slow"``) starts none."""
+    if item.get_closest_marker("slow"):
+        yield
         return
-    if "sweep_site" in request.fixturenames:
+    if "sweep_site" in item.fixturenames:
         pytest.fail("a test of the shared sweep (sweep_site) must be marked slow")
     start = subprocess.Popen.__init__
 
@@ -31,13 +32,42 @@ def fast_tests_start_no_process(request, monkeypatch):
             pytest.fail(f"a test not marked slow starts a process ({program}): mark it @pytest.mark.slow")
         start(self, args, *more, **options)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+    subprocess.Popen.__init__ = guarded
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with no_process_started(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with no_process_started(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    with no_process_started(item):
+        yield
 
 
 @pytest.fixture(scope="session")
 def data_dir():
     """The verified raw files' root (``<root>/MNIST/raw``); fetches them when missing."""
     return mnistlab.fetch().folder.parent.parent
+
+
+@pytest.fixture(scope="session")
+def raw(data_dir):
+    """The verified uint8 images and labels of both files, read once: ``raw[True]`` training, ``raw[False]`` test.
+    Tests must not change them."""
+    return {train: mnistlab.data.load_raw(data_dir, train=train) for train in (True, False)}
 
 
 @pytest.fixture(scope="session")

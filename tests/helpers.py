@@ -19,17 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500}
 
 
-def make_project(root: Path) -> Path:
-    """A project root of its own for a sweep: the real train and analysis notebooks; data and backprop as
-    one-cell stand-ins (their own tests execute them), which keeps a sweep to seconds."""
+def make_project(root: Path, analysis: bool = True) -> Path:
+    """A project root of its own for a sweep: the real train notebook, the real analysis notebook (with
+    ``analysis``) and one-cell stand-ins for the other pages (their own tests execute them), which keeps a sweep to
+    seconds. Tests about runs rather than pages take the analysis as a stand-in too: it is the slowest page."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     notebooks = root / "notebooks"
     notebooks.mkdir(parents=True)
-    for name in ("train", "analysis"):
+    real = ("train", "analysis") if analysis else ("train",)
+    for name in real:
         (notebooks / f"{name}.ipynb").symlink_to(ROOT / "notebooks" / f"{name}.ipynb")
-    for name in ("data", "backprop"):
+    for name in {"analysis", "data", "backprop"} - set(real):
         cells = [new_markdown_cell(f"# {name} (stand-in)"), new_code_cell("print(1 + 1)")]
         nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                           "language": "python"}}),

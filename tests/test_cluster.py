@@ -74,7 +74,7 @@ def quiet(folder: Path, seconds: float = 4) -> bool:
 
 @pytest.fixture
 def project(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     return root
 
 

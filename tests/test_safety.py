@@ -24,7 +24,7 @@ from mnistlab.lab.params import ParamsError
 
 @pytest.fixture
 def project(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     write_params(root / "params", "a", {"model": "nmodel", **TINY})
     with project_env(root, data_dir):
         yield root

@@ -198,8 +198,10 @@ def test_diverged_seeds_are_marked(data_1000):
 def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, monkeypatch):
     import mnistlab.train as train_module
 
-    configs = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3}) for seed in SEEDS[:2]]
+    # the first decay after epoch 2, so after the resume: the schedule must resume too
+    configs = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "step_size": 2}) for seed in SEEDS[:2]]
     straight = train(configs, data=data_1000)
+    assert [h["lr"] for h in straight[0].history] == pytest.approx([0.01, 0.01, 0.001])
     save = train_module._save_checkpoint
 
     def save_then_stop(path, *args):  # the real save, then a kill right after the first epoch's checkpoint
@@ -216,7 +218,8 @@ def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, mo
                [{k: v for k, v in h.items() if k != "seconds"} for h in b.history]
         assert b.resumed_after_epoch == 1 and [s["first_epoch"] for s in b.segments] == [1, 2]
         assert a.predictions == b.predictions
-    other = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "lr": 0.02}) for seed in SEEDS[:2]]
+    other = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "step_size": 2, "lr": 0.02})
+             for seed in SEEDS[:2]]
     with pytest.raises(mnistlab.CheckpointError, match="different lr"):
         train(other, data=data_1000, checkpoint=tmp_path / "stack.pt")
 

@@ -110,7 +110,7 @@ def start_sweep(params: Path, out: str, root: Path, data_dir: Path) -> subproces
 
 @pytest.mark.slow
 def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     params = write_params(root / "params", "k", {"model": "nmodel", **TINY})
     with project_env(root, data_dir):
         assert sweep(params, "site").ok
@@ -134,7 +134,7 @@ def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(tmp_path, data_dir)
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     # Many short epochs: the kill lands after the first checkpoint and well before the last epoch.
     settings = {"model": "nmodel", "hidden_size": 32, "epochs": 10, "step_size": 4, "train_size": 4000}
     params = write_params(root / "params", "slow", settings)
@@ -189,7 +189,7 @@ def test_a_second_sweep_into_a_folder_in_use_is_refused_and_a_dead_holder_is_sta
 
 @pytest.mark.slow
 def test_sweep_on_an_existing_scheduler_with_two_workers(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     params = write_params(root / "params", "remote", {"model": "bmodel", **TINY})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,7 +237,7 @@ def test_runs_of_other_training_code_are_never_reused_silently(tmp_path, data_di
     """A real edit of a fingerprinted file (a code cell of the project's train notebook, which the kernels
     fingerprint): the next sweep stops before running anything and names the run and the file; the user
     keeps the old results (--keep-older-code) or retrains them (--force)."""
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", analysis=False)
     notebook = root / "notebooks" / "train.ipynb"
     notebook.unlink()
     notebook.write_bytes((ROOT / "notebooks" / "train.ipynb").read_bytes())  # a copy of its own, to edit

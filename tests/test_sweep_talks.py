@@ -135,8 +135,7 @@ def test_a_sweep_without_mathjax_stops_before_anything_trains(tmp_path, data_dir
 
 @pytest.mark.slow
 def test_timeout_stops_a_notebook_that_runs_too_long_and_the_others_go_on(tmp_path, data_dir):
-    root = make_project(tmp_path / "project")
-    (root / "notebooks" / "analysis.ipynb").unlink()  # the pages are not what this is about
+    root = make_project(tmp_path / "project", analysis=False)  # the pages are not what this is about
     params = root / "params"
     write_params(params, "endless", {"model": "nmodel", **TINY, "epochs": 20000, "step_size": 1000})
     write_params(params, "quick", {"model": "nmodel", **TINY})
