@@ -137,6 +137,12 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None
         raise AssertionError(f"gave up waiting (exit status {process.poll()}):\n{output[0]}\n{output[1]}")
 
 
+def interruptible() -> None:
+    """``preexec_fn`` for a process a test interrupts: Ctrl-C (SIGINT) acts on it as on one started from a
+    terminal, even when the tests run in a background job, which ignores SIGINT for every process it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def kill_tree(*processes: subprocess.Popen) -> None:
     """SIGKILL what a test started that still runs: each process, its group and every descendant (Dask workers
     and kernels included), then reap it."""

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from helpers import TINY, kill_tree, make_project, project_env, wait_for, write_params
+from helpers import TINY, interruptible, kill_tree, make_project, project_env, wait_for, write_params
 from mnistlab.lab import lock, schedule
 
 # Long enough to be caught training: many short epochs, a checkpoint after the first.
@@ -38,7 +38,7 @@ def environment(root: Path, data_dir: Path, **extra) -> dict:
 
 def dask(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dask", *args], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            preexec_fn=interruptible, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def scheduler(env: dict, port: int, *tls: str) -> subprocess.Popen:
@@ -52,7 +52,8 @@ def worker(env: dict, address: str, *tls: str) -> subprocess.Popen:
 
 def start_sweep(root: Path, env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mnistlab.cli", "sweep", *args], env=env, cwd=root,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            start_new_session=True, preexec_fn=interruptible, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def kernels_under(pid: int) -> list[psutil.Process]:

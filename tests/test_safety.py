@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, make_project, project_env, snapshot, write_params
+from helpers import ROOT, TINY, interruptible, make_project, project_env, snapshot, write_params
 from mnistlab import cli
 from mnistlab.lab import cache, lock, params
 from mnistlab.lab.params import ParamsError
@@ -324,8 +324,8 @@ def test_ctrl_c_of_mnistlab_train_says_in_a_sentence_what_it_kept(tmp_path, data
                "200", "--train-size", "4000", "--out-dir", str(tmp_path), "--checkpoint", str(checkpoint),
                "--data-dir", str(data_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    train = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    train = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=interruptible,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not checkpoint.exists() and train.poll() is None and time.monotonic() < deadline:
