@@ -80,11 +80,29 @@ def test_a_folder_of_other_files_is_refused_unless_asked(project, capsys):
     before = snapshot(site)
     assert sweep_cli("--out", "site") == 2
     error = capsys.readouterr().err
-    assert "--out site is a folder that no sweep made (no sweep.json), holding index.html, notes.txt" in error
+    assert ("--out site is a folder that no sweep made (no sweep.json, no finished runs), "
+            "holding index.html, notes.txt") in error
     assert "--allow-other-files" in error and snapshot(site) == before
     lock.check_out(site, other_files=True)  # asked explicitly: allowed (a sweep would write there)
     with pytest.raises(ParamsError, match="is notebooks, which holds the sources"):
         lock.check_out(project / "notebooks", other_files=True)  # never the sources
+
+
+def test_a_study_published_run_by_run_is_accepted_and_a_stray_manifest_name_is_not(project):
+    # A fresh clone of a study published run by run holds the finished runs (each with the manifest a sweep
+    # writes last), the MathJax copy and notes, but no sweep.json: the sweep must go on there, not refuse it.
+    site = project / "site"
+    (site / "runs").mkdir(parents=True)
+    (site / "NOTES.md").write_text("notes")
+    (site / "runs" / "a-seed0.json").write_text("{}")
+    with pytest.raises(ParamsError, match="no sweep made"):
+        lock.check_out(site)
+    (site / "runs" / "a-seed0.done").write_text("{}")  # not a manifest's name (those start with a dot)
+    with pytest.raises(ParamsError, match="no sweep made"):
+        lock.check_out(site)
+    (site / "runs" / ".a-seed0.done").write_text("{}")
+    lock.check_out(site)
+    assert lock.made_by_a_sweep(ROOT / "reports" / "paper")  # the published study itself
 
 
 def test_a_folder_a_sweep_made_or_holding_only_a_sweeps_folders_is_accepted(project, tmp_path):

@@ -3,9 +3,10 @@
 ``check_out`` refuses, before anything is written, an output folder whose files a sweep would
 overwrite or mix with its own: the project root or a folder above it, the sources (``notebooks/``,
 ``params/``, the package, ``.git``) or a folder inside them, and an existing folder that no sweep made
-(it holds neither ``sweep.json`` nor ``.sweep.lock``) unless it is empty or holds only ``runs/`` and
-``checkpoints/`` folders without a file this sweep writes; ``other_files=True`` (``--allow-other-files``)
-lets a sweep into a folder of other files, never into the sources.
+(it holds neither ``sweep.json`` nor ``.sweep.lock`` nor a finished run's manifest in ``runs/``, as a
+study published run by run does) unless it is empty or holds only ``runs/`` and ``checkpoints/`` folders
+without a file this sweep writes; ``other_files=True`` (``--allow-other-files``) lets a sweep into a
+folder of other files, never into the sources.
 
 ``<out>/.sweep.lock`` is held with ``flock`` for the whole sweep. The kernel lets go of it when
 the holder dies, however it dies, so a lock left by a killed sweep is stale by construction: the
@@ -30,6 +31,7 @@ from .params import ParamsError
 
 LOCK_NAME = ".sweep.lock"
 MADE_BY_A_SWEEP = ("sweep.json", LOCK_NAME)  # a folder holding either was made by a sweep (the lock comes first)
+RUN_MANIFESTS = "runs/.*.done"  # written last by a sweep for each run it finished: a published study's runs
 SWEEP_FOLDERS = ("runs", "checkpoints")  # what a sweep writes into besides its own top-level files
 SOURCES = ("notebooks", "params", ".git")  # of the project root; the package's own folder is added
 
@@ -69,7 +71,7 @@ def check_out(out: Path, *, sources: Iterable[Path] = (), writes: Iterable[Path]
         return
     if not real.is_dir():
         raise ParamsError(f"--out {shown} is a file, not a folder")
-    if other_files or any((real / name).exists() for name in MADE_BY_A_SWEEP):
+    if other_files or made_by_a_sweep(real):
         return
     others = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in real.iterdir()
                     if not (entry.name in SWEEP_FOLDERS and entry.is_dir() and not entry.is_symlink()))
@@ -77,9 +79,15 @@ def check_out(out: Path, *, sources: Iterable[Path] = (), writes: Iterable[Path]
     if others or clash:
         listed = others or clash
         more = f" and {len(listed) - 5} more" if len(listed) > 5 else ""
-        raise ParamsError(f"--out {shown} is a folder that no sweep made (no sweep.json), holding "
+        raise ParamsError(f"--out {shown} is a folder that no sweep made (no sweep.json, no finished runs), holding "
                           f"{', '.join(listed[:5])}{more}: a sweep would overwrite its files or mix its own with "
                           "them. Sweep into a new or empty folder, or pass --allow-other-files to write there anyway")
+
+
+def made_by_a_sweep(folder: Path) -> bool:
+    """``folder`` holds a sweep's report, its lock, or the runs it finished (a study published run by run)."""
+    return (any((folder / name).exists() for name in MADE_BY_A_SWEEP)
+            or next(folder.glob(RUN_MANIFESTS), None) is not None)
 
 
 class LockError(ParamsError):
