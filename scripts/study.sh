@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The published study, in the order its issue asks for: the three H = 1000 cells of Table 1 with five
-# seeds, the learning-rate study, then H = 2000, then H = 5000 (reports/paper, reports/lr).
+# seeds, the learning-rate study, the ablations again on this code (their pages predate it), then H = 2000,
+# then H = 5000 (reports/paper, reports/lr, reports/ablations).
 #
 #   scripts/study.sh                 (from the repository root, after `make setup`)
 #   WORKERS=1 scripts/study.sh       (one run at a time, e.g. while the tests use the other core)
@@ -26,6 +27,7 @@ sweep() {
 sweep params/paper/nmodel-hs1000.yaml params/paper/bmodel-hs1000.yaml params/paper/wmodel-hs1000.yaml \
     --seeds "$SEEDS" --out reports/paper
 sweep params/lr --out reports/lr --also reports/paper/runs
+sweep params/ablations --out reports/ablations
 sweep params/paper/*-hs1000.yaml params/paper/*-hs2000.yaml --seeds "$SEEDS" --out reports/paper
 sweep params/paper --seeds "$SEEDS" --out reports/paper
 echo "=== study: done ($(date -u +%FT%TZ)), last failing exit status: $status"
