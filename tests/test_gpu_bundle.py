@@ -107,7 +107,7 @@ def test_report_from_the_bundle_offline(bundle, tmp_path):
                TEST_ARGS="tests/test_records.py tests/no-such-test-file.py",
                ARCHIVE=str(archive), TMPDIR=str(scratch), OMP_NUM_THREADS="1",
                npm_config_registry="http://127.0.0.1:9/", PIP_INDEX_URL="http://127.0.0.1:9/simple")
-    result = subprocess.run(["scripts/gpu-report.sh", str(bundle)], cwd=clone, env=env,
+    result = subprocess.run(["scripts/gpu-report.sh", str(bundle)], cwd=clone, env=env, stdin=subprocess.DEVNULL,
                             capture_output=True, text=True, timeout=600)
     log = result.stdout + result.stderr
     (tmp_path / "gpu-report.log").write_text(log)
