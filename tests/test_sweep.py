@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +54,17 @@ def test_analysis_and_index_read_the_same_records(sweep_site):
     assert "3 records in site/runs, 3 complete" in printed  # the sweep's own: not the stray one beside them
     index = (sweep_site.out / "index.html").read_text()
     assert "stray" not in index and all(name.replace("<", "&lt;").replace(">", "&gt;") in index for name in GOOD)
+
+
+@pytest.mark.slow
+def test_the_analysis_page_shows_table_1s_intervals_whole(sweep_site):
+    # pandas cuts a table's text to 50 characters by default: the interval over seeds and test images, last in
+    # each cell of several seeds, was lost to "..." on the published page.
+    analysis = nbformat.read(sweep_site.out / "analysis.ipynb", as_version=4)
+    table = next(cell for cell in analysis.cells if "table1.text(table)" in cell.source)
+    shown = "".join(output.get("data", {}).get("text/html", "") for output in table.outputs)
+    assert re.search(r"± \d+\.\d\d · seeds \[[\d.]+, [\d.]+\] · seeds\+images \[[\d.]+, [\d.]+\]", shown), shown[:3000]
+    assert "..." not in shown and "…" not in shown
 
 
 @pytest.mark.slow
