@@ -112,6 +112,29 @@ def test_second_sweep_skips_what_is_up_to_date(sweep_site, data_dir, capsys):
     assert "nmodel-tiny-seed0: up to date" in log and "<b>x-seed0: up to date" in log and "<b>x-seed1: up" in log
 
 
+@pytest.mark.slow
+def test_a_notebook_runs_where_the_temporary_folder_is_too_deep_for_a_unix_socket(tmp_path):
+    """A kernel talks to papermill over Unix sockets, whose paths may have 107 bytes. Under a deep TMPDIR (a test's
+    or a batch job's scratch folder) the notebook still runs, with its sockets elsewhere; it used to fail with
+    "File name too long" and leave a zmq context whose collection hung the Dask worker for ever."""
+    deep = tmp_path / ("d" * 50) / ("e" * 50)
+    deep.mkdir(parents=True)
+    cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), tmp_path / "one.ipynb")
+    code = ("import sys; from pathlib import Path; from mnistlab.lab.execute import Task, execute\n"
+            "here = Path(sys.argv[1])\n"
+            "task = Task(name='one', source=here / 'one.ipynb', output=here / 'out' / 'one.ipynb',\n"
+            "            html=here / 'out' / 'one.html', parameters={}, site_root=here / 'out', key='k')\n"
+            "print(repr(execute(task).error))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(deep)}, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "''", result.stdout + result.stderr[-3000:]
+    outputs = nbformat.read(tmp_path / "out" / "one.ipynb", as_version=4).cells[0].outputs
+    assert outputs[0].text == "42\n" and (tmp_path / "out" / "one.html").is_file()
+    assert not list(deep.iterdir()), "the sockets' folder was left behind"
+
+
 # Kills, locks and changed parameters --------------------------------------------------------------
 
 def start_sweep(params: Path, out: str, root: Path, data_dir: Path) -> subprocess.Popen:

@@ -115,7 +115,7 @@ def _papermill(task: Task) -> str:
     error = ""
     # The kernel talks to this process over Unix sockets in a folder of its own: no TCP port (and no
     # warning about unencrypted TCP on every kernel start).
-    with tempfile.TemporaryDirectory(prefix="mnistlab-kernel-") as sockets:
+    with _socket_folder() as sockets:
         ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
         limits = {}
         if task.timeout:  # one deadline for the whole notebook: each cell may take what is left of it
@@ -146,6 +146,26 @@ def _papermill(task: Task) -> str:
     nbformat.write(notebook, partial)
     os.replace(partial, task.output)
     return error
+
+
+# A Unix socket's path must fit in sockaddr_un's sun_path: 108 bytes on Linux, 104 on macOS, the final NUL
+# included. jupyter_client names the kernel's five sockets "<ip>-1" to "<ip>-5" (a higher number when taken).
+SOCKET_PATH_MAX = 103
+_SOCKET_NAME = "/kernel-99"  # the longest name jupyter_client gives one, past the folder
+
+
+def _socket_folder() -> tempfile.TemporaryDirectory:
+    """A new folder for the kernel's Unix sockets whose socket paths fit ``SOCKET_PATH_MAX``: in the temporary
+    folder (``TMPDIR``) when its path is short enough, else in /tmp. With a deep ``TMPDIR`` (a test's or a batch
+    job's scratch folder) zmq cannot connect ("File name too long"), and papermill leaves behind a live kernel
+    and a zmq context whose collection blocks the worker for ever."""
+    for parent in (None, "/tmp"):
+        folder = tempfile.TemporaryDirectory(prefix="mnistlab-kernel-", dir=parent)
+        if len(os.fsencode(folder.name + _SOCKET_NAME)) <= SOCKET_PATH_MAX:
+            return folder
+        folder.cleanup()
+    raise RuntimeError(f"no folder for the kernel's sockets: {tempfile.gettempdir()} and /tmp give paths longer "
+                       f"than the {SOCKET_PATH_MAX} bytes a Unix socket may have; set TMPDIR to a shorter folder")
 
 
 def publishable(notebook, prefixes: list[str] = ()):
