@@ -48,6 +48,7 @@ def no_process_started(item):
         subprocess.Popen.__init__ = start
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     """Under xdist's ``--dist loadgroup``, the tests of one expensive fixture run in one worker, which builds it once:
     the shared sweep's, and each module's that has a module-scoped fixture (a site, a bundle, trained stacks)."""
@@ -131,3 +132,15 @@ def sweep_site(tmp_path_factory, data_dir):
     finally:
         progress.EVERY = every
     return SimpleNamespace(root=root, params=params, out=root / "site", result=result, log=log.getvalue())
+
+
+
+def pytest_collection_finish(session):
+    """In an xdist worker under ``--dist loadgroup``: a grouped test's id must carry its group, or xdist spreads the
+    group over the workers and each builds the fixture again (pytest 9.2 broke that: pytest-dev/pytest-xdist#1386)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests (first: {lost[0]}); the pytest and "
+                                "pytest-xdist versions do not work together (pyproject.toml's test extra)")
