@@ -28,13 +28,10 @@ report: setup
 
 # The whole suite, as CI runs it: the linter, then every test (slow ones start kernels, sweeps, browsers), on
 # every core: one pytest-xdist worker per core, the tests of one shared fixture in one worker (tests/conftest.py).
-# The GPU bundle's end-to-end test runs after, in plain pytest: inside an xdist worker its offline sweep hung
-# in all three tries, in a zmq context's garbage collection in the Dask worker (docs/performance.md).
 PYTEST_WORKERS ?= auto
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --ignore=tests/test_gpu_bundle.py
-	$(BIN)/python -m pytest tests/test_gpu_bundle.py
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The edit loop: under a minute, no process started, nothing trained beyond a few hundred steps.
 test-fast: setup

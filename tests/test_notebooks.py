@@ -164,5 +164,6 @@ def test_refresh_keeps_a_current_notebook_as_it_is(tmp_path):
     committed backprop notebook (deterministic float64 checks) it changes nothing, so its outputs are current."""
     copy = tmp_path / "backprop.ipynb"
     copy.write_bytes((ROOT / "notebooks" / "backprop.ipynb").read_bytes())
-    subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(copy)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(copy)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert nbformat.read(copy, as_version=4) == nbformat.read(ROOT / "notebooks" / "backprop.ipynb", as_version=4)

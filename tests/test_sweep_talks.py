@@ -143,14 +143,14 @@ def test_timeout_stops_a_notebook_that_runs_too_long_and_the_others_go_on(tmp_pa
     every, progress.EVERY = progress.EVERY, 3.0
     try:
         with project_env(root, data_dir, OMP_NUM_THREADS="1"), contextlib.redirect_stdout(log):
-            result = sweep(params, "site", workers=2, timeout=60)
+            result = sweep(params, "site", workers=2, timeout=40)
     finally:
         progress.EVERY = every
     runs = {run.name: run for run in result.runs}
     assert runs["quick-seed0"].status == "complete"
     endless = runs["endless-seed0"]
     assert endless.status == "failed" and endless.record is None
-    assert endless.error == "timed out: the notebook ran longer than --timeout 60 s and was stopped"
+    assert endless.error == "timed out: the notebook ran longer than --timeout 40 s and was stopped"
     assert (root / "site" / endless.html).is_file()  # its page shows how far it got
     assert re.search(r"^\[[12]/2 runs\] endless-seed0: FAILED: timed out", log.getvalue(), re.M), log.getvalue()
     # while it trained, its epoch and the time it had left were reported
