@@ -100,7 +100,7 @@ def small_data(data_dir):
 
 @pytest.fixture(scope="session")
 def sweep_site(tmp_path_factory, data_dir):
-    """One tiny sweep on a real two-worker Dask LocalCluster over loopback, built once.
+    """One tiny sweep on a real two-worker Dask LocalCluster over loopback, built once, with every real page.
 
     ``nmodel-tiny`` (with TensorBoard) and ``<b>x`` (a wmodel, two seeds in one notebook) complete;
     ``no-gpu`` asks for a GPU this machine lacks and fails inside its notebook. The notebooks in flight are
@@ -114,7 +114,7 @@ def sweep_site(tmp_path_factory, data_dir):
     from mnistlab.lab import progress
     from mnistlab.lab.sweep import sweep
 
-    root = make_project(tmp_path_factory.mktemp("project"))
+    root = make_project(tmp_path_factory.mktemp("project"), every_page=True)
     params = root / "params"
     params.mkdir()
     files = {"nmodel-tiny": {"model": "nmodel", "tensorboard": True}, "<b>x": {"model": "wmodel", "seeds": [0, 1]},

@@ -19,16 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500}
 
 
-def make_project(root: Path, analysis: bool = True) -> Path:
+def make_project(root: Path, analysis: bool = True, every_page: bool = False) -> Path:
     """A project root of its own for a sweep: the real train notebook, the real analysis notebook (with
-    ``analysis``) and one-cell stand-ins for the other pages (their own tests execute them), which keeps a sweep to
-    seconds. Tests about runs rather than pages take the analysis as a stand-in too: it is the slowest page."""
+    ``analysis``) and one-cell stand-ins for the other pages, which keeps a sweep to seconds; ``every_page``: the
+    real data and backprop notebooks too (the shared sweep's, whose tests check every page). Tests about runs rather
+    than pages take the analysis as a stand-in too: it is the slowest page."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     notebooks = root / "notebooks"
     notebooks.mkdir(parents=True)
-    real = ("train", "analysis") if analysis else ("train",)
+    real = ["train", *(["analysis"] if analysis or every_page else []), *(["data", "backprop"] if every_page else [])]
     for name in real:
         (notebooks / f"{name}.ipynb").symlink_to(ROOT / "notebooks" / f"{name}.ipynb")
     for name in {"analysis", "data", "backprop"} - set(real):

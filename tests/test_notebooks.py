@@ -1,6 +1,5 @@
-"""Every notebook runs under nbval with small parameters, renders to HTML, and is committed lean."""
+"""Every notebook runs under nbval with small parameters and is committed lean."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,6 @@ import nbformat
 import papermill
 import pytest
 import yaml
-from nbconvert import HTMLExporter
 
 import mnistlab
 from mnistlab.lab.notebooks import is_checked
@@ -38,7 +36,9 @@ def parameters_for(name, records_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_passes_nbval_and_renders(name, records_dir, tmp_path):
+def test_notebook_passes_nbval(name, records_dir, tmp_path):
+    """Each notebook's checked outputs still hold. How the pages render is the shared sweep's test
+    (test_sweep.py): it executes every real notebook as a sweep does."""
     prepared = tmp_path / name
     # The papermill pattern: inject the parameters, then let nbval execute and compare checked cells.
     papermill.execute_notebook(ROOT / "notebooks" / name, prepared, kernel_name="python3",
@@ -48,13 +48,6 @@ def test_notebook_passes_nbval_and_renders(name, records_dir, tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
-
-    executed = papermill.execute_notebook(prepared, tmp_path / f"executed-{name}", kernel_name="python3",
-                                          progress_bar=False)
-    body, _ = HTMLExporter().from_notebook_node(executed)
-    assert "<html" in body and "Traceback" not in body and "Error" not in _errors(executed)
-    if name in ("data.ipynb", "analysis.ipynb", "train.ipynb"):
-        assert "data:image/png;base64" in body  # the figures are embedded
 
 
 @pytest.mark.slow
@@ -114,10 +107,6 @@ def test_committed_notebook_is_lean(name):
     for cell in code:
         assert bool(cell.outputs) == is_checked(cell), f"{name}: outputs must be stored exactly in checked cells"
         assert (cell.execution_count is not None) == is_checked(cell)
-
-
-def _errors(notebook):
-    return json.dumps([o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"])
 
 
 def test_readme_names_the_kernel_the_notebooks_open_with():

@@ -35,7 +35,6 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
     for seed in (0, 1):  # on a CPU, each seed of the file in a notebook of its own
         notebook = nbformat.read(runs / f"<b>x-seed{seed}.ipynb", as_version=4)
         assert notebook.metadata.papermill.parameters["seeds"] == [seed]
-    assert "data:image/png;base64," in (runs / "<b>x-seed1.html").read_text()  # figures embedded
     assert not any((sweep_site.out / "checkpoints").glob("*"))  # deleted once recorded
     assert [page.status for page in sweep_site.result.pages] == ["complete"] * 3
     assert json.loads((sweep_site.out / "sweep.json").read_text()) == json.loads(json.dumps(report(sweep_site.result)))
@@ -45,6 +44,23 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
         assert (sweep_site.out / unquote(href.split("#")[0])).exists(), href
     assert {"analysis.html", "data.html", "backprop.html", "runs/%3Cb%3Ex-seed0.html", "runs/%3Cb%3Ex-seed1.html"} \
         <= set(links)
+
+
+@pytest.mark.slow
+def test_every_page_renders_without_an_error_and_embeds_its_figures(sweep_site):
+    """The pages as the sweep makes them from the real notebooks: no error output, no traceback on the page, and
+    the figures embedded in the HTML (nothing loaded from elsewhere): Figure 1's two grids of digits on the data
+    page, at least one on the analysis page and on each run's."""
+    pages = ["analysis", "data", "backprop", "runs/nmodel-tiny-seed0", "runs/<b>x-seed0"]
+    for page in pages:
+        notebook = nbformat.read(sweep_site.out / f"{page}.ipynb", as_version=4)
+        errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+                  if output.get("output_type") == "error"]
+        assert not errors, (page, errors)
+        html = (sweep_site.out / f"{page}.html").read_text()
+        assert html.startswith("<!DOCTYPE html>") and "Traceback" not in html, page
+        figures = re.findall(r'<img [^>]*src="data:image/png;base64,', html)  # the template's CSS has a PNG too
+        assert len(figures) >= (0 if page == "backprop" else 2 if page == "data" else 1), (page, len(figures))
 
 
 @pytest.mark.slow
