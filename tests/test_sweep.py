@@ -198,17 +198,17 @@ def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     saved = torch.load(checkpoint, weights_only=True)["records"][0]["history"]
     assert 1 <= len(saved) < settings["epochs"] and not record.exists()
 
+    # The same settings uninterrupted, the same way and in the same sweep (a notebook kernel in a sweep's worker): a
+    # bare `mnistlab train` process, or another thread count, sums in another order and differs in the last bits.
+    straight = write_params(root / "params", "straight", settings)
     with project_env(root, data_dir):
-        result = sweep(params, "site")
-    assert result.runs[0].status == "complete"
+        result = sweep([params, straight], "site")
+    assert [run.status for run in result.runs] == ["complete", "complete"]
     resumed = Record.load(record)
     assert resumed.history[:len(saved)] == saved  # the epochs before the kill, timings included: resumed, not redone
     assert resumed.resumed_after_epoch == len(saved)
-    # Uninterrupted, the same way (a notebook kernel in a sweep's worker): a bare `mnistlab train` process, or
-    # another thread count, sums in another order and differs in the last bits.
-    with project_env(root, data_dir):
-        straight = sweep(params, "site-straight")
-    uninterrupted = straight.runs[0].record.history
+    uninterrupted = result.runs[1].record.history
+    assert result.runs[1].record.resumed_after_epoch is None
     without_seconds = [[{k: v for k, v in row.items() if k != "seconds"} for row in rows]
                        for rows in (resumed.history, uninterrupted)]
     assert without_seconds[0] == without_seconds[1]
