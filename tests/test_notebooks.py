@@ -149,10 +149,12 @@ def test_make_lab_starts_jupyterlab_as_root_too():
 
 @pytest.mark.slow
 def test_refresh_keeps_a_current_notebook_as_it_is(tmp_path):
-    """`python -m mnistlab.lab.notebooks` re-executes a notebook and stores only its checked outputs: on the
-    committed backprop notebook (deterministic float64 checks) it changes nothing, so its outputs are current."""
+    """`python -m mnistlab.lab.notebooks` re-executes a notebook (its kernel on Unix sockets, as a sweep's) and stores
+    only its checked outputs: on the committed backprop notebook (deterministic float64 checks) it changes nothing,
+    so its outputs are current."""
     copy = tmp_path / "backprop.ipynb"
     copy.write_bytes((ROOT / "notebooks" / "backprop.ipynb").read_bytes())
     result = subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(copy)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "Kernel is running over TCP" not in result.stderr  # Unix sockets: no TCP port to race other kernels for
     assert nbformat.read(copy, as_version=4) == nbformat.read(ROOT / "notebooks" / "backprop.ipynb", as_version=4)

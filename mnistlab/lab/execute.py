@@ -7,6 +7,7 @@ comes back as text and the other tasks go on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -103,7 +104,6 @@ def _papermill(task: Task) -> str:
     import papermill
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
-    from traitlets.config import Config
 
     partial = task.partial
     task.output.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +113,7 @@ def _papermill(task: Task) -> str:
         os.environ[variable] = threads
     os.environ[paths.ROOT_ENV] = str(paths.project_root())  # the kernel resolves paths as this process does
     error = ""
-    # The kernel talks to this process over Unix sockets in a folder of its own: no TCP port (and no
-    # warning about unencrypted TCP on every kernel start).
-    with _socket_folder() as sockets:
-        ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+    with unix_sockets() as ipc:
         limits = {}
         if task.timeout:  # one deadline for the whole notebook: each cell may take what is left of it
             deadline = time.monotonic() + task.timeout
@@ -152,6 +149,16 @@ def _papermill(task: Task) -> str:
 # included. jupyter_client names the kernel's five sockets "<ip>-1" to "<ip>-5" (a higher number when taken).
 SOCKET_PATH_MAX = 103
 _SOCKET_NAME = "/kernel-99"  # the longest name jupyter_client gives one, past the folder
+
+
+@contextlib.contextmanager
+def unix_sockets():
+    """papermill's ``config`` for a kernel that talks to this process over Unix sockets in a folder of its own:
+    no TCP port to race other kernels for, and no warning about unencrypted TCP on every kernel start."""
+    from traitlets.config import Config
+
+    with _socket_folder() as sockets:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
 
 
 def _socket_folder() -> tempfile.TemporaryDirectory:

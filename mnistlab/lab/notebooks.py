@@ -38,10 +38,12 @@ def refresh(path: str | os.PathLike, **parameters) -> None:
     """Execute ``path`` with papermill and store back only the checked cells' new outputs."""
     import papermill
 
+    from .execute import unix_sockets
+
     path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, unix_sockets() as config:
         executed = papermill.execute_notebook(path, Path(tmp) / path.name, parameters=parameters,
-                                              kernel_name="python3", progress_bar=False)
+                                              kernel_name="python3", progress_bar=False, config=config)
     notebook = nbformat.read(path, as_version=4)
     nbformat.write(lean(notebook, executed), path)
 
