@@ -134,7 +134,6 @@ def sweep_site(tmp_path_factory, data_dir):
     return SimpleNamespace(root=root, params=params, out=root / "site", result=result, log=log.getvalue())
 
 
-
 def pytest_collection_finish(session):
     """In an xdist worker under ``--dist loadgroup``: a grouped test's id must carry its group, or xdist spreads the
     group over the workers and each builds the fixture again (pytest 9.2 broke that: pytest-dev/pytest-xdist#1386)."""
