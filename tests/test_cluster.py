@@ -243,6 +243,20 @@ def test_ctrl_c_of_a_local_sweep_at_the_terminal_stops_everything_in_a_sentence(
 
 # The door --------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("cores, workers, omp, threads", [
+    (8, 1, None, 8), (8, 2, None, 4), (8, 3, None, 2), (2, 4, None, 1),  # the cores shared among the workers
+    (8, 1, "1", 1), (8, 2, "3", 3), (8, 2, "16", 4),  # OMP_NUM_THREADS caps them, never raises them
+    (8, 1, "", 8), (8, 1, "0", 8), (8, 1, "two", 8)])  # and is ignored where it is not a positive count
+def test_each_local_kernel_gets_its_share_of_the_cores_and_no_more_than_omp_num_threads(monkeypatch, cores, workers,
+                                                                                      omp, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert schedule.kernel_threads(workers) == threads
+
+
 def test_a_plain_tcp_address_that_is_not_loopback_is_warned_about():
     warning = schedule.plain_tcp_warning("tcp://10.1.2.3:8786")
     assert "plain TCP, neither encrypted nor authenticated" in warning and "tls://" in warning

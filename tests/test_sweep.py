@@ -199,9 +199,10 @@ def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     assert 1 <= len(saved) < settings["epochs"] and not record.exists()
 
     # The same settings uninterrupted, the same way and in the same sweep (a notebook kernel in a sweep's worker): a
-    # bare `mnistlab train` process, or another thread count, sums in another order and differs in the last bits.
+    # bare `mnistlab train` process, or another thread count, sums in another order and differs in the last bits
+    # (start_sweep's one thread, here too).
     straight = write_params(root / "params", "straight", settings)
-    with project_env(root, data_dir):
+    with project_env(root, data_dir, OMP_NUM_THREADS="1"):
         result = sweep([params, straight], "site")
     assert [run.status for run in result.runs] == ["complete", "complete"]
     resumed = Record.load(record)

@@ -2,7 +2,7 @@
 
 - default: a ``LocalCluster`` sized to the machine, one worker process per GPU, each pinned to its
   own GPU (``CUDA_VISIBLE_DEVICES`` in the worker's environment, which its kernels inherit); on a
-  CPU machine one worker, whose kernel gets every core;
+  CPU machine one worker, whose kernel gets every core (at most ``OMP_NUM_THREADS`` where that is set);
 - ``scheduler="tcp://HOST:8786"``: an existing cluster (``dask scheduler`` plus ``dask worker``s);
 - ``cluster="slurm"``: dask-jobqueue's ``SLURMCluster``, one GPU per job, its options from a YAML file
   (``params/clusters/slurm.yaml``).
@@ -136,9 +136,18 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") \
                 else [str(i) for i in range(gpus)]
             dask_client.register_plugin(PinGPU(visible))
-        threads = max(1, len(os.sched_getaffinity(0)) // n) if not gpus else None
+        threads = kernel_threads(n) if not gpus else None
         with guarded(dask_client, worker_timeout, bool(gpus), "the local cluster"):
             yield dask_client, {"gpus": bool(gpus), "threads": threads}
+
+
+def kernel_threads(workers: int) -> int:
+    """Torch threads for each kernel of a local cluster of ``workers`` CPU workers: this machine's cores shared
+    among them, and no more than ``OMP_NUM_THREADS`` where it is set, as torch itself would take it (more threads
+    than cores, e.g. beside another job, wait on each other and train many times slower)."""
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    asked = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(threads, int(asked)) if asked.isdigit() and int(asked) > 0 else threads
 
 
 def plain_tcp_warning(address: str) -> str | None:
