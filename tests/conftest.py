@@ -17,11 +17,15 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
         os.environ.setdefault(variable, str(share))
 
 import mnistlab
-from helpers import ROOT, TINY, make_project, project_env
+from helpers import ROOT, TINY, make_project, project_env, write_params
 
 # The programs a fast test may start: short queries, of the code and the machine a record comes from, or of the
 # libraries on it.
 FAST_PROGRAMS = {"git", "nvidia-smi", "ldconfig"}  # ldconfig: ctypes finding a library as torch loads
+
+
+# The session fixtures that run a sweep: their tests are slow, and run in one xdist worker per fixture.
+SHARED_SWEEPS = {"sweep_site", "finished_sweep"}
 
 
 @contextlib.contextmanager
@@ -31,8 +35,8 @@ def no_process_started(item):
     if item.get_closest_marker("slow"):
         yield
         return
-    if "sweep_site" in item.fixturenames:
-        pytest.fail("a test of the shared sweep (sweep_site) must be marked slow")
+    for shared in SHARED_SWEEPS & set(item.fixturenames):
+        pytest.fail(f"a test of a shared sweep ({shared}) must be marked slow")
     start = subprocess.Popen.__init__
 
     def guarded(self, args, *more, **options):
@@ -53,8 +57,9 @@ def pytest_collection_modifyitems(items):
     """Under xdist's ``--dist loadgroup``, the tests of one expensive fixture run in one worker, which builds it once:
     the shared sweep's, and each module's that has a module-scoped fixture (a site, a bundle, trained stacks)."""
     for item in items:
-        if "sweep_site" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("sweep_site"))
+        shared = sorted(SHARED_SWEEPS & set(item.fixturenames))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
             continue
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
@@ -132,6 +137,20 @@ def sweep_site(tmp_path_factory, data_dir):
     finally:
         progress.EVERY = every
     return SimpleNamespace(root=root, params=params, out=root / "site", result=result, log=log.getvalue())
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory, data_dir):
+    """A project whose ``site`` holds one finished tiny run, ``a-seed0`` (nmodel, TINY, ``params/a.yaml``), with
+    stand-in pages, swept once. Tests that start from a finished sweep (to kill, edit or overwrite it) take a copy
+    of their own: ``copy_project(finished_sweep, tmp_path / "project")``; a sweep there finds the run up to date."""
+    from mnistlab.lab.sweep import sweep
+
+    root = make_project(tmp_path_factory.mktemp("finished") / "project", analysis=False)
+    params = write_params(root / "params", "a", {"model": "nmodel", **TINY})
+    with project_env(root, data_dir, OMP_NUM_THREADS="1"):
+        assert sweep(params, "site").ok
+    return root
 
 
 def pytest_collection_finish(session):

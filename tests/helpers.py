@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -53,6 +54,13 @@ def project_env(root: Path, data_dir: Path, **extra: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A project of its own for a test, copied from a shared one (``finished_sweep``): the same files and times,
+    the links to the real notebooks kept as links. The shared project must not change."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
 
 
 def write_params(folder: Path, name: str, content) -> Path:

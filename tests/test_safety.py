@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, TINY, interruptible, make_project, project_env, snapshot, write_params
+from helpers import ROOT, TINY, copy_project, interruptible, make_project, project_env, snapshot, write_params
 from mnistlab import cli
 from mnistlab.lab import cache, lock, params
 from mnistlab.lab.params import ParamsError
@@ -150,28 +150,31 @@ def test_a_record_of_another_config_is_never_reported_for_the_run(project):
 
 
 @pytest.mark.slow
-def test_a_record_written_over_by_another_process_makes_the_run_redone_and_no_path_is_published(project, data_dir):
-    """A real sweep; then a real ``mnistlab train`` writes another config's record into the run's file: the next
-    sweep redoes the run instead of calling it up to date. A failing run's error (absolute paths of the data it
-    did not find) is published in sweep.json without this machine's paths."""
+def test_a_record_written_over_by_another_process_makes_the_run_redone_and_no_path_is_published(finished_sweep,
+                                                                                                   tmp_path, data_dir):
+    """A real sweep (``a`` finished, ``nodata`` fails); then a real ``mnistlab train`` writes another config's
+    record into ``a``'s file: the next sweep redoes the run instead of calling it up to date. A failing run's error
+    (absolute paths of the data it did not find) is published in sweep.json without this machine's paths."""
     from mnistlab.lab.sweep import sweep
 
+    project = copy_project(finished_sweep, tmp_path / "project")
     (project / "empty").mkdir()
     write_params(project / "params", "nodata", {"model": "nmodel", **TINY, "data_dir": str(project / "empty")})
-    first = sweep([project / "params" / "a.yaml", project / "params" / "nodata.yaml"], "site")
-    assert [run.status for run in first.runs] == ["complete", "failed"]
-    assert "MNIST data is not usable" in first.runs[1].error
-    published = (project / "site" / "sweep.json").read_text()
-    assert "empty/MNIST/raw/train-images-idx3-ubyte is missing" in published
-    assert str(project) not in published and str(ROOT) not in published
+    with project_env(project, data_dir):
+        first = sweep([project / "params" / "a.yaml", project / "params" / "nodata.yaml"], "site")
+        assert [run.status for run in first.runs] == ["complete", "failed"] and not first.runs[0].executed
+        assert "MNIST data is not usable" in first.runs[1].error
+        published = (project / "site" / "sweep.json").read_text()
+        assert "empty/MNIST/raw/train-images-idx3-ubyte is missing" in published
+        assert str(project) not in published and str(ROOT) not in published
 
-    record = project / "site" / "runs" / "a-seed0.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "8",
-                    "--epochs", "1", "--train-size", "500", "--run-name", "a", "--out-dir", "site/runs"],
-                   check=True, env=env, capture_output=True, timeout=300)
-    assert json.loads(record.read_text())["config"]["hidden_size"] == 8
-    again = sweep(project / "params" / "a.yaml", "site")
+        record = project / "site" / "runs" / "a-seed0.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-m", "mnistlab.cli", "train", "--model", "nmodel", "--hidden-size", "8",
+                        "--epochs", "1", "--train-size", "500", "--run-name", "a", "--out-dir", "site/runs"],
+                       check=True, env=env, capture_output=True, timeout=300)
+        assert json.loads(record.read_text())["config"]["hidden_size"] == 8
+        again = sweep(project / "params" / "a.yaml", "site")
     assert again.runs[0].executed and again.runs[0].record.config["hidden_size"] == 16
     assert json.loads(record.read_text())["config"]["hidden_size"] == 16
 

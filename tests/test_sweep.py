@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import mnistlab
-from helpers import ROOT, TINY, kill_tree, make_project, project_env, urls, wait_for, write_params
+from helpers import ROOT, TINY, copy_project, kill_tree, make_project, project_env, urls, wait_for, write_params
 from mnistlab import cli
 from mnistlab.lab import lock, schedule
 from mnistlab.lab.sweep import report, sweep
@@ -160,34 +160,30 @@ def start_sweep(params: Path, out: str, root: Path, data_dir: Path) -> subproces
 
 
 @pytest.mark.slow
-def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(tmp_path, data_dir):
-    root = make_project(tmp_path / "project", analysis=False)
-    params = write_params(root / "params", "k", {"model": "nmodel", **TINY})
-    with project_env(root, data_dir):
-        assert sweep(params, "site").ok
+def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(finished_sweep, tmp_path, data_dir):
+    root = copy_project(finished_sweep, tmp_path / "project")
     out = root / "site"
-
-    write_params(root / "params", "k", {"model": "nmodel", **TINY, "hidden_size": 8})
+    params = write_params(root / "params", "a", {"model": "nmodel", **TINY, "hidden_size": 8})
     process = start_sweep(params, "site", root, data_dir)
-    record = out / "runs" / "k-seed0.json"
+    record = out / "runs" / "a-seed0.json"
     # The new record is written before the notebook is saved and rendered: kill right then.
     wait_for(lambda: record.exists() and Record.load(record).config["hidden_size"] == 8, process)
     kill_tree(process)
     assert Record.load(record).config["hidden_size"] == 8, "the sweep did not get as far as the new record"
-    assert not (out / "runs" / ".k-seed0.done").exists()  # the manifest went first: nothing claims to be up to date
+    assert not (out / "runs" / ".a-seed0.done").exists()  # the manifest went first: nothing claims to be up to date
 
     with project_env(root, data_dir):
         result = sweep(params, "site")
     assert result.ok and result.runs[0].executed  # redone, not taken as up to date
     assert result.runs[0].record.config["hidden_size"] == 8
-    assert nbformat.read(out / "runs" / "k-seed0.ipynb", as_version=4).metadata.papermill.parameters["hidden_size"] == 8
+    assert nbformat.read(out / "runs" / "a-seed0.ipynb", as_version=4).metadata.papermill.parameters["hidden_size"] == 8
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     root = make_project(tmp_path / "project", analysis=False)
     # Many short epochs: the kill lands after the first checkpoint and well before the last epoch.
-    settings = {"model": "nmodel", "hidden_size": 32, "epochs": 10, "step_size": 4, "train_size": 4000}
+    settings = {"model": "nmodel", "hidden_size": 32, "epochs": 20, "step_size": 8, "train_size": 2000}
     params = write_params(root / "params", "slow", settings)
     out = root / "site"
     checkpoint, record = out / "checkpoints" / "slow-seed0.pt", out / "runs" / "slow-seed0.json"
@@ -285,23 +281,22 @@ def test_slurm_job_script_asks_for_one_gpu_per_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_runs_of_other_training_code_are_never_reused_silently(tmp_path, data_dir, capsys):
+def test_runs_of_other_training_code_are_never_reused_silently(finished_sweep, tmp_path, data_dir, capsys):
     """A real edit of a fingerprinted file (a code cell of the project's train notebook, which the kernels
     fingerprint): the next sweep stops before running anything and names the run and the file; the user
     keeps the old results (--keep-older-code) or retrains them (--force)."""
-    root = make_project(tmp_path / "project", analysis=False)
+    root = copy_project(finished_sweep, tmp_path / "project")
+    params = root / "params" / "a.yaml"
+    first = Record.load(root / "site" / "runs" / "a-seed0.json")
     notebook = root / "notebooks" / "train.ipynb"
     notebook.unlink()
-    notebook.write_bytes((ROOT / "notebooks" / "train.ipynb").read_bytes())  # a copy of its own, to edit
-    params = write_params(root / "params", "edited", {"model": "nmodel", **TINY})
+    edited = nbformat.read(ROOT / "notebooks" / "train.ipynb", as_version=4)  # a copy of its own, edited
+    code_cell = next(cell for cell in edited.cells if cell.cell_type == "code" and "tags" not in cell.metadata)
+    code_cell.source += "\nprint('edited')"
+    nbformat.write(edited, notebook)
     with project_env(root, data_dir):
-        first = sweep(params, "site").runs[0].record
-        edited = nbformat.read(notebook, as_version=4)
-        code_cell = next(cell for cell in edited.cells if cell.cell_type == "code" and "tags" not in cell.metadata)
-        code_cell.source += "\nprint('edited')"
-        nbformat.write(edited, notebook)
         with pytest.raises(mnistlab.lab.params.ParamsError,
-                           match=r"1 up-to-date run\(s\) were trained by other training code.*edited-seed0.*"
+                           match=r"1 up-to-date run\(s\) were trained by other training code.*a-seed0.*"
                                  r"changed since: notebooks/train.ipynb.*--force.*--keep-older-code"):
             sweep(params, "site")
         kept = sweep(params, "site", keep_older_code=True)
