@@ -5,9 +5,9 @@
 Parts, in order, each saved to ``--json`` as soon as it is done (a run cut off by a time limit still
 says what it found), each with ``status`` ok, failed or skipped (and why):
 
-  host_syncs       one eager epoch of one network and of a five-seed stack, counting the tensor calls that
-                   wait for the device (``tolist``, ``item``, ``cpu``, ...): one read-back per epoch
-                   (plus the predictions kept) is the design
+  host_syncs       one eager epoch of one wmodel and of a five-seed stack at the first of --hidden-sizes
+                   (1000), counting the tensor calls that wait for the device (``tolist``, ``item``, ``cpu``,
+                   ...): one read-back per epoch (plus the predictions kept) is the design
   cuda_tests       ``pytest -m cuda`` (CUDA only)
   graphs_vs_eager  the three models at H=1000, five seeds, two epochs on the 50,000 images: CUDA graphs
                    against the eager stack, the largest difference per metric (CUDA only)
@@ -51,8 +51,8 @@ TOLERANCE = {"nmodel": (1e-4, 0.1), "wmodel": (1e-4, 0.1), "bmodel": (5e-2, 1.0)
 def host_syncs(device, data, args) -> dict:
     result = {}
     for label, seeds in (("one network", [0]), ("five-seed stack", SEEDS)):
-        configs = [mnistlab.Config(model="wmodel", hidden_size=1000, epochs=1, seed=seed, device=str(device),
-                                   train_size=args.train_size) for seed in seeds]
+        configs = [mnistlab.Config(model="wmodel", hidden_size=args.hidden_sizes[0], epochs=1, seed=seed,
+                                   device=str(device), train_size=args.train_size) for seed in seeds]
         with HostTransfers() as spy:
             train(configs, data=data)
         result[label] = {name: n for name, n in spy.calls.items() if n}
