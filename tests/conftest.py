@@ -55,7 +55,9 @@ def no_process_started(item):
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     """Under xdist's ``--dist loadgroup``, the tests of one expensive fixture run in one worker, which builds it once:
-    the shared sweep's, and each module's that has a module-scoped fixture (a site, a bundle, trained stacks)."""
+    the shared sweeps', and each module's that has a module-scoped fixture (a site, a bundle, trained stacks).
+    xdist hands out the groups first (the largest first), then the other tests in the order collected: the slow
+    ones among those go first, so that no long test starts last while the other worker has nothing left."""
     for item in items:
         shared = sorted(SHARED_SWEEPS & set(item.fixturenames))
         if shared:
@@ -64,6 +66,7 @@ def pytest_collection_modifyitems(items):
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")))
 
 
 @pytest.hookimpl(hookwrapper=True)
