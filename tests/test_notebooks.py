@@ -148,13 +148,28 @@ def test_make_lab_starts_jupyterlab_as_root_too():
 
 
 @pytest.mark.slow
-def test_refresh_keeps_a_current_notebook_as_it_is(tmp_path):
-    """`python -m mnistlab.lab.notebooks` re-executes a notebook (its kernel on Unix sockets, as a sweep's) and stores
-    only its checked outputs: on the committed backprop notebook (deterministic float64 checks) it changes nothing,
-    so its outputs are current."""
-    copy = tmp_path / "backprop.ipynb"
-    copy.write_bytes((ROOT / "notebooks" / "backprop.ipynb").read_bytes())
-    result = subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(copy)], capture_output=True, text=True)
+def test_refresh_stores_the_checked_outputs_anew_and_clears_the_rest(tmp_path):
+    """`python -m mnistlab.lab.notebooks` re-executes a notebook (its kernel on Unix sockets, as a sweep's, and with
+    papermill's ``-p`` parameters) and stores back only the checked cells' outputs, each under its position among
+    the code cells; every other output and count goes. A one-kernel notebook of its own: the committed ones'
+    outputs are nbval's test above."""
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from mnistlab.lab.notebooks import CHECK
+
+    stale = [new_output("stream", name="stdout", text="stale\n")]
+    cells = [new_code_cell("factor = 1", metadata={"tags": ["parameters"]}),
+             new_code_cell("print('not checked')", execution_count=7, outputs=stale),
+             new_code_cell(f"{CHECK}\nprint(6 * factor)", execution_count=9, outputs=stale)]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                      "language": "python"}}), path)
+    result = subprocess.run([sys.executable, "-m", "mnistlab.lab.notebooks", str(path), "-p", "factor", "7"],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "Kernel is running over TCP" not in result.stderr  # Unix sockets: no TCP port to race other kernels for
-    assert nbformat.read(copy, as_version=4) == nbformat.read(ROOT / "notebooks" / "backprop.ipynb", as_version=4)
+    refreshed = nbformat.read(path, as_version=4)
+    nbformat.validate(refreshed)
+    assert [cell.source for cell in refreshed.cells] == [cell.source for cell in cells]  # no injected cell kept
+    assert [(cell.execution_count, cell.outputs) for cell in refreshed.cells] == [
+        (None, []), (None, []), (3, [new_output("stream", name="stdout", text="42\n")])]
