@@ -29,6 +29,7 @@ def test_defaults_are_the_paper_protocol():
     ({"hidden_size": "1000"}, "hidden_size must be an integer; got '1000' (str)"),
     ({"hidden_size": True}, "hidden_size must be an integer; got True (bool)"),
     ({"epochs": -1}, "epochs must be between 1 and 100000; got -1"),
+    ({"epochs": "ten"}, "epochs must be an integer; got 'ten' (str)"),
     ({"lr": 0}, "lr must be a finite number greater than 0; got 0"),
     ({"lr": float("nan")}, "lr must be a finite number greater than 0; got nan"),
     ({"lr": "fast"}, "lr must be a number; got 'fast' (str)"),
