@@ -55,13 +55,18 @@ def no_process_started(item):
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     """Under xdist's ``--dist loadgroup``, the tests of one expensive fixture run in one worker, which builds it once:
-    the shared sweeps', and each module's that has a module-scoped fixture (a site, a bundle, trained stacks).
+    the shared sweeps', and each module's that has a module-scoped fixture (a site, a bundle, trained stacks); and
+    the tests marked ``waits``, which mostly wait: in one worker, their waits overlap the other worker's computing
+    instead of each other.
     xdist hands out the groups first (the largest first), then the other tests in the order collected: the slow
     ones among those go first, so that no long test starts last while the other worker has nothing left."""
     for item in items:
         shared = sorted(SHARED_SWEEPS & set(item.fixturenames))
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+            continue
+        if item.get_closest_marker("waits"):  # one after another, so that their waits overlap others' work
+            item.add_marker(pytest.mark.xdist_group("waits"))
             continue
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope == "module" for defs in definitions.values()):

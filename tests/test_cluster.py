@@ -82,6 +82,7 @@ def project(tmp_path, data_dir):
 # Nothing waits for ever ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_a_scheduler_without_workers_ends_the_sweep_in_its_worker_timeout(project, data_dir):
     params = write_params(project / "params", "w", {**TINY, "model": "nmodel"})
     env = environment(project, data_dir)
@@ -104,6 +105,7 @@ def test_a_scheduler_without_workers_ends_the_sweep_in_its_worker_timeout(projec
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_workers_that_die_and_a_scheduler_that_dies_end_the_sweep(project, data_dir):
     """Mid-training: the only worker is killed (kernel and all): the sweep ends after --worker-timeout. Then,
     with a new worker, the scheduler is killed: the sweep ends within LOST_SECONDS."""
@@ -189,6 +191,7 @@ def test_a_slurm_submission_that_fails_ends_the_sweep_at_once(project, data_dir,
 # Ctrl-C --------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_ctrl_c_of_a_sweep_on_a_scheduler_stops_its_notebook_before_letting_go(project, data_dir):
     params = write_params(project / "params", "long", LONG)
     env = environment(project, data_dir)
@@ -218,6 +221,7 @@ def test_ctrl_c_of_a_sweep_on_a_scheduler_stops_its_notebook_before_letting_go(p
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_ctrl_c_of_a_local_sweep_at_the_terminal_stops_everything_in_a_sentence(project, data_dir):
     params = write_params(project / "params", "long", LONG)
     env = environment(project, data_dir)
@@ -300,6 +304,7 @@ def make_certificates(folder: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_a_sweep_on_a_tls_scheduler_with_certificates_made_here(project, data_dir, tmp_path):
     certs = make_certificates(tmp_path)
     params = write_params(project / "params", "tls", {**TINY, "model": "nmodel"})

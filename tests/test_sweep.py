@@ -236,6 +236,7 @@ def test_a_second_sweep_into_a_folder_in_use_is_refused_and_a_dead_holder_is_sta
 # Clusters ------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_sweep_on_an_existing_scheduler_with_two_workers(tmp_path, data_dir):
     root = make_project(tmp_path / "project", analysis=False)
     params = write_params(root / "params", "remote", {"model": "bmodel", **TINY})
