@@ -20,8 +20,9 @@ import mnistlab
 from helpers import ROOT, TINY, make_project, project_env, write_params
 
 # The programs a fast test may start: short queries, of the code and the machine a record comes from, or of the
-# libraries on it.
-FAST_PROGRAMS = {"git", "nvidia-smi", "ldconfig"}  # ldconfig: ctypes finding a library as torch loads
+# libraries and fonts on it. ldconfig: ctypes finding a library as torch loads; fc-list: Matplotlib listing the
+# fonts once per machine, when it first builds its font cache (a fresh machine's first figure).
+FAST_PROGRAMS = {"git", "nvidia-smi", "ldconfig", "fc-list"}
 
 
 # The session fixtures that run a sweep: their tests are slow, and run in one xdist worker per fixture.
