@@ -65,14 +65,18 @@ def hardware(device) -> dict[str, Any]:
             "capability": torch.backends.cpu.get_cpu_capability(), "cores": len(os.sched_getaffinity(0))}
 
 
-def describe(hw: dict[str, Any] | None) -> str:
-    """One line for a page: e.g. "AMD EPYC 9B45 (family 26, AVX2, 2 cores)" or "NVIDIA H100 (sm 9.0)"."""
+def describe(hw: dict[str, Any] | None, cores: bool = True) -> str:
+    """One line for a page: e.g. "AMD EPYC (family 25 model 17, AVX2, 2 cores)" or "NVIDIA H100 (sm 9.0)";
+    without the cores the process could use when ``cores`` is false (they do not change a number, threads do).
+    The model number is what tells two EPYC generations of one family apart (family 25: model 1 and 17)."""
     if not hw:
         return "not recorded"
     if hw.get("kind") == "gpu":
         return f"{hw['name']} (sm {hw['capability']})"
-    cores = hw.get("cores")
-    return f"{hw['name']} (family {hw.get('family')}, {hw.get('capability')}, {cores} core{'' if cores == 1 else 's'})"
+    model = f" model {hw['model']}" if hw.get("model") is not None else ""
+    n = hw.get("cores")
+    usable = f", {n} core{'' if n == 1 else 's'}" if cores else ""
+    return f"{hw['name']} (family {hw.get('family')}{model}, {hw.get('capability')}{usable})"
 
 
 def _digest(data: bytes) -> str:

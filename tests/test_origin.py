@@ -80,7 +80,8 @@ def test_hardware_names_the_cpu_precisely():
     hardware = origin.hardware(torch.device("cpu"))
     assert hardware["kind"] == "cpu" and hardware["capability"] == torch.backends.cpu.get_cpu_capability()
     assert hardware["family"] is not None and hardware["name"]
-    assert str(hardware["family"]) in origin.describe(hardware) and hardware["capability"] in origin.describe(hardware)
+    assert f"family {hardware['family']} model {hardware['model']}, {hardware['capability']}," \
+        in origin.describe(hardware)  # the model tells two EPYC generations of family 25 apart
 
 
 def test_code_checked_to_give_the_same_numbers_counts_as_this_code(monkeypatch):

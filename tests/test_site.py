@@ -119,8 +119,8 @@ def test_provenance_says_which_run_was_resumed(site):
     # the trained run's wall time is the sum of its epochs (1.5 + 3.0 s); a resumed run shows none
     assert "4.5 s" in rows["nmodel-tiny-seed0"] and "4.5 s" not in rows["bmodel-tiny-seed0"]
     assert "2.2 s" in rows["bmodel-tiny-seed0"]  # its median epoch
-    assert "3 runs: 2 trained in their notebook, 1 resumed from a checkpoint trained earlier. Trained on cpu: " \
-           "AMD EPYC (family 25, AVX2, 2 cores), with 1 thread or 2 threads. Median epoch 2.2 s." in site["html"]
+    assert "3 runs: 2 trained in their notebook, 1 resumed from a checkpoint trained earlier. Trained on cpu: AMD " \
+           "EPYC (family 25 model 1, AVX2, 2 cores), with 1 thread or 2 threads. Median epoch 2.2 s." in site["html"]
     resumed = (site["out"] / "runs" / "bmodel-tiny-seed0.html").read_text()
     trained = (site["out"] / "runs" / "nmodel-tiny-seed0.html").read_text()
     note = resumed.index('class="mnistlab-note"')
@@ -135,7 +135,7 @@ def test_note_goes_to_the_top_without_a_training_cell(tmp_path):
     html = page.read_text()
     assert html.index('class="mnistlab-nav"') < html.index('class="mnistlab-note"') < html.index("SETTINGS CELL")
     assert "resumed the run after epoch 1" in html and "this notebook trained epoch 2;" in html
-    hardware = "cpu: AMD EPYC (family 25, AVX2, 2 cores)"
+    hardware = "cpu: AMD EPYC (family 25 model 1, AVX2, 2 cores)"
     assert f"Training: epoch 1: {hardware}, 1 thread" in html and f"epoch 2: {hardware}, 2 threads" in html
     assert "code c0dec0dec0de (commit 6158bf1)" in html
 
