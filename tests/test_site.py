@@ -311,3 +311,43 @@ def test_mnistlab_render_makes_one_page_with_offline_maths(tmp_path):
     assert result.stdout.strip() == str(page) and 'src="_static/tex-svg-full.js"' in html
     assert hashlib.sha256((tmp_path / "_static" / assets.MATHJAX_SCRIPT).read_bytes()).hexdigest() == assets.SHA256
     assert "index.html" not in html and "cdn" not in html.lower()
+
+
+def _trained_on(record: Record, **hardware) -> Record:
+    """``record`` as if every process that trained it had run on a processor with ``hardware`` changed."""
+    for segment in record.segments:
+        segment["hardware"] = {**segment["hardware"], **hardware}
+    return record
+
+
+def test_the_analysis_says_which_seeds_trained_on_which_processor():
+    from mnistlab.lab import provenance
+
+    intel = {"name": "Intel Xeon", "vendor": "GenuineIntel", "family": 6, "model": 167, "capability": "AVX512"}
+    runs = [helpers.make_record("nmodel", seed=0), _trained_on(helpers.make_record("nmodel", seed=1), **intel),
+            helpers.make_record("bmodel", seed=0), helpers.make_record("bmodel", seed=1),
+            helpers.make_record("wmodel", seed=0, status="diverged"),  # not a complete run: not counted
+            _trained_on(helpers.make_record("bmodel", hidden_size=32, seed=0), **intel)]  # paired with nothing
+    where = provenance.machines(runs)
+    trained_on = {(m, h): text for m, h, text in zip(where["model"], where["hidden_size"], where["trained_on"])}
+    assert list(trained_on) == [("nmodel", 16), ("bmodel", 32), ("bmodel", 16)]  # Table 1's order, larger H first
+    assert list(where["processors"]) == [2, 1, 1]
+    assert trained_on["nmodel", 16] == ("cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread: seed 0; "
+                                        "cpu: Intel Xeon (family 6 model 167, AVX512), 1 thread: seed 1")
+    assert trained_on["bmodel", 16] == "cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread: seeds 0, 1"
+    note = provenance.machines_note(runs)
+    # seed 0's pair trained on one processor, seed 1's on two
+    assert "5 complete runs trained on 2 kinds of processor: 1 of 3 cells mix them" in note
+    assert "1 of the 2 same-seed pairs of models" in note and "no interval on this page covers that" in note
+    # the kernel set alone makes another processor: the same CPU model with AVX512 instead of AVX2
+    same_cpu = [helpers.make_record("nmodel"), _trained_on(helpers.make_record("bmodel"), capability="AVX512")]
+    assert "1 of the 1 same-seed pair of models" in provenance.machines_note(same_cpu)
+    # the cores a process could use change no number; its threads may
+    fewer_cores = [helpers.make_record("nmodel"), _trained_on(helpers.make_record("bmodel"), cores=1)]
+    one_processor = "All 2 complete runs trained on cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread."
+    assert provenance.machines_note(fewer_cores) == one_processor
+    assert "1 of the 1 same-seed pair" in provenance.machines_note(
+        [helpers.make_record("nmodel"), helpers.make_record("bmodel", threads=2)])
+    one = provenance.machines_note(runs[2:4])
+    assert one == one_processor
+    assert provenance.machines_note([]) == "No complete run." and provenance.machines([]).empty

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
+
+import pandas as pd
 
 from ..origin import describe
 from ..records import Record
+from . import cells
 from .formatting import count, duration
 
 UNKNOWN = "not recorded"
@@ -98,6 +102,59 @@ def summary_line(records: list[Record]) -> str:
         f" Median epoch {duration(min(medians))} to {duration(max(medians))}."
     return (f"{count(len(records), 'run')}: {len(records) - resumed} trained in their notebook, {resumed} resumed "
             f"from a checkpoint trained earlier. {where}{speed}")
+
+
+def machines(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per cell of complete runs (model, hidden size, settings) and where its seeds trained:
+    "cpu: Intel Xeon (family 6 model 167, AVX512), 1 thread: seeds 1, 2; cpu: AMD EPYC (…), 1 thread: seed 0"."""
+    rows = []
+    for key, runs in sorted(cells.group(records).items(), key=lambda item: cells.order(item[0])):
+        seeds: dict[str, list[int]] = {}
+        for record in runs:
+            seeds.setdefault(_where(record), []).append(record.config["seed"])
+        trained_on = "; ".join(f"{place}: {'seed' if len(s) == 1 else 'seeds'} {', '.join(map(str, sorted(s)))}"
+                               for place, s in seeds.items())
+        rows.append(dict(zip(cells.CELL_KEYS, key[:3]), runs=len(runs), processors=len(seeds), trained_on=trained_on))
+    return pd.DataFrame(rows, columns=[*cells.CELL_KEYS, "runs", "processors", "trained_on"])
+
+
+def machines_note(records: Iterable[Record]) -> str:
+    """Whether the complete runs trained on one processor, and if not, how many cells and same-seed pairs of
+    models (what the paired comparisons compare) mix processors, and what that means for the intervals."""
+    runs = cells.included(records)
+    if not runs:
+        return "No complete run."
+    places = {_where(r) for r in runs}
+    if len(places) == 1:
+        return f"All {count(len(runs), 'complete run')} trained on {next(iter(places))}."
+    table = machines(runs)
+    mixed = int((table["processors"] > 1).sum())
+    by_seed: dict[tuple, list[Record]] = {}  # the runs a paired comparison pairs: one hidden size, settings, seed
+    for record in runs:
+        _, hidden_size, label = cells.cell(record)
+        by_seed.setdefault((hidden_size, label, record.config["seed"]), []).append(record)
+    pairs = [(a, b) for group in by_seed.values() for a, b in combinations(group, 2)
+             if a.config["model"] != b.config["model"]]
+    across = sum(_where(a) != _where(b) for a, b in pairs)
+    return (f"The {count(len(runs), 'complete run')} trained on {len(places)} kinds of processor: {mixed} of "
+            f"{count(len(table), 'cell')} mix them, and {across} of the {count(len(pairs), 'same-seed pair')} of "
+            "models that the paired comparisons use trained on different processors. A run's numbers move in the "
+            "last bits from one CPU generation to the next (about 0.1 point of accuracy between two EPYC "
+            "generations, on the quick profile), and no interval on this page covers that: it is part of any "
+            "difference between runs made on different processors.")
+
+
+def _where(record: Record) -> str:
+    """What computed ``record``'s numbers, per training process, "; "-joined (a resumed run may have moved): the
+    processor and its kernel set, and torch's threads. Not the cores the process could use: they change no number."""
+    return _joined(_processor(s) for s in getattr(record, "segments", None) or [])
+
+
+def _processor(segment: dict[str, Any]) -> str:
+    if not segment.get("hardware"):
+        return _place(segment)
+    threads = count(segment["threads"], "thread") if segment.get("threads") else f"threads {UNKNOWN}"
+    return f"{segment['device']}: {describe(segment['hardware'], cores=False)}, {threads}"
 
 
 def _epochs(first: int, last: int) -> str:
