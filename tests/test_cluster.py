@@ -339,3 +339,39 @@ def test_a_sweep_on_a_tls_scheduler_with_certificates_made_here(project, data_di
             assert Record.load(project / "site" / "runs" / "tls-seed0.json").status == "complete"
     finally:
         kill_tree(*processes)
+
+
+def _queued_beside_it(seconds: float) -> int:
+    """Sleep ``seconds`` on a Dask worker; how many other tasks were queued on that worker when this one began."""
+    from distributed import get_worker
+
+    state = get_worker().state
+    queued = len(state.ready) + len(state.constrained)  # sent to this worker, waiting for its one thread
+    time.sleep(seconds)
+    return queued
+
+
+@pytest.mark.slow
+@pytest.mark.waits
+def test_runs_are_submitted_as_workers_free_up_so_none_waits_behind_another():
+    """The study's pattern: two long runs on two workers, the first ending a second before the other, then four
+    more. Given all six at once, Dask queued the four on both workers, and when the first run ended its worker took
+    all four, leaving the other idle for a whole run. The sweep's feed submits a run only when a worker is free."""
+    from distributed import Client, LocalCluster
+
+    from mnistlab.lab.progress import Watch
+    from mnistlab.lab.sweep import Feed
+
+    class Run:  # what the feed and the watch read of a task
+        def __init__(self, name, seconds):
+            self.name, self.seconds, self.records = name, seconds, ()
+
+    runs = [Run("first", 1.0), Run("second", 2.0), *(Run(f"next{i}", 1.5) for i in range(4))]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,  # in-process: inproc://, no sockets
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        feed = Feed(client, lambda run: _queued_beside_it(run.seconds), runs, "runs", False)
+        assert [task.name for task in feed.futures.values()] == ["first", "second"]  # two workers, two runs
+        watch = Watch(runs, "runs")
+        finished = {feed.futures[f].name: f.result() for f in watch.as_completed(feed.futures, more=feed.top_up)}
+    assert sorted(finished) == sorted(run.name for run in runs)
+    assert all(queued == 0 for queued in finished.values()), finished  # no run was queued behind another

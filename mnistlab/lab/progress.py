@@ -17,7 +17,7 @@ import importlib.util
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,8 +188,9 @@ class Watch:
         status = f"FAILED: {outcome.error}" if outcome.error else "done"
         return f"[{self.done}/{self.total} {self.what}] {task.name}: {status} ({duration(outcome.seconds)})"
 
-    def as_completed(self, futures: dict) -> Iterator:
-        """Each of ``futures`` (future -> task) as it finishes; in between, every EVERY seconds, ``in_flight``."""
+    def as_completed(self, futures: dict, more: Callable[[], dict] | None = None) -> Iterator:
+        """Each of ``futures`` (future -> task) as it finishes; in between, every EVERY seconds, ``in_flight``.
+        ``more``: called after each wait, returns the futures it submitted (added to ``futures`` and waited for)."""
         from dask.distributed import wait
 
         remaining = set(futures)
@@ -203,6 +204,10 @@ class Watch:
             for future in [f for f in futures if f in done]:  # in submission order
                 remaining.discard(future)
                 yield future
+            if more:
+                added = more()
+                futures.update(added)
+                remaining.update(added)
             if remaining and time.monotonic() - reported >= EVERY:
                 print(self.in_flight([futures[f] for f in futures if f in remaining]), flush=True)
                 reported = time.monotonic()

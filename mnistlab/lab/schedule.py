@@ -448,6 +448,18 @@ def _slurm(workers: int | None, cluster_file, worker_timeout: float = WORKER_TIM
         yield dask_client
 
 
+def slots(dask_client, gpus: bool) -> int:
+    """How many notebooks the cluster can run at once now: its workers' threads, or on GPUs its workers with a GPU
+    (each takes one notebook at a time); 1 while it has none, or cannot say, so that the first run waits there."""
+    try:
+        workers = dask_client.scheduler_info().get("workers", {}).values()
+    except Exception:  # the scheduler is going away: the watchdog says so
+        return 1
+    if gpus:
+        return max(1, sum(1 for worker in workers if worker.get("resources", {}).get("GPU")))
+    return max(1, sum(worker.get("nthreads", 1) for worker in workers))
+
+
 def _cluster_has_gpus(dask_client) -> bool:
     workers = dask_client.scheduler_info().get("workers", {}).values()
     return any(worker.get("resources", {}).get("GPU") for worker in workers)

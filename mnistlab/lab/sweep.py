@@ -204,14 +204,11 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
         if task not in pending and what != "runs":  # the plan has named the runs that are up to date
             print(f"{task.name}: up to date", flush=True)
     watch = Watch(pending, what)
-    resources = {"GPU": 1} if gpus else None
-    # Cheapest first (Dask runs higher priorities first): finished runs arrive early, the long ones last.
-    ranked = sorted(pending, key=lambda task: task.cost)
-    futures = {dask_client.submit(execute, task, key=f"{what}-{task.name}-{uuid.uuid4().hex[:8]}",
-                                  resources=resources, pure=False, priority=len(ranked) - i): task
-               for i, task in enumerate(ranked)}
+    # Cheapest first: finished runs arrive early, the long ones last.
+    feed = Feed(dask_client, execute, sorted(pending, key=lambda task: task.cost), what, gpus)
+    futures = feed.futures
     try:
-        for future in watch.as_completed(futures):
+        for future in watch.as_completed(futures, more=feed.top_up):
             task = futures[future]
             try:
                 outcome = future.result()
@@ -225,6 +222,36 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
         stop(dask_client, list(futures))
         raise
     return outcomes
+
+
+class Feed:
+    """Submits ``tasks`` to Dask in their order, never more at once than the cluster can run (``schedule.slots``),
+    and more as they finish (``top_up``). Dask, given them all at once, queues several on one worker; it knows no
+    notebook's duration, and when one worker finishes a run early it can take every queued run from the other,
+    which then sits idle while they wait behind one another (seen in the study: one of two workers idle for a
+    whole 36-minute run). A run that is not yet submitted waits here instead, for the first free worker."""
+
+    def __init__(self, dask_client, fn, tasks: list[Task], what: str, gpus: bool):
+        self.dask_client, self.fn, self.what, self.gpus = dask_client, fn, what, gpus
+        self.waiting = list(tasks)
+        self.futures: dict = {}  # future -> task, in submission order; the watch and ``stop`` read it
+        self.top_up()
+
+    def top_up(self) -> dict:
+        """Submit the next tasks while the cluster has free slots; the futures submitted (future -> task)."""
+        from . import schedule
+
+        running = sum(1 for future in self.futures if not future.done())
+        free = schedule.slots(self.dask_client, self.gpus) - running
+        new = {}
+        while self.waiting and free > 0:
+            task = self.waiting.pop(0)
+            future = self.dask_client.submit(self.fn, task, key=f"{self.what}-{task.name}-{uuid.uuid4().hex[:8]}",
+                                             resources={"GPU": 1} if self.gpus else None, pure=False)
+            new[future] = task
+            free -= 1
+        self.futures.update(new)
+        return new
 
 
 def _results(job: Job, seeds: tuple[int, ...], task: Task, outcome: Outcome | None, out: Path) -> list[RunResult]:
