@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import time
 
 import nbformat
@@ -94,11 +95,14 @@ def test_dry_run_prints_the_plan_and_touches_nothing(sweep_site, data_dir, capsy
     changed = write_params(sweep_site.root / "params-changed", "nmodel-tiny", {"model": "nmodel", **TINY,
                                                                                "hidden_size": 8})
     before = snapshot(sweep_site.root)
-    with project_env(sweep_site.root, data_dir):
-        plan = sweep([sweep_site.params / "<b>x.yaml", sweep_site.params / "no-gpu.yaml", changed], "site",
-                     dry_run=True)
-        assert sweep(changed, "elsewhere", dry_run=True).runs() == 1
-    assert snapshot(sweep_site.root) == before, "a dry run wrote, moved or deleted something"
+    try:
+        with project_env(sweep_site.root, data_dir):
+            plan = sweep([sweep_site.params / "<b>x.yaml", sweep_site.params / "no-gpu.yaml", changed], "site",
+                         dry_run=True)
+            assert sweep(changed, "elsewhere", dry_run=True).runs() == 1
+        assert snapshot(sweep_site.root) == before, "a dry run wrote, moved or deleted something"
+    finally:  # the shared sweep's project as the other tests expect it, whatever order they run in
+        shutil.rmtree(changed.parent)
     assert not (sweep_site.root / "elsewhere").exists()
     out = capsys.readouterr().out
     assert "Plan: 4 runs in 4 notebooks into site: 2 up to date, 2 to run\n" in out
