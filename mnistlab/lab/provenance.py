@@ -57,9 +57,8 @@ def segments_text(record: Record) -> list[str]:
     lines = []
     for s in getattr(record, "segments", None) or []:
         epochs = _epochs(s["first_epoch"], s["last_epoch"])
-        threads = count(s["threads"], "thread") if s.get("threads") else f"threads {UNKNOWN}"
         started = f", started {s['started']}" if s.get("started") else ""
-        lines.append(f"{epochs}: {_place(s)}, {threads}{started}{_code(s)}")
+        lines.append(f"{epochs}: {_place(s)}, {_threads(s)}{started}{_code(s)}")
     return lines
 
 
@@ -151,22 +150,23 @@ def _where(record: Record) -> str:
 
 
 def _processor(segment: dict[str, Any]) -> str:
-    if not segment.get("hardware"):
-        return _place(segment)
-    threads = count(segment["threads"], "thread") if segment.get("threads") else f"threads {UNKNOWN}"
-    return f"{segment['device']}: {describe(segment['hardware'], cores=False)}, {threads}"
+    return f"{_place(segment, cores=False)}, {_threads(segment)}"
+
+
+def _threads(segment: dict[str, Any]) -> str:
+    return count(segment["threads"], "thread") if segment.get("threads") else f"threads {UNKNOWN}"
 
 
 def _epochs(first: int, last: int) -> str:
     return f"epoch {first}" if first == last else f"epochs {first}–{last}"
 
 
-def _place(segment: dict[str, Any]) -> str:
+def _place(segment: dict[str, Any], cores: bool = True) -> str:
     device, name = segment.get("device"), segment.get("device_name")
     if not device:
         return f"device {UNKNOWN}"
     if segment.get("hardware"):
-        return f"{device}: {describe(segment['hardware'])}"
+        return f"{device}: {describe(segment['hardware'], cores=cores)}"
     return f"{device}: {name}" if name else str(device)
 
 
