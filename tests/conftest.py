@@ -59,8 +59,9 @@ def pytest_collection_modifyitems(items):
     the shared sweeps', and each module's that has a module-scoped fixture (a site, a bundle, trained stacks); and
     the tests marked ``waits``, which mostly wait: in one worker, their waits overlap the other worker's computing
     instead of each other.
-    xdist hands out the groups first (the largest first), then the other tests in the order collected: the slow
-    ones among those go first, so that no long test starts last while the other worker has nothing left."""
+    xdist hands out the groups first (the largest first), then the other tests in the order collected: the ones
+    marked ``long`` go first, then the other slow ones, so that no long test starts last while the other worker has
+    nothing left (a worker takes its next test while it still has two to run)."""
     for item in items:
         shared = sorted(SHARED_SWEEPS & set(item.fixturenames))
         if shared:
@@ -72,7 +73,12 @@ def pytest_collection_modifyitems(items):
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    items.sort(key=lambda item: not (item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")))
+    def order(item):
+        if item.get_closest_marker("xdist_group") or not item.get_closest_marker("slow"):
+            return 2
+        return 0 if item.get_closest_marker("long") else 1
+
+    items.sort(key=order)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -180,6 +180,7 @@ def test_a_kill_mid_run_never_leaves_a_stale_page_up_to_date(finished_sweep, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_killed_run_resumes_with_the_same_history(tmp_path, data_dir):
     root = make_project(tmp_path / "project", analysis=False)
     # Many short epochs: the kill lands after the first checkpoint and well before the last epoch.

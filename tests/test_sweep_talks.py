@@ -138,6 +138,7 @@ def test_a_sweep_without_mathjax_stops_before_anything_trains(tmp_path, data_dir
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_timeout_stops_a_notebook_that_runs_too_long_and_the_others_go_on(tmp_path, data_dir):
     """One worker: the notebook after the stopped one (the pages) runs on the worker whose kernel was stopped. Long
     enough for papermill's autosave (every 10 s) to show an epoch in flight."""

@@ -122,6 +122,7 @@ def test_train_size_must_match_the_data(small_data):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_killed_run_resumes_to_the_same_history(data_dir, tmp_path):
     """Killed, resumed and uninterrupted runs, each in a fresh `mnistlab train` process (the same thread count
     and library state: bit-identical histories need them the same)."""
