@@ -309,6 +309,32 @@ def test_runs_of_other_training_code_are_never_reused_silently(finished_sweep, t
     assert retrained.runs[0].record.code["files"]["mnistlab/models.py"] == first.code["files"]["mnistlab/models.py"]
 
 
+@pytest.mark.slow
+def test_another_sweeps_records_are_read_beside_and_a_sweep_that_forgets_them_says_so(finished_sweep, tmp_path,
+                                                                                       data_dir, capsys):
+    """``--also``, as the learning-rate study reads the paper's lr 0.01 runs: the pages read the other folder's
+    records beside this sweep's runs and sweep.json names the folder; a later sweep into the same folder that
+    reads other folders says so in its plan, since its pages would compare other runs."""
+    root = copy_project(finished_sweep, tmp_path / "project")
+    other = root / "paper" / "runs"
+    other.mkdir(parents=True)
+    (other / "bmodel-hs1000.json").write_bytes((ROOT / "tests" / "data" / "record-v1-bmodel-hs1000.json").read_bytes())
+    params = root / "params" / "a.yaml"
+    with project_env(root, data_dir):
+        result = sweep(params, "site", also=["paper/runs"])
+        assert not result.runs[0].executed and {page.name: page.executed for page in result.pages}["analysis"]
+        read = nbformat.read(root / "site" / "analysis.ipynb", as_version=4).metadata.papermill.parameters["records"]
+        assert sorted(read) == ["paper/runs/bmodel-hs1000.json", "site/runs/a-seed0.json"]
+        assert json.loads((root / "site" / "sweep.json").read_text())["also"] == ["paper/runs"]
+        capsys.readouterr()
+        sweep(params, "site", also=["paper/runs"], dry_run=True)
+        assert "note: the last sweep" not in capsys.readouterr().out  # the same folders: nothing to say
+        sweep(params, "site", dry_run=True)
+    out = capsys.readouterr().out
+    assert ("note: the last sweep into site read paper/runs beside its own runs; this one reads none, so its pages "
+            "will compare other runs (give --also paper/runs to keep them)") in out, out
+
+
 def test_gpus_are_counted_by_nvidia_smi_where_the_driver_has_no_proc_entries(tmp_path, monkeypatch):
     if Path("/proc/driver/nvidia/gpus").is_dir():
         pytest.skip("this machine's driver has /proc entries: they are what is counted")

@@ -64,7 +64,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     if not (notebooks / "train.ipynb").is_file():
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
-    others = sorted(path for folder in also or [] for path in _record_folder(folder).glob("*.json"))
+    folders = [_record_folder(folder) for folder in also or []]
+    others = sorted(path for folder in folders for path in folder.glob("*.json"))
+    also_shown = sorted({paths.shown(folder) for folder in folders})
     from . import lock, progress, render, schedule
 
     lock.check_out(out, sources=[*params, notebooks], writes=_writes(todo, out), other_files=allow_other_files,
@@ -87,6 +89,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                                                           workers=workers),
                                      pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()])
             print(the_plan.text(), flush=True)
+            changed = _also_changed(out, also_shown)
+            if changed:
+                print(changed, flush=True)
             if dry_run:
                 return the_plan
             if not force and not keep_older_code:
@@ -101,7 +106,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         result = SweepResult(params=[paths.relative(p) for p in params],
                              started=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
-                             about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()])
+                             about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()],
+                             also=also_shown)
         atomic_write_text(out / "sweep.json", json.dumps(report(result), indent=1) + "\n")
         from .site import write_site
 
@@ -167,6 +173,22 @@ def _code_of(task: Task) -> dict:
         except RecordError:
             continue
     return {}
+
+
+def _also_changed(out: Path, also: list[str]) -> str:
+    """A note when the last sweep into ``out`` read other record folders (``--also``) than this one will: its
+    pages change what they compare, which a sweep rerun with its options forgotten would do without a word."""
+    try:
+        before = json.loads((out / "sweep.json").read_text()).get("also")
+    except (OSError, ValueError, AttributeError):
+        return ""  # no sweep before
+    if before is None or sorted(before) == also:
+        return ""  # the same folders, or a sweep.json from before it said
+    then = ", ".join(before) if before else "no other sweep's records"
+    now = ", ".join(also) if also else "none"
+    keep = " (give " + " ".join(f"--also {folder}" for folder in before) + " to keep them)" if before else ""
+    return (f"note: the last sweep into {paths.shown(out)} read {then} beside its own runs; this one reads {now}, "
+            f"so its pages will compare other runs{keep}")
 
 
 def _record_folder(folder: str | Path) -> Path:
@@ -298,6 +320,7 @@ def report(result: SweepResult) -> dict:
         entry["summary"] = run.record.summary if run.record else None
         runs.append(entry)
     return {"params": [_public(p, paths.project_root()) for p in result.params], "about": result.about,
+            "also": result.also,
             "started": result.started, "wall_seconds": result.wall_seconds, "ok": result.ok, "failed": result.failed,
             "runs": runs, "pages": [asdict(page) for page in result.pages]}
 
