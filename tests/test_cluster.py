@@ -261,6 +261,21 @@ def test_each_local_kernel_gets_its_share_of_the_cores_and_no_more_than_omp_num_
     assert schedule.kernel_threads(workers) == threads
 
 
+@pytest.mark.slow
+def test_a_local_clusters_kernel_gets_every_core_and_the_cluster_leaves_no_environment_behind(monkeypatch):
+    """Dask's nannies write OMP_NUM_THREADS=1 into this process's environment as they start their workers. Read
+    after that, it capped every kernel of a plain `make report` at one thread of a 2-core machine; left there, it
+    caps the next sweep in the same process too."""
+    if schedule.gpu_count():
+        pytest.skip("a GPU machine: its local workers are its GPUs, and their kernels' threads are not capped")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"):
+        monkeypatch.delenv(name, raising=False)
+    with schedule.client(workers=1, worker_timeout=30) as (_, shape):
+        assert shape == {"gpus": False, "threads": len(os.sched_getaffinity(0))}
+    left = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED"} & set(os.environ)
+    assert not left, left
+
+
 def test_a_plain_tcp_address_that_is_not_loopback_is_warned_about():
     warning = schedule.plain_tcp_warning("tcp://10.1.2.3:8786")
     assert "plain TCP, neither encrypted nor authenticated" in warning and "tls://" in warning

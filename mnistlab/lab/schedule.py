@@ -129,16 +129,36 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
     gpus = gpu_count()
     n = workers or max(gpus, 1)  # on a CPU machine one run at a time: torch already uses every core
     resources = {"GPU": 1} if gpus else None
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", resources=resources) as local, Client(local) as dask_client:
+    threads = kernel_threads(n) if not gpus else None  # before the cluster starts: it sets OMP_NUM_THREADS=1 here
+    with _environment_kept(), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address="127.0.0.1:0", resources=resources) as local, Client(local) as dask_client:
         dask_client.register_plugin(IgnoreInterrupts())
         if gpus:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") \
                 else [str(i) for i in range(gpus)]
             dask_client.register_plugin(PinGPU(visible))
-        threads = kernel_threads(n) if not gpus else None
         with guarded(dask_client, worker_timeout, bool(gpus), "the local cluster"):
             yield dask_client, {"gpus": bool(gpus), "threads": threads}
+
+
+@contextlib.contextmanager
+def _environment_kept() -> Iterator[None]:
+    """This process's environment as it was, once a local cluster is gone. Dask's nannies run in this process and,
+    before they start each worker, write ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS=1`` and the
+    like) into ``os.environ`` here, where a later sweep in the same process would take it for the user's."""
+    import dask
+
+    names = [*(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}), "PYTHONHASHSEED"]  # and its own
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def kernel_threads(workers: int) -> int:
