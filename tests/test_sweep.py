@@ -310,11 +310,12 @@ def test_runs_of_other_training_code_are_never_reused_silently(finished_sweep, t
 
 
 @pytest.mark.slow
-def test_another_sweeps_records_are_read_beside_and_a_sweep_that_forgets_them_says_so(finished_sweep, tmp_path,
-                                                                                       data_dir, capsys):
+def test_another_sweeps_records_are_read_beside_and_a_sweep_that_shows_less_than_the_last_says_so(
+        finished_sweep, tmp_path, data_dir, capsys):
     """``--also``, as the learning-rate study reads the paper's lr 0.01 runs: the pages read the other folder's
-    records beside this sweep's runs and sweep.json names the folder; a later sweep into the same folder that
-    reads other folders says so in its plan, since its pages would compare other runs."""
+    records beside this sweep's runs and sweep.json names the folder. A later sweep into the same folder whose
+    pages would show less than the last one's (another folder's records or some of its runs left out: an option
+    forgotten, such as ``--seeds 0,1,2,3,4`` on the published study) says so in its plan."""
     root = copy_project(finished_sweep, tmp_path / "project")
     other = root / "paper" / "runs"
     other.mkdir(parents=True)
@@ -330,9 +331,16 @@ def test_another_sweeps_records_are_read_beside_and_a_sweep_that_forgets_them_sa
         sweep(params, "site", also=["paper/runs"], dry_run=True)
         assert "note: the last sweep" not in capsys.readouterr().out  # the same folders: nothing to say
         sweep(params, "site", dry_run=True)
+        out = capsys.readouterr().out
+        assert ("note: the last sweep into site read paper/runs beside its own runs; this one reads none, so its "
+                "pages will compare other runs (give --also paper/runs to keep them)") in out, out
+        assert "leaves out" not in out
+        sweep(params, "site", seeds=[1], also=["paper/runs"], dry_run=True)
     out = capsys.readouterr().out
-    assert ("note: the last sweep into site read paper/runs beside its own runs; this one reads none, so its pages "
-            "will compare other runs (give --also paper/runs to keep them)") in out, out
+    assert ("note: the last sweep into site listed 1 run; this one leaves out 1 of them (the first: a-seed0), so the "
+            "index and the pages will not show them, though their files stay in runs/ (were --seeds or a params "
+            "file left out?)") in out, out
+    assert "beside its own runs" not in out
 
 
 def test_gpus_are_counted_by_nvidia_smi_where_the_driver_has_no_proc_entries(tmp_path, monkeypatch):

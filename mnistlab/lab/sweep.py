@@ -89,9 +89,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                                                           workers=workers),
                                      pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()])
             print(the_plan.text(), flush=True)
-            changed = _also_changed(out, also_shown)
-            if changed:
-                print(changed, flush=True)
+            for note in _since_last_sweep(out, [job.spec.name(seed) for job in todo for seed in job.spec.seeds],
+                                          also_shown):
+                print(note, flush=True)
             if dry_run:
                 return the_plan
             if not force and not keep_older_code:
@@ -175,20 +175,32 @@ def _code_of(task: Task) -> dict:
     return {}
 
 
-def _also_changed(out: Path, also: list[str]) -> str:
-    """A note when the last sweep into ``out`` read other record folders (``--also``) than this one will: its
-    pages change what they compare, which a sweep rerun with its options forgotten would do without a word."""
+def _since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
+    """Notes on what this sweep's pages will leave out that the last sweep into ``out`` showed: runs it listed
+    that this one does not (``--seeds`` forgotten, say), and other record folders (``--also``) it read. Either
+    changes what the index and the pages compare, which a sweep rerun with an option forgotten would do without
+    a word; the files of the runs left out stay where they are."""
     try:
-        before = json.loads((out / "sweep.json").read_text()).get("also")
-    except (OSError, ValueError, AttributeError):
-        return ""  # no sweep before
-    if before is None or sorted(before) == also:
-        return ""  # the same folders, or a sweep.json from before it said
-    then = ", ".join(before) if before else "no other sweep's records"
-    now = ", ".join(also) if also else "none"
-    keep = " (give " + " ".join(f"--also {folder}" for folder in before) + " to keep them)" if before else ""
-    return (f"note: the last sweep into {paths.shown(out)} read {then} beside its own runs; this one reads {now}, "
-            f"so its pages will compare other runs{keep}")
+        before = json.loads((out / "sweep.json").read_text())
+        listed = [run["name"] for run in before.get("runs", [])]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []  # no sweep before, or nothing readable of it
+    from .formatting import count
+
+    notes = []
+    left = [name for name in listed if name not in set(names)]
+    if left:
+        notes.append(f"note: the last sweep into {paths.shown(out)} listed {count(len(listed), 'run')}; this one "
+                     f"leaves out {len(left)} of them (the first: {left[0]}), so the index and the pages will not "
+                     "show them, though their files stay in runs/ (were --seeds or a params file left out?)")
+    then = before.get("also")  # None: a sweep.json from before it said
+    if then is not None and sorted(then) != also:
+        read = ", ".join(then) if then else "no other sweep's records"
+        now = ", ".join(also) if also else "none"
+        keep = " (give " + " ".join(f"--also {folder}" for folder in then) + " to keep them)" if then else ""
+        notes.append(f"note: the last sweep into {paths.shown(out)} read {read} beside its own runs; this one reads "
+                     f"{now}, so its pages will compare other runs{keep}")
+    return notes
 
 
 def _record_folder(folder: str | Path) -> Path:
