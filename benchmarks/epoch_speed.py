@@ -1,8 +1,8 @@
-"""Seconds per epoch: mnistlab's loop against a faithful copy of the seed's (its Figure 2), same process.
+"""Seconds per epoch: mnistlab's loop against a faithful copy of the HW5 report's (its Figure 2), same process.
 
     python benchmarks/epoch_speed.py [--hidden-size 1000] [--epochs 1] [--repeats 2] [--models nmodel,bmodel,wmodel]
 
-Both train on the same 50,000 images with the same model and Adam settings. The seed's epoch is
+Both train on the same 50,000 images with the same model and Adam settings. The HW5 report's epoch is
 a train phase over a torchvision Dataset through DataLoader(batch_size=100) with
 ToTensor + Normalize and a ``.item()`` per batch, then a test phase; mnistlab's epoch also
 evaluates the 10,000 validation images, so it does more work. Each loop is timed ``--repeats``
@@ -28,7 +28,7 @@ from mnistlab.data import MEAN, STD, TRAIN_SIZE
 
 
 def seed_style_epochs(model_name: str, hidden_size: int, epochs: int, root) -> float:
-    """Mean seconds per epoch of the seed's loop (its Figure 2), denormals not flushed, as it ran."""
+    """Mean seconds per epoch of the HW5 report's loop (its Figure 2), denormals not flushed, as it ran."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     train = Subset(datasets.MNIST(root, train=True, transform=transform), range(TRAIN_SIZE))
     test = datasets.MNIST(root, train=False, transform=transform)

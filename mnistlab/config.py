@@ -53,7 +53,7 @@ class Config:
     gamma: float = 0.1  # learning-rate decay factor
     batch_size: int = 100  # images per Adam step
     train_size: int = TRAIN_SIZE  # first N of the training images
-    validation: bool = True  # hold the last 10,000 training images out; False: train on all 60,000 (the seed's code)
+    validation: bool = True  # hold the last 10,000 images out; False: train on all 60,000, as the HW5 report did
     seed: int = 0  # initialisation and shuffling
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps
     data_dir: str | None = None  # None: $MNISTLAB_DATA or data/ in the project

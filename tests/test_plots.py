@@ -22,16 +22,16 @@ def test_table1_means_seeds_with_intervals_and_puts_the_seeds_numbers_beside():
                record("nmodel", 1000, 1, [97.2, 97.1]),
                record("bmodel", 5000, 0, [98.0, 98.9])]
     table = table1.compute(records)
-    assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("bmodel", 5000, "epochs=2")]  # the seed's order
+    assert list(table.index) == [("nmodel", 1000, "epochs=2"), ("bmodel", 5000, "epochs=2")]  # the HW5 report's order
     n = table.loc[("nmodel", 1000, "epochs=2")]
     assert n["seeds"] == 2 and n["best_test_acc"] == pytest.approx(97.35)  # mean of 97.5 and 97.2
     assert n["val_selected_test_acc"] == pytest.approx((97.0 + 97.2) / 2)  # epoch 1 wins validation in seed 0
     assert n["best_test_acc_std"] == pytest.approx(0.2121, abs=1e-3)
     # 95 % t interval with 1 degree of freedom: 97.35 +- 12.706 * 0.2121 / sqrt(2).
     assert n["best_test_acc_low"] == pytest.approx(97.35 - 1.906, abs=1e-2)
-    assert np.isnan(n["seed_paper"]) and np.isnan(n["difference"])  # 2 epochs: no reproduction of the seed's runs
-    protocol = table1.compute([record("nmodel", 1000, 0, [97.0] * 99 + [97.35])])  # the seed's 100 epochs
-    assert protocol.index[0][2] == "protocol" and protocol.iloc[0]["seed_paper"] == 97.31
+    assert np.isnan(n["hw5_report"]) and np.isnan(n["difference"])  # 2 epochs: no reproduction of the HW5 report's runs
+    protocol = table1.compute([record("nmodel", 1000, 0, [97.0] * 99 + [97.35])])  # the HW5 report's 100 epochs
+    assert protocol.index[0][2] == "protocol" and protocol.iloc[0]["hw5_report"] == 97.31
     assert protocol.iloc[0]["difference"] == pytest.approx(0.04)
     assert math.isnan(table.loc[("bmodel", 5000, "epochs=2")]["best_test_acc_std"])  # one seed: no spread to show
     text = table1.text(table)

@@ -99,7 +99,7 @@ def test_val_selection_breaks_ties_by_validation_loss_then_epoch():
     assert (summary["val_selected_epoch"], summary["val_selected_test_acc"]) == (3, 97.1)
     assert (summary["best_test_epoch"], summary["best_test_acc"]) == (5, 97.5)
     tied_test = [row(1, test_acc=97.0), row(2, test_acc=97.0)]
-    assert Record(config={}, history=tied_test).summary["best_test_epoch"] == 1  # the seed's metric: first of ties
+    assert Record(config={}, history=tied_test).summary["best_test_epoch"] == 1  # the HW5 report's: first of ties
 
 
 def test_complete_record_must_have_every_epoch(tmp_path):

@@ -65,7 +65,7 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
         failed=result.failed,
         table=rows,
         several_seeds=any(row["seeds"] > 1 for row in rows),
-        hw5=any(row["seed_paper"] != fmt.MISSING for row in rows),  # any row beside the HW5 report's number
+        hw5=any(row["hw5_report"] != fmt.MISSING for row in rows),  # any row beside the HW5 report's number
         figure=figure,
         provenance=summary_line(records),
         pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}

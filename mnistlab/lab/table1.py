@@ -18,7 +18,7 @@ from . import formatting as fmt, stats
 from .cells import CELL_KEYS, METRICS, group, included, order, summary_frame
 from .protocol import PROTOCOL
 
-# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``seed_paper`` in the tables: the site's name).
+# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``hw5_report`` in the tables).
 HW5_TABLE = {
     ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
     ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
@@ -37,7 +37,7 @@ def compute(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.D
     included_runs = included(records)
     runs = summary_frame(included_runs)
     columns = ["seeds", "epochs"] + [f"{m}{s}" for m in METRICS for s in ("", "_std", "_low", "_high")] + \
-              [f"{m}_both_{s}" for m in TWO_SOURCE_METRICS for s in ("low", "high")] + ["seed_paper", "difference"]
+              [f"{m}_both_{s}" for m in TWO_SOURCE_METRICS for s in ("low", "high")] + ["hw5_report", "difference"]
     if runs.empty:
         return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_tuples([], names=CELL_KEYS))
     rows = {}
@@ -53,8 +53,8 @@ def compute(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.D
             row.update({f"{metric}_both_low": both.low if both else np.nan,
                         f"{metric}_both_high": both.high if both else np.nan})
         # The HW5 report's number only beside a run of its protocol: a 3-epoch run is no reproduction of it.
-        row["seed_paper"] = HW5_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
-        row["difference"] = row["best_test_acc"] - row["seed_paper"]
+        row["hw5_report"] = HW5_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
+        row["difference"] = row["best_test_acc"] - row["hw5_report"]
         rows[key] = row
     keys = sorted(rows, key=order)  # the HW5 report's row and column order, protocol before variants
     return pd.DataFrame([rows[key] for key in keys], columns=columns,
@@ -68,7 +68,7 @@ def text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     out["seeds"], out["epochs"] = table["seeds"], table["epochs"]
     for metric in METRICS:
         out[metric] = [_estimate_text(row, metric, digits) for _, row in table.iterrows()]
-    out["seed_paper"] = table["seed_paper"].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    out["hw5_report"] = table["hw5_report"].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
     out["difference"] = table["difference"].map(lambda v: "" if pd.isna(v) else f"{v:+.{digits}f}")
     return out
 
@@ -82,7 +82,7 @@ def rows(table: pd.DataFrame) -> list[dict[str, Any]]:
             "seeds": int(row["seeds"]), "epochs": int(row["epochs"]),
             "best": fmt.mean_sd(row["best_test_acc"], row.get("best_test_acc_std")),
             "best_interval": fmt.interval(row.get("best_test_acc_low"), row.get("best_test_acc_high")),
-            "seed_paper": fmt.accuracy(row["seed_paper"]),
+            "hw5_report": fmt.accuracy(row["hw5_report"]),
             "difference": fmt.difference(row["difference"]),
             "val_selected": fmt.mean_sd(row["val_selected_test_acc"], row.get("val_selected_test_acc_std")),
             "final": fmt.mean_sd(row["final_test_acc"], row.get("final_test_acc_std")),
@@ -115,7 +115,7 @@ def figure(table: pd.DataFrame, records: list[Record]):
         ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
                     label=line if line not in labelled else None)
         labelled.add(line)
-        paper = row.get("seed_paper")  # only beside runs of the HW5 report's protocol (``compute``)
+        paper = row.get("hw5_report")  # only beside runs of the HW5 report's protocol (``compute``)
         if not _nan(paper):
             ax.plot([x], [paper], "x", ms=8, mew=2, color="black",
                     label="the HW5 report's number" if "hw5" not in labelled else None)
