@@ -81,7 +81,7 @@ class Record:
 
     @property
     def summary(self) -> dict[str, Any]:
-        """The seed's metric (best test accuracy, first epoch among ties) and the honest ones beside it.
+        """The HW5 report's metric (best test accuracy, first epoch among ties) and the honest ones beside it.
 
         Val-selected: the epoch ``val_selected`` picks, None without validation. ``seconds``: the sum of
         the epoch times; ``median_epoch_seconds``: the figure comparable across machines;
