@@ -22,8 +22,10 @@ data: $(STAMP)
 	$(BIN)/mnistlab fetch
 	$(BIN)/mnistlab fetch-mathjax
 
-# SEEDS=0,1,2,3,4 with PROFILE=paper: the published five-seed study (without it, seed 0 of each cell only).
-SEEDS ?=
+# SEEDS=0,1,2,3,4 with PROFILE=paper: the published five-seed study (without it, seed 0 of each cell only; the
+# quick profile's files name their own seeds). Set on make's command line only: the study scripts' SEEDS in the
+# environment is not taken for it.
+SEEDS :=
 report: setup
 	$(BIN)/mnistlab sweep params/$(PROFILE) --out reports/$(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 	@echo "report: $(CURDIR)/reports/$(PROFILE)/index.html"

@@ -73,11 +73,15 @@ def pytest_collection_modifyitems(items):
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         if any(defs and defs[-1].scope == "module" for defs in definitions.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
     def order(item):
         if item.get_closest_marker("xdist_group") or not item.get_closest_marker("slow"):
             return 2
         return 0 if item.get_closest_marker("long") else 1
 
+    misplaced = [item.nodeid for item in items if item.get_closest_marker("long") and order(item) != 0]
+    if misplaced:  # a mark that would change nothing: the test is fast, or its group is handed out as a whole
+        raise pytest.UsageError(f"marked long but not a slow test of its own: {misplaced[0]}")
     items.sort(key=order)
 
 

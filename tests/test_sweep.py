@@ -310,12 +310,11 @@ def test_runs_of_other_training_code_are_never_reused_silently(finished_sweep, t
 
 
 @pytest.mark.slow
-def test_another_sweeps_records_are_read_beside_and_a_sweep_that_shows_less_than_the_last_says_so(
-        finished_sweep, tmp_path, data_dir, capsys):
+def test_another_sweeps_records_are_read_beside_and_a_plan_says_when_they_are_left_out(finished_sweep, tmp_path,
+                                                                                       data_dir, capsys):
     """``--also``, as the learning-rate study reads the paper's lr 0.01 runs: the pages read the other folder's
-    records beside this sweep's runs and sweep.json names the folder. A later sweep into the same folder whose
-    pages would show less than the last one's (another folder's records or some of its runs left out: an option
-    forgotten, such as ``--seeds 0,1,2,3,4`` on the published study) says so in its plan."""
+    records beside this sweep's runs, sweep.json names the folder, and the next sweep's plan says when it would
+    leave them out (the cases: ``test_a_plan_says_what_its_pages_will_show_less_of_than_the_last_sweeps``)."""
     root = copy_project(finished_sweep, tmp_path / "project")
     other = root / "paper" / "runs"
     other.mkdir(parents=True)
@@ -328,19 +327,45 @@ def test_another_sweeps_records_are_read_beside_and_a_sweep_that_shows_less_than
         assert sorted(read) == ["paper/runs/bmodel-hs1000.json", "site/runs/a-seed0.json"]
         assert json.loads((root / "site" / "sweep.json").read_text())["also"] == ["paper/runs"]
         capsys.readouterr()
-        sweep(params, "site", also=["paper/runs"], dry_run=True)
-        assert "note: the last sweep" not in capsys.readouterr().out  # the same folders: nothing to say
-        sweep(params, "site", dry_run=True)
-        out = capsys.readouterr().out
-        assert ("note: the last sweep into site read paper/runs beside its own runs; this one reads none, so its "
-                "pages will compare other runs (give --also paper/runs to keep them)") in out, out
-        assert "leaves out" not in out
-        sweep(params, "site", seeds=[1], also=["paper/runs"], dry_run=True)
-    out = capsys.readouterr().out
-    assert ("note: the last sweep into site listed 1 run; this one leaves out 1 of them (the first: a-seed0), so the "
-            "index and the pages will not show them, though their files stay in runs/ (were --seeds or a params "
-            "file left out?)") in out, out
-    assert "beside its own runs" not in out
+        plan = sweep(params, "site", dry_run=True)
+    assert plan.notes == ["the last sweep into site read paper/runs beside its own runs; this one does not, so its "
+                          "pages will leave those records out (give --also paper/runs to keep them)"]
+    assert f"note: {plan.notes[0]}" in capsys.readouterr().out
+
+
+def test_a_plan_says_what_its_pages_will_show_less_of_than_the_last_sweeps(tmp_path):
+    """From the last sweep.json alone: runs it listed that this sweep leaves out (``--seeds`` forgotten on the
+    published study), and ``--also`` folders it read that this one does not. More runs or more folders, or a
+    sweep.json that is missing, unreadable or not what a sweep writes, say nothing and never stop the sweep."""
+    from mnistlab.lab.sweep import since_last_sweep
+
+    out = tmp_path / "site"
+    out.mkdir()
+
+    def last(content) -> Path:
+        (out / "sweep.json").write_text(content if isinstance(content, str) else json.dumps(content))
+        return out
+
+    runs = [{"name": f"a-seed{seed}"} for seed in range(5)]
+    assert since_last_sweep(out, ["a-seed0"], []) == []  # no sweep before
+    assert since_last_sweep(last("{not json"), ["a-seed0"], []) == []
+    assert since_last_sweep(last([1, 2]), ["a-seed0"], []) == []
+    assert since_last_sweep(last({"runs": runs}), [f"a-seed{seed}" for seed in range(6)], []) == []  # more: fine
+    (left,) = since_last_sweep(last({"runs": runs, "also": []}), ["a-seed0"], [])
+    assert left.startswith("the last sweep into ") and "listed 5 runs; this one leaves out 4 of them (the first: " \
+        "a-seed1)" in left and "were --seeds or a params file left out?" in left
+    (dropped,) = since_last_sweep(last({"runs": runs, "also": ["paper/runs", "x/runs"]}), [r["name"] for r in runs],
+                                  ["x/runs"])
+    assert "read paper/runs beside its own runs; this one does not" in dropped and \
+        dropped.endswith("(give --also paper/runs to keep them)")
+    assert since_last_sweep(last({"runs": runs, "also": ["x/runs"]}), [r["name"] for r in runs],
+                            ["x/runs", "y/runs"]) == []  # a folder added
+    (hidden,) = since_last_sweep(last({"runs": runs, "also": ["…/runs"]}), [r["name"] for r in runs], [])
+    assert "read …/runs beside" in hidden and "give --also" not in hidden  # a path it cannot name: no hint
+    # What a sweep does not write is passed over part by part: bad runs say nothing of runs, bad folders of folders.
+    assert since_last_sweep(last({"runs": "x", "also": [None]}), ["a-seed0"], []) == []
+    (only,) = since_last_sweep(last({"runs": [1, {"name": 2}], "also": ["p/runs"]}), ["a-seed0"], [])
+    assert "read p/runs" in only
 
 
 def test_gpus_are_counted_by_nvidia_smi_where_the_driver_has_no_proc_entries(tmp_path, monkeypatch):

@@ -51,6 +51,7 @@ class Plan:
     where: str
     pages: list[str] = field(default_factory=list)
     force: bool = False  # --force: every notebook and page is redone
+    notes: list[str] = field(default_factory=list)  # what the pages will show less of than the last sweep's
 
     def runs(self, *states: str) -> int:
         return sum(len(step.runs) for step in self.steps if not states or step.state in states)
@@ -73,6 +74,7 @@ class Plan:
         if self.pages:
             when = "redone: --force" if self.force else "each redone when its notebook or the records it reads changed"
             lines.append(f"  then the pages {', '.join(self.pages)} ({when}) and the index")
+        lines += [f"note: {note}" for note in self.notes]
         if self.stops:
             lines.append("  The sweep stops here, before running anything: --force retrains the runs of other "
                          "training code, --keep-older-code keeps them as they are.")
@@ -80,7 +82,7 @@ class Plan:
 
 
 def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, tuple[dict, list[str]]] | None = None,
-         keep_older_code: bool = False, where: str = "", pages: list[str] = ()) -> Plan:
+         keep_older_code: bool = False, where: str = "", pages: list[str] = (), notes: list[str] = ()) -> Plan:
     """The plan for ``tasks`` (the run notebooks). ``older``: task name -> (the record's ``code``, the files
     that changed), for the up-to-date runs trained by other training code (``sweep.older_code``)."""
     older = older or {}
@@ -101,7 +103,7 @@ def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, 
             steps.append(Step(task, runs, UP_TO_DATE, "same settings; its notebook, page and records unchanged"))
         else:
             steps.append(Step(task, runs, TO_RUN, _why_run(task, reason)))
-    return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force)
+    return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force, notes=list(notes))
 
 
 def commit_text(code: dict) -> str:

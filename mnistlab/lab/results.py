@@ -44,7 +44,7 @@ class SweepResult:
     runs: list[RunResult] = field(default_factory=list)
     pages: list[PageResult] = field(default_factory=list)
     about: list[str] = field(default_factory=list)  # what the params folders say they are (their README.md)
-    also: list[str] = field(default_factory=list)  # other sweeps' record folders the pages read (--also), shown
+    also: list[str] = field(default_factory=list)  # other sweeps' record folders the pages read (--also), paths.shown
 
     @property
     def failed(self) -> list[str]:

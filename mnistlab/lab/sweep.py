@@ -87,11 +87,10 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                                      older={task.name: (_code_of(task), files) for task, files in older_code(tasks)},
                                      where=progress.where(dask_client, shape, scheduler=scheduler, cluster=cluster,
                                                           workers=workers),
-                                     pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()])
+                                     pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()],
+                                     notes=since_last_sweep(out, [job.spec.name(seed) for job in todo
+                                                                  for seed in job.spec.seeds], also_shown))
             print(the_plan.text(), flush=True)
-            for note in _since_last_sweep(out, [job.spec.name(seed) for job in todo for seed in job.spec.seeds],
-                                          also_shown):
-                print(note, flush=True)
             if dry_run:
                 return the_plan
             if not force and not keep_older_code:
@@ -175,31 +174,38 @@ def _code_of(task: Task) -> dict:
     return {}
 
 
-def _since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
-    """Notes on what this sweep's pages will leave out that the last sweep into ``out`` showed: runs it listed
-    that this one does not (``--seeds`` forgotten, say), and other record folders (``--also``) it read. Either
-    changes what the index and the pages compare, which a sweep rerun with an option forgotten would do without
-    a word; the files of the runs left out stay where they are."""
+def since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
+    """What this sweep's index and pages will leave out that the last sweep into ``out`` showed (its
+    ``sweep.json``): runs it listed that this sweep does not (``--seeds`` or a params file left out, say), and
+    other sweeps' record folders it read (``--also``). Either changes what the pages compare, which a sweep
+    rerun with an option forgotten would do without a word; the files of the runs left out stay in ``runs/``.
+    A missing or unreadable ``sweep.json``, or a part of it that is not what a sweep writes, says nothing."""
     try:
         before = json.loads((out / "sweep.json").read_text())
-        listed = [run["name"] for run in before.get("runs", [])]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        return []  # no sweep before, or nothing readable of it
+    except (OSError, ValueError):
+        return []
+    if not isinstance(before, dict):
+        return []
     from .formatting import count
 
     notes = []
-    left = [name for name in listed if name not in set(names)]
+    runs = before.get("runs")
+    listed = [run["name"] for run in runs if isinstance(run, dict) and isinstance(run.get("name"), str)] \
+        if isinstance(runs, list) else []
+    now = set(names)
+    left = [name for name in listed if name not in now]
     if left:
-        notes.append(f"note: the last sweep into {paths.shown(out)} listed {count(len(listed), 'run')}; this one "
-                     f"leaves out {len(left)} of them (the first: {left[0]}), so the index and the pages will not "
-                     "show them, though their files stay in runs/ (were --seeds or a params file left out?)")
+        notes.append(f"the last sweep into {paths.shown(out)} listed {count(len(listed), 'run')}; this one leaves "
+                     f"out {len(left)} of them (the first: {left[0]}), so the index and the pages will not show "
+                     "them, though their files stay in runs/ (were --seeds or a params file left out?)")
     then = before.get("also")  # None: a sweep.json from before it said
-    if then is not None and sorted(then) != also:
-        read = ", ".join(then) if then else "no other sweep's records"
-        now = ", ".join(also) if also else "none"
-        keep = " (give " + " ".join(f"--also {folder}" for folder in then) + " to keep them)" if then else ""
-        notes.append(f"note: the last sweep into {paths.shown(out)} read {read} beside its own runs; this one reads "
-                     f"{now}, so its pages will compare other runs{keep}")
+    if isinstance(then, list) and all(isinstance(folder, str) for folder in then):
+        dropped = [folder for folder in then if folder not in also]
+        if dropped:
+            flags = [f"--also {folder}" for folder in dropped if not folder.startswith(paths.HIDDEN)]
+            keep = f" (give {' '.join(flags)} to keep them)" if flags else ""
+            notes.append(f"the last sweep into {paths.shown(out)} read {', '.join(dropped)} beside its own runs; "
+                         f"this one does not, so its pages will leave those records out{keep}")
     return notes
 
 
