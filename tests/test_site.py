@@ -240,6 +240,16 @@ def test_the_index_says_what_the_profile_is(tmp_path):
     assert "# The quick profile" not in about
 
 
+def test_the_index_names_the_other_sweeps_records_its_pages_read(tmp_path):
+    """The learning-rate report's pages compare its runs with the paper's lr 0.01 runs (``--also``): its index says
+    so, since its runs table lists only its own."""
+    result = sweep([run_result("a", make_record(seed=0))])
+    assert "--also" not in write_site(tmp_path / "plain", result).read_text()
+    result.also = ["reports/paper/runs"]
+    html = write_site(tmp_path / "lr", result).read_text()
+    assert "The pages also read, beside these runs, the records in reports/paper/runs (<code>--also</code>)." in html
+
+
 def test_runs_table_shows_the_cell_and_only_the_settings_off_the_protocol(tmp_path):
     params = {"model": "bmodel", "hidden_size": 1000, "epochs": 3, "lr": 0.01, "batch_size": 100, "seed": 2}
     html = write_site(tmp_path, sweep([run_result("a", make_record(seed=2), **params)])).read_text()

@@ -71,6 +71,7 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
         pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
                for p in result.pages],
         notes=NOTES if (out / NOTES).is_file() else None,
+        also=result.also,
         about=[inline_markdown(paragraph.strip()) for text in result.about for paragraph in text.split("\n\n")
                if paragraph.strip() and not paragraph.lstrip().startswith("#")],
     )
