@@ -1,31 +1,34 @@
 """mnistlab: one-hidden-layer networks on MNIST, plain, batch-normalised and weight-normalised.
 
-The core: ``Config`` and ``RunSpec`` (what a run is), ``fetch``/``load`` (the data), ``build_model``,
-``run`` (training) and ``Record`` (what a run produced). Names that need torch are imported on
-first use, so ``import mnistlab`` and ``mnistlab.Config(...)`` stay fast. The lab (sweeps, the
-report) is ``mnistlab.lab``.
+The core: ``Config`` and ``RunSpec`` (what a run is), ``register_model``/``MODELS`` (the models, each
+declared once), ``fetch``/``load`` (the data), ``build_model``, ``run`` (training one config),
+``runner`` (training a RunSpec, as the notebook and the CLI do) and ``Record`` (what a run produced).
+Names that need torch are imported on first use, so ``import mnistlab`` and ``mnistlab.Config(...)``
+stay fast. The lab (sweeps, the report) is ``mnistlab.lab``.
 """
 
 from importlib import import_module
 
-__version__ = "0.3.0"
-
-from .config import MODELS, Config, ConfigError  # noqa: E402
-from .records import Record, RecordError  # noqa: E402
-from .spec import RunSpec  # noqa: E402
+from .config import Config, ConfigError
+from .datasets import DATASETS, register_dataset
+from .models import MODELS, build_model, count_parameters, one_hidden_layer, plugins, register_model
+from .records import Record, RecordError
+from .spec import RunSpec
+from .version import __version__
 
 _LAZY = {  # name -> module, imported when the name is first used (they import torch)
     "DataError": "data", "MNISTSplits": "data", "fetch": "data", "load": "data",
-    "build_model": "models", "count_parameters": "models",
-    "CheckpointError": "train", "run": "train",
+    "CheckpointError": "checkpoints", "run": "train", "runner": None,
 }
 
-__all__ = ["Config", "ConfigError", "MODELS", "Record", "RecordError", "RunSpec", *_LAZY]
+__all__ = ["Config", "ConfigError", "DATASETS", "MODELS", "Record", "RecordError", "RunSpec", "__version__",
+           "build_model", "count_parameters", "one_hidden_layer", "register_dataset", "register_model", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        module = import_module(f".{_LAZY[name] or name}", __name__)
+        value = module if _LAZY[name] is None else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
@@ -33,3 +36,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+plugins()  # models of the user's own ($MNISTLAB_PLUGINS), registered after the study's three

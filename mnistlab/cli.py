@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(paths.relative(fetch_mathjax()))
         elif args.command == "train":
+            from .runner import run  # imports torch: only to train
+
             spec = RunSpec.from_params(**{k: v for k, v in vars(args).items() if k in parameters()})
-            for record in spec.run(progress=args.progress):
+            for record in run(spec, progress=args.progress):
                 print(json.dumps(record.summary, indent=1))
         elif args.command == "sweep":
             if args.scheduler and args.cluster:

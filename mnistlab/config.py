@@ -9,6 +9,7 @@ machine that trains (is CUDA there, is the data intact, can the output be writte
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -16,20 +17,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-MODELS = {
-    "nmodel": "fc1 -> ReLU -> fc2 (plain)",
-    "bmodel": "fc1 -> BatchNorm1d -> ReLU -> fc2 (batch norm before the non-linearity)",
-    "wmodel": "weight-normalised fc1 -> ReLU -> weight-normalised fc2 (w = g v / ||v||)",
+from .datasets import DATASETS
+from .models import MODELS  # the registry: every model a config may name (torch-free)
+
+SCHEDULES = {
+    "step": "StepLR: the rate times gamma every step_size epochs (the HW5 report's)",
+    "cosine": "cosine annealing from lr to 0 over the epochs, set at the start of each epoch",
 }
 # The classic split of the 60,000 official training images: the first 50,000 train, the last 10,000 validate.
 TRAIN_SIZE, FULL_TRAIN_SIZE = 50_000, 60_000
 MAX_HIDDEN_SIZE = 100_000  # 784 x 100k floats is 300 MB of weights; more is a typo, not a study
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch's is wider
+MAX_SHIFT = 14  # pixels: half the image; more moves every digit out of the frame
+MAX_ELASTIC = 1000.0  # alpha in pixels; Simard et al. used 34
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Where a run trains, not what it trains: these may differ between a checkpoint or record and its run.
 PLACE_KEYS = ("device", "data_dir")
-# Defaults of settings that older records lack, so that their identity still compares.
-_OLDER_DEFAULTS = {"validation": True}
+# Settings added after the first records: older records lack them and trained with their defaults.
+ADDED_LATER = ("validation", "schedule", "dropout", "shift", "elastic", "dataset")
 
 
 class ConfigError(ValueError):
@@ -45,31 +50,44 @@ class ConfigError(ValueError):
 class Config:
     """One run of the study. Defaults are the paper protocol (README.md, "What it does")."""
 
-    model: str = "wmodel"  # one of nmodel, bmodel, wmodel
+    model: str = "wmodel"  # a registered model: nmodel, bmodel, wmodel (mnistlab.models.MODELS)
     hidden_size: int = 1000  # hidden units H
     epochs: int = 100  # passes over the training images
     lr: float = 0.01  # Adam's initial learning rate
+    schedule: str = "step"  # learning-rate schedule: step (StepLR, the HW5 report's) or cosine (to 0 over the epochs)
     step_size: int = 20  # epochs between learning-rate decays (StepLR)
-    gamma: float = 0.1  # learning-rate decay factor
+    gamma: float = 0.1  # learning-rate decay factor (StepLR)
     batch_size: int = 100  # images per Adam step
+    dropout: float = 0.0  # probability of dropping each hidden unit in training; 0: no dropout
+    shift: int = 0  # random translation of each training image by up to this many pixels; 0: none
+    elastic: float = 0.0  # elastic distortion of training images, alpha in pixels (Simard et al.: 34); 0: none
+    dataset: str = "mnist"  # the images and labels (mnistlab.datasets.DATASETS)
     train_size: int = TRAIN_SIZE  # first N of the training images
     validation: bool = True  # hold the last 10,000 images out; False: train on all 60,000, as the HW5 report did
-    seed: int = 0  # initialisation and shuffling
+    seed: int = 0  # initialisation, shuffling, dropout and augmentation
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N, mps
     data_dir: str | None = None  # None: $MNISTLAB_DATA or data/ in the project
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or self.model not in MODELS:
-            raise ConfigError(f"model must be one of {', '.join(MODELS)}; got {_show(self.model)}")
+        _choice(self, "model", MODELS)
         _integer(self, "hidden_size", low=1, high=MAX_HIDDEN_SIZE)
         _integer(self, "epochs", low=1, high=100_000)
         _number(self, "lr")
+        _choice(self, "schedule", SCHEDULES)
         _integer(self, "step_size", low=1)
         _number(self, "gamma")
+        _number(self, "dropout", low=0.0, below=1.0)
+        _integer(self, "shift", low=0, high=MAX_SHIFT)
+        _number(self, "elastic", low=0.0, high=MAX_ELASTIC)
+        _choice(self, "dataset", DATASETS)
         if not isinstance(self.validation, bool):
             raise ConfigError(f"validation must be true or false; got {_show(self.validation)}")
         _integer(self, "train_size", low=1, high=self.max_train_size)
-        _integer(self, "batch_size", low=2 if self.model == "bmodel" else 1, high=self.train_size)
+        smallest = MODELS[self.model].min_batch_size  # batch norm cannot normalise a batch of one image
+        if self.train_size < smallest:
+            raise ConfigError(f"train_size must be at least {smallest} for {self.model}, whose batches need "
+                              f"{smallest} images or more; got {self.train_size}")
+        _integer(self, "batch_size", low=smallest, high=self.train_size)
         _integer(self, "seed", low=0, high=MAX_SEED)
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {_show(self.device)}")
@@ -101,7 +119,8 @@ class Config:
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """The training settings in which a saved config (a checkpoint's or record's) differs from this one."""
-        saved = {**_OLDER_DEFAULTS, **saved}
+        defaults = {f.name: f.default for f in fields(Config) if f.name in ADDED_LATER}
+        saved = {**defaults, **saved}
         return [key for key, value in self.identity().items() if saved.get(key) != value]
 
     def resolved_device(self):
@@ -129,6 +148,18 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
 
 
+def did_you_mean(value: Any, valid) -> str:
+    """ " (did you mean 'nmodel'?)" for a near-miss of one of ``valid``, else empty."""
+    close = difflib.get_close_matches(value, list(valid), n=1) if isinstance(value, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(config: Config, name: str, valid: Mapping[str, Any]) -> None:
+    value = getattr(config, name)
+    if not isinstance(value, str) or value not in valid:
+        raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {_show(value)}{did_you_mean(value, valid)}")
+
+
 def _integer(config: Config, name: str, low: int, high: int | None = None) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -138,10 +169,16 @@ def _integer(config: Config, name: str, low: int, high: int | None = None) -> No
         raise ConfigError(f"{name} must be {bound}; got {_show(value)}")
 
 
-def _number(config: Config, name: str) -> None:
+def _number(config: Config, name: str, low: float | None = None, high: float | None = None,
+            below: float | None = None) -> None:
+    """A finite number, greater than 0 unless ``low`` is given; at most ``high``; less than ``below``."""
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number; got {_show(value)} ({type(value).__name__})")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number greater than 0; got {_show(value)}")
+    if not math.isfinite(value) or (value <= 0 if low is None else value < low) \
+            or (high is not None and value > high) or (below is not None and value >= below):
+        bounds = ["greater than 0" if low is None else f"at least {low:g}"]
+        bounds += [f"at most {high:g}"] if high is not None else []
+        bounds += [f"less than {below:g}"] if below is not None else []
+        raise ConfigError(f"{name} must be a finite number {' and '.join(bounds)}; got {_show(value)}")
     object.__setattr__(config, name, float(value))

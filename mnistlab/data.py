@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import FULL_TRAIN_SIZE, TRAIN_SIZE
+from .datasets import labels_digest
 from .paths import data_dir as default_data_dir, resolve
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the 60k training images, on [0, 1]
@@ -227,11 +228,13 @@ class Split:
 
 @dataclass(frozen=True)
 class MNISTSplits:
-    """Train, validation (None when training on all 60,000 images) and test, on one device."""
+    """Train, validation (None when training on all 60,000 images) and test, on one device; ``test_labels``: the
+    digest of the test labels (``datasets.labels_digest``), taken on the host when loaded."""
 
     train: Split
     val: Split | None
     test: Split
+    test_labels: str | None = None
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
@@ -271,4 +274,5 @@ def load(data_dir: str | os.PathLike | None = None, *, device: str | torch.devic
         train=split(train_images[:train_size], train_labels[:train_size]),
         val=split(train_images[TRAIN_SIZE:], train_labels[TRAIN_SIZE:]) if validation else None,
         test=split(test_images, test_labels),
+        test_labels=labels_digest(test_labels),
     )

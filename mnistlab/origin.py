@@ -22,11 +22,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from . import __version__, paths
+from . import paths
+from .version import __version__
 
 PACKAGE = Path(__file__).resolve().parent
 # The files whose contents decide a run's numbers, relative to the package; the train notebook separately.
-FINGERPRINTED = ("data.py", "models.py", "train.py", "steps.py", "stacked.py", "records.py")
+FINGERPRINTED = ("config.py", "datasets.py", "data.py", "models.py", "augment.py", "optim.py", "resources.py",
+                 "train.py", "steps.py", "stacked.py", "checkpoints.py", "records.py")
 NOTEBOOK = "notebooks/train.ipynb"
 
 

@@ -27,6 +27,9 @@ load, with what they lack as None.
 - ``code``: the training code of the process that wrote the record: version, fingerprint, each
   fingerprinted file's SHA-256, git commit and dirty flag (``origin.code``); a resumed run's segments
   all have this fingerprint (a checkpoint of other code is refused).
+- ``dataset``: what it trained and was tested on: ``name`` (``Config.dataset``) and ``test_labels``, the SHA-256
+  of the test labels it was scored against (``datasets.labels_digest``); predictions are only ever scored against
+  those labels. Absent in records written before it, all of which are MNIST's.
 - ``summary``: derived on save, for readers without this package (see ``Record.summary``).
 """
 
@@ -78,6 +81,7 @@ class Record:
     resumed_from: str | None = None  # that checkpoint, relative to the project root
     train_eval: dict[str, float] | None = None  # the training set in eval mode after the last epoch
     code: dict[str, Any] = field(default_factory=dict)  # the writing process's training code (origin.code)
+    dataset: dict[str, str] = field(default_factory=dict)  # name and test_labels digest; {} in older records (MNIST)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -152,6 +156,7 @@ class Record:
                            "resumed_from": self.resumed_from},
             "environment": self.environment,
             "code": self.code,
+            "dataset": self.dataset,
             "train_eval": self.train_eval,
             "predictions": self.predictions,
             "history": [{k: _json_number(h[k]) for k in HISTORY_KEYS} for h in self.history],
@@ -185,11 +190,15 @@ class Record:
         measured = isinstance(train_eval, dict) and {"epoch", "loss", "acc"} <= set(train_eval)
         if train_eval is not None and not measured:
             raise RecordError(f"{source}: 'train_eval' must be null or a JSON object with epoch, loss and acc")
+        dataset = data.get("dataset") or {}
+        if not isinstance(dataset, dict) or not all(isinstance(v, str) for v in dataset.values()):
+            raise RecordError(f"{source}: 'dataset' must be a JSON object of strings (name, test_labels)")
         return cls(config=data["config"], environment=data["environment"], history=history,
                    status=data["status"], diverged_epoch=data.get("diverged_epoch"),
                    diverged_reason=data.get("diverged_reason"),
                    predictions=_predictions(data.get("predictions"), source), train_eval=train_eval,
-                   code=data.get("code") or {}, **_provenance(data.get("provenance"), source, version))
+                   code=data.get("code") or {}, dataset=dataset,
+                   **_provenance(data.get("provenance"), source, version))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Record:

@@ -7,22 +7,18 @@ go through ``RunSpec.from_params``: it refuses unknown names, builds the validat
 which is what a sweep hands papermill. ``parameters()`` is the notebook's parameters cell as data;
 a test holds the two together.
 
-``RunSpec.check()`` makes the checks that need the machine that trains (is the device there, is
-the data intact, can the records be written), so that a run fails before training, not after.
+What only the machine that trains can check (is the device there, is the data intact, can the
+records be written, is there memory and disk for it) is ``runner.check``'s; ``runner.run`` trains.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .atomic import WriteError
 from .config import Config, ConfigError, _show, cell_name, seed_name
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
@@ -30,7 +26,8 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "seeds": (list, [], "several seeds trained in one go, e.g. [0, 1, 2]; empty: just seed"),
     "out_dir": (str, "reports/records", "folder of the record JSON files (and TensorBoard logs)"),
     "run_name": (str, "", "record file name stem; empty: <model>-hs<hidden_size>; -seed<seed> is appended"),
-    "checkpoint": (str, "", "file saved after each epoch and resumed from; empty: none"),
+    "checkpoint": (str, "", "file saved after the first and the last epoch and once a minute between, and "
+                   "resumed from; empty: none"),
     "tensorboard": (bool, False, "also log scalars to <out_dir>/tensorboard/<run>/"),
     "cuda_graphs": (bool, False, "capture the training step as a CUDA graph (CUDA only; not yet checked on a GPU)"),
 }
@@ -150,74 +147,9 @@ class RunSpec:
     def tensorboard_dir(self, seed: int) -> Path | None:
         return self.out_dir / "tensorboard" / self.name(seed) if self.tensorboard else None
 
-    def check(self) -> None:
-        """Refuse, before any training, what only the training machine can tell: device, data, output folder."""
-        from .data import DataError, verify
-
-        device = self.config.device
-        if device.startswith("cuda") or device == "mps":
-            import torch
-
-            if device == "mps" and not torch.backends.mps.is_available():
-                raise ConfigError("device 'mps' is not available on this machine; use device: auto or cpu")
-            if device.startswith("cuda"):
-                index = int(device.partition(":")[2] or 0)
-                if index >= torch.cuda.device_count():
-                    raise ConfigError(f"device {device!r} is not available on this machine "
-                                      f"({torch.cuda.device_count()} CUDA devices); use device: auto or cpu")
-        if self.cuda_graphs and self.config.resolved_device().type != "cuda":
-            raise ConfigError(f"cuda_graphs is for CUDA devices; this run trains on {self.config.resolved_device()}")
-        if self.config.data_dir is not None and not paths.resolve(self.config.data_dir).is_dir():
-            raise ConfigError(f"data_dir {self.config.data_dir!r} is not a folder (relative: from the project root)")
-        try:
-            verify(self.config.data_dir)
-        except DataError as error:
-            raise ConfigError(f"data_dir: {error}") from None
-        for folder in [self.out_dir] + ([self.checkpoint.parent] if self.checkpoint else []):
-            _check_writable(folder)
-        self.check_memory()
-        self.check_disk()
-
     def at_once(self) -> int:
         """How many seeds train at the same time: all of a stack, else one after another."""
         return len(self.seeds) if self.stacked() else 1
-
-    def check_memory(self) -> None:
-        """Refuse a run whose estimated memory (``memory_needed``) is more than the training device has free."""
-        device = self.config.resolved_device()
-        needed = memory_needed(self.config, self.at_once())
-        if device.type == "cuda":
-            import torch
-
-            free, _ = torch.cuda.mem_get_info(device)
-            where = f"{device} has {_size(free)} free"
-        elif device.type == "cpu":
-            free = available_memory()
-            where = f"this machine has {_size(free)} available" if free is not None else ""
-        else:
-            free = None
-        if free is not None and needed["total"] > free:
-            parts = ", ".join(f"{name} {_size(value)}" for name, value in needed.items() if name != "total")
-            seeds = f" for {self.at_once()} seeds trained together" if self.at_once() > 1 else ""
-            raise ConfigError(f"this run needs about {_size(needed['total'])} of memory{seeds} ({parts}); {where}. "
-                              f"Use a smaller batch_size (now {self.config.batch_size}) or hidden_size "
-                              f"(now {self.config.hidden_size}), or a machine with more memory")
-
-    def check_disk(self) -> None:
-        """Refuse a run whose files (``disk_needed``) do not fit in the free space of the folders it writes to."""
-        needed = disk_needed(self)
-        places: dict[int, tuple[Path, list[str]]] = {}
-        for what in needed:
-            folder = self.checkpoint.parent if what == "checkpoints" else self.out_dir
-            places.setdefault(os.stat(folder).st_dev, (folder, []))[1].append(what)
-        for folder, names in places.values():
-            free = shutil.disk_usage(folder).free
-            wanted = sum(needed[name] for name in names)
-            if wanted > free:
-                parts = ", ".join(f"{name} {_size(needed[name])}" for name in names)
-                raise ConfigError(f"{paths.relative(folder)} has {_size(free)} free; this run writes about "
-                                  f"{_size(wanted)} there ({parts}). Free some space or write elsewhere (out_dir, "
-                                  "checkpoint)")
 
     def stacked(self) -> bool:
         """Train the seeds together as one stack of models: on CUDA, where one batched product per layer
@@ -233,47 +165,6 @@ class RunSpec:
             return []
         return sorted({self.checkpoint, *(self.checkpoint_path(seed) for seed in self.seeds)})
 
-    def owns_checkpoint(self, path: str | os.PathLike) -> bool:
-        """Whether a checkpoint was written by this run (by one of its seeds, or by the stack of them all)
-        with this training code; any other one would be refused on resume (imports torch)."""
-        from .train import CheckpointError, checkpoint_mismatch, read_checkpoint
-
-        try:
-            state = read_checkpoint(path)
-        except CheckpointError:  # truncated, foreign, or not a checkpoint at all
-            return False
-        mine = self.configs()
-        if len(state["configs"]) == 1:
-            return any(checkpoint_mismatch(state, [config]) is None for config in mine)
-        return checkpoint_mismatch(state, mine) is None
-
-    def run(self, *, progress: bool = False) -> list:
-        """Check, train every seed (together, when ``stacked``), save each record as soon as its seed ends;
-        return the records."""
-        from .data import load
-        from .train import train
-
-        self.check()
-        config = self.config
-        data = load(config.data_dir, device=config.resolved_device(), train_size=config.train_size,
-                    validation=config.validation)  # once for every seed
-
-        def save(record) -> None:
-            try:
-                record.save(self.record_path(record.config["seed"]))
-            except WriteError as error:  # the message, and what is kept: the finished seeds, the last checkpoint
-                kept = (f"; the checkpoint {paths.relative(self.checkpoint_path(record.config['seed']) or '')} keeps "
-                        "the epochs up to its last save, and the same command resumes from it"
-                        if self.checkpoint else "; without a checkpoint this seed's training is lost")
-                raise WriteError(error.errno, f"{error.strerror}{kept}", error.filename) from None
-
-        if self.stacked():
-            return train(self.configs(), data=data, checkpoint=self.checkpoint, progress=progress,
-                         tensorboard_dirs=[self.tensorboard_dir(seed) for seed in self.seeds],
-                         cuda_graphs=self.cuda_graphs, on_end=save)
-        return [train([config], data=data, checkpoint=self.checkpoint_path(config.seed), progress=progress,
-                      tensorboard_dirs=[self.tensorboard_dir(config.seed)], on_end=save)[0]
-                for config in self.configs()]
 
 def _field_type(annotation: Any) -> type:
     return {"str": str, "int": int, "float": float, "bool": bool}.get(str(annotation).split(" ")[0], str)
@@ -310,8 +201,6 @@ MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 # What the files a run makes add to <run_name>-seed<seed>: the longest is a sweep's manifest while it is
 # written, "." + ".<name>.done" + ".XXXXXXXX.tmp" (atomic.atomic_write_bytes), 20 bytes; 24 leaves room.
 NAME_OVERHEAD = 24
-EVAL_CHUNK = 5000  # mnistlab.steps.EVAL_CHUNK (a test holds them together): images per evaluation pass
-_ACTIVATIONS = {"nmodel": 3, "bmodel": 5, "wmodel": 3}  # (B, H) tensors alive in a training step, forward and back
 
 
 def _check_name_length(run_name: str, seeds: tuple[int, ...]) -> None:
@@ -333,83 +222,3 @@ def _check_path_length(name: str, path: Path, seeds: tuple[int, ...]) -> None:
     if len(str(path).encode()) + MAX_NAME_BYTES > MAX_PATH_BYTES:
         raise ConfigError(f"{name}: {_show(str(path))} is {len(str(path).encode())} bytes; with the files a run "
                           f"makes in it, it would pass the {MAX_PATH_BYTES} bytes a path may have; shorten it")
-
-
-def parameter_count(config: Config) -> int:
-    """Trainable scalars of one network (``models.count_parameters`` without building it)."""
-    h = config.hidden_size
-    count = 784 * h + h + h * 10 + 10
-    if config.model == "bmodel":
-        count += 2 * h
-    if config.model == "wmodel":
-        count += h + 10  # the scales g; v has the weights' shape
-    return count
-
-
-def memory_needed(config: Config, seeds: int = 1) -> dict[str, int]:
-    """Bytes a run holds at its peak (float32), for ``seeds`` networks trained at the same time: weights,
-    gradients and Adam's two moments; the activations of a training step at ``batch_size`` or of an
-    evaluation pass of ``EVAL_CHUNK`` images, whichever is larger; and the data, once."""
-    weights = 4 * parameter_count(config) * (2 if config.model == "wmodel" else 1)  # w = g v / |v| is a copy
-    state = seeds * 4 * weights  # weights, gradients, exp_avg, exp_avg_sq
-    h, b = config.hidden_size, config.batch_size
-    train = 2 * 4 * b * (784 + _ACTIVATIONS[config.model] * h + 10)  # the batch and its activations, and their grads
-    evaluate = 4 * EVAL_CHUNK * (784 + 2 * h + 10)
-    images = (config.train_size + 20_000) * (4 * 784 + 8)  # train, validation and test, float32 images, int64 labels
-    needed = {"weights, gradients and Adam state": state,
-              f"activations at batch_size {b}" if train >= evaluate else f"activations of an evaluation of "
-              f"{EVAL_CHUNK} images": seeds * max(train, evaluate), "the data": images}
-    return {**needed, "total": sum(needed.values())}
-
-
-def disk_needed(spec: RunSpec, at_once: int | None = None) -> dict[str, int]:
-    """Bytes a run writes, by kind: records (predictions and history, one per seed), checkpoints (one per seed, or
-    the stack's, each holding weights, Adam state and records, plus a copy while one replaces another), TensorBoard.
-    ``at_once``: the seeds trained together (default ``spec.at_once()``, which may import torch to ask)."""
-    config = spec.config
-    record = 2 * 10_000 + 300 * config.epochs + 20_000
-    needed = {"records": len(spec.seeds) * record}
-    if spec.checkpoint is not None:
-        at_once = at_once or spec.at_once()
-        one = at_once * (3 * 4 * parameter_count(config) + record)
-        needed["checkpoints"] = (len(spec.seeds) // at_once + 1) * one
-    if spec.tensorboard:
-        needed["tensorboard"] = len(spec.seeds) * 200 * config.epochs
-    return needed
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: the kernel's MemAvailable, or less under a cgroup memory limit."""
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        available = int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-    for limit, used in ((Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")),
-                        (Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-                         Path("/sys/fs/cgroup/memory/memory.usage_in_bytes"))):
-        try:
-            text = limit.read_text().strip()
-            if text != "max" and int(text) < 2**60:
-                available = min(available, max(0, int(text) - int(used.read_text())))
-        except (OSError, ValueError):
-            continue
-        break
-    return available
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ConfigError(f"cannot write to {paths.relative(folder)!r}: {error.strerror or error}") from None
-

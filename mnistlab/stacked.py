@@ -1,103 +1,95 @@
-"""What a stack of K seeds is: K networks of one parameter set side by side, one batched product per layer.
+"""A stack of K seeds: K networks of one model side by side, derived from the model itself.
 
 At batch 100 one step of these networks is a few dozen tiny kernels, so a GPU waits on launches,
 not on arithmetic. Stacking K seeds makes every kernel K times larger for the same launches, and on
 CUDA the whole step can be captured once as a CUDA graph and replayed (``steps.GraphedStack``).
 
-Each seed is still its own run: its initial weights are copied from ``build_model`` after
+Nothing here knows the models: any registered model stacks. ``torch.func.stack_module_state`` stacks
+the K networks' parameters and buffers into (K, ...) tensors, and ``vmap`` over ``functional_call``
+runs the one network's own forward on each slice. Batch norm's running statistics are stacked buffers
+too, so each network updates its own in place; dropout draws a different mask per network
+(``randomness="different"``); weight norm is computed from each network's own g and v.
+
+Each seed is still its own run: its initial weights are those ``build_model`` makes after
 ``torch.manual_seed(seed)`` (as a single run builds them), it shuffles with its own generator (in
-``train.train``), its batch norm keeps its own statistics, and its gradient is that of its own loss,
-because the stack's loss is the sum of the K models' mean batch losses and the models share no
-weight. Adam is elementwise, so one Adam over the stacked tensors is K Adams. Results agree with a
-single run to float rounding, not bit for bit: a batched product sums in another order.
+``train.train``), and its gradient is that of its own loss, because the stack's loss is the sum of the
+K networks' mean batch losses and the networks share no weight. Adam is elementwise, so one Adam
+over the stacked tensors is K Adams. Results agree with a single run to float rounding, not bit for
+bit: a batched product sums in another order.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from .models import build_model
 
-# One model's state-dict key -> (the stack's name for it, how one model's tensor is laid out in the stack).
-# "t": transposed, so that a layer is x @ W with W (in, out); "row": a bias (out,) as (1, out) for baddbmm.
-_LAYOUT = {
-    "fc1.weight": ("w1", "t"), "fc1.parametrizations.weight.original0": ("g1", "t"),
-    "fc1.parametrizations.weight.original1": ("v1", "t"), "fc1.bias": ("b1", "row"),
-    "bn.weight": ("bn_weight", "same"), "bn.bias": ("bn_bias", "same"), "bn.running_mean": ("bn_mean", "same"),
-    "bn.running_var": ("bn_var", "same"), "bn.num_batches_tracked": ("bn_batches", "same"),
-    "fc2.weight": ("w2", "t"), "fc2.parametrizations.weight.original0": ("g2", "t"),
-    "fc2.parametrizations.weight.original1": ("v2", "t"), "fc2.bias": ("b2", "row"),
-}
-_TO_STACK = {"t": lambda x: x.t(), "row": lambda x: x[None], "same": lambda x: x}
-_FROM_STACK = {"t": lambda x: x.t(), "row": lambda x: x[0], "same": lambda x: x}
+_SEPARATOR = "__"  # a module attribute cannot contain ".": fc1.weight is held as fc1__weight
 
 
 class StackedModel(nn.Module):
-    """K networks of one of MODELS side by side: weights (K, in, out), one ``baddbmm`` per layer."""
+    """K networks of one model side by side: every parameter and buffer stacked (K, ...), one vmapped forward."""
 
-    def __init__(self, name: str, models: list[nn.Module]):
+    def __init__(self, models: list[nn.Module]):
         super().__init__()
-        self.name, self.size = name, len(models)
-        states = [model.state_dict() for model in models]
-        for key in states[0]:
-            attribute, layout = _LAYOUT[key]
-            tensor = torch.stack([_TO_STACK[layout](state[key]) for state in states]).clone()
-            if key in dict(models[0].named_parameters()):
-                setattr(self, attribute, nn.Parameter(tensor))
-            else:
-                self.register_buffer(attribute, tensor)
-        self._keys = list(states[0])
-        if name == "bmodel":
-            self.momentum, self.eps = models[0].bn.momentum, models[0].bn.eps
+        if not models:
+            raise ValueError("a stack needs at least one network")
+        self.size = len(models)
+        parameters, buffers = stack_module_state(models)
+        self._parameter_keys, self._buffer_keys = list(parameters), list(buffers)
+        for key, tensor in parameters.items():
+            self.register_parameter(_attribute(key), nn.Parameter(tensor.detach().clone()))
+        for key, tensor in buffers.items():
+            self.register_buffer(_attribute(key), tensor.clone())
+        # The network whose forward every slice runs, without tensors of its own (a list: not a submodule).
+        self._network = [copy.deepcopy(models[0]).to("meta")]
 
     @classmethod
-    def from_seeds(cls, name: str, hidden_size: int, seeds: list[int]) -> StackedModel:
+    def from_seeds(cls, name: str, hidden_size: int, seeds: list[int], dropout: float = 0.0) -> StackedModel:
         """Each seed's network exactly as ``build_model`` makes it after ``torch.manual_seed(seed)``."""
         models = []
         for seed in seeds:
             torch.manual_seed(seed)
-            models.append(build_model(name, hidden_size))
-        return cls(name, models)
+            models.append(build_model(name, hidden_size, dropout))
+        return cls(models)
+
+    def stacked(self, key: str) -> torch.Tensor:
+        """One network's state-dict entry ``key`` (e.g. ``fc1.weight``) for all K networks: (K, ...)."""
+        return getattr(self, _attribute(key))
 
     def unstack(self) -> list[nn.Module]:
-        """The K networks as separate ``build_model`` modules (copies), e.g. to check or save one."""
+        """The K networks as separate modules (copies), e.g. to check or save one."""
+        device = next(iter(self.state_dict().values())).device
         models = []
         for k in range(self.size):
-            model = build_model(self.name, self.b1.shape[-1]).to(self.b1.device)
-            state = {key: _FROM_STACK[_LAYOUT[key][1]](getattr(self, _LAYOUT[key][0])[k]) for key in self._keys}
-            model.load_state_dict(state)
+            model = copy.deepcopy(self._network[0]).to_empty(device=device)
+            model.load_state_dict({key: self.stacked(key)[k] for key in self._parameter_keys + self._buffer_keys})
             models.append(model.train(self.training))
         return models
 
-    def weight(self, layer: int) -> torch.Tensor:
-        """Layer 1 or 2's weights (K, in, out); for wmodel g v / ||v||, the norm per output unit (torch's dim=0)."""
-        if self.name != "wmodel":
-            return getattr(self, f"w{layer}")
-        g, v = getattr(self, f"g{layer}"), getattr(self, f"v{layer}")  # (K, 1, out), (K, in, out)
-        return v * (g / v.norm(dim=1, keepdim=True))
+    def train(self, mode: bool = True) -> StackedModel:
+        super().train(mode)
+        self._network[0].train(mode)  # batch norm and dropout read the network's own mode
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(K, B, 784) rows, one batch per model, or (B, 784) shared by all -> (K, B, 10) logits."""
+        """(K, B, 784) rows, one batch per network, or (B, 784) shared by all -> (K, B, 10) logits."""
         if x.dim() == 2:
             x = x.expand(self.size, *x.shape)
-        z = torch.baddbmm(self.b1, x, self.weight(1))  # (K, B, H)
-        if self.name == "bmodel":
-            z = self._batch_norm(z)
-        return torch.baddbmm(self.b2, F.relu(z), self.weight(2))  # (K, B, 10)
+        parameters = {key: self.stacked(key) for key in self._parameter_keys}
+        buffers = {key: self.stacked(key) for key in self._buffer_keys}
+        return vmap(self._one, randomness="different")(parameters, buffers, x)
 
-    def _batch_norm(self, z: torch.Tensor) -> torch.Tensor:
-        # K models' H units are K*H independent channels of one BatchNorm1d: each channel is
-        # normalised by its own batch statistics and keeps its own running ones, exactly as
-        # nn.BatchNorm1d does per model (biased variance to normalise, unbiased one to track).
-        K, B, H = z.shape
-        flat = z.transpose(0, 1).reshape(B, K * H)
-        flat = F.batch_norm(flat, self.bn_mean.view(-1), self.bn_var.view(-1), self.bn_weight.view(-1),
-                            self.bn_bias.view(-1), self.training, self.momentum, self.eps)
-        if self.training:
-            self.bn_batches.add_(1)
-        return flat.view(B, K, H).transpose(0, 1)
+    def _one(self, parameters: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self._network[0], (parameters, buffers), (x,))
 
     def extra_repr(self) -> str:
-        return f"{self.size} x {self.name}, hidden_size={self.b1.shape[-1]}"
+        return f"{self.size} x {self._network[0]!r}"
+
+
+def _attribute(key: str) -> str:
+    return key.replace(".", _SEPARATOR)

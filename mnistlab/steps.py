@@ -1,6 +1,7 @@
 """How one epoch trains and evaluates: one network, a stack of K seeds, or a stack replayed from a CUDA graph.
 
-``train.train`` drives all three the same way: ``epoch(generators)`` makes one shuffled pass and
+``train.train`` drives all three the same way: ``epoch(shuffles, distortions)`` makes one shuffled pass
+(each network's images distorted by its own generator when ``distort`` is on: ``augment.Distort``) and
 returns (K, 2) on the device, each network's [summed loss, correct count]; ``evaluate(split)`` gives
 (K, 2) [summed cross-entropy, correct count] in eval mode and (K, N) predicted labels. Nothing here
 reads a value back to the host: the loop does that once per epoch.
@@ -18,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import Distort
 from .data import Split
+from .resources import EVAL_CHUNK  # images per forward pass when evaluating; bounds memory at H=5000
 from .stacked import StackedModel
-
-EVAL_CHUNK = 5000  # images per forward pass when evaluating; bounds memory at H=5000
 
 
 class Network:
@@ -29,19 +30,23 @@ class Network:
 
     size = 1
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, batch_size: int):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
+                 distort: Distort | None = None):
         self.model, self.optimizer, self.split, self.batch_size = model, optimizer, split, batch_size
+        self.distort = distort or None
 
-    def epoch(self, generators: list[torch.Generator]) -> torch.Tensor:
+    def epoch(self, shuffles: list[torch.Generator], distortions: list[torch.Generator] | None = None) -> torch.Tensor:
         """One shuffled pass; (1, 2): [summed loss, correct count] over the images trained on."""
-        model, optimizer, split = self.model, self.optimizer, self.split
+        model, optimizer, split, distort = self.model, self.optimizer, self.split, self.distort
         model.train()
         device = split.x.device
-        order = torch.randperm(len(split), generator=generators[0], device=device)
+        order = torch.randperm(len(split), generator=shuffles[0], device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for index in batches(order, self.batch_size):
             x, y = split.x[index], split.y[index]  # (B, 784), (B,)
+            if distort:
+                x = distort(x, distortions[0])
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)  # (B, 10)
             loss = F.cross_entropy(logits, y)
@@ -85,19 +90,21 @@ def trained_images(n: int, batch_size: int) -> int:
 class Stack:
     """K networks of one parameter set (a ``StackedModel``) stepped together, a step at a time from Python."""
 
-    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer, split: Split, batch_size: int):
+    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
+                 distort: Distort | None = None):
         self.model, self.optimizer, self.split, self.batch_size = model, optimizer, split, batch_size
+        self.distort = distort or None
         self.size = model.size
         self.sums = torch.zeros(2, model.size, device=split.x.device)  # summed loss and correct count per model
         for p in model.parameters():
             # Gradients are zeroed in place, never set to None, so their memory stays put for a CUDA graph.
             p.grad = torch.zeros_like(p)
 
-    def epoch(self, generators: list[torch.Generator]) -> torch.Tensor:
+    def epoch(self, shuffles: list[torch.Generator], distortions: list[torch.Generator] | None = None) -> torch.Tensor:
         self.model.train()
         self.sums.zero_()
-        for index in batches(self.shuffle(generators), self.batch_size):
-            self.step(index)
+        for index in batches(self.shuffle(shuffles), self.batch_size):
+            self.step(index, distortions)
         return self.sums.t().clone()
 
     def shuffle(self, generators: list[torch.Generator]) -> torch.Tensor:
@@ -105,9 +112,11 @@ class Stack:
         device = self.split.x.device
         return torch.stack([torch.randperm(len(self.split), generator=g, device=device) for g in generators])
 
-    def step(self, index: torch.Tensor) -> None:
-        """One Adam step of every model on its own batch ``index`` (K, B)."""
+    def step(self, index: torch.Tensor, distortions: list[torch.Generator] | None = None) -> None:
+        """One Adam step of every model on its own batch ``index`` (K, B), distorted by its own generator."""
         x, y = self.split.x[index], self.split.y[index]  # (K, B, 784), (K, B)
+        if self.distort:
+            x = torch.stack([self.distort(x[k], generator) for k, generator in enumerate(distortions)])
         self.optimizer.zero_grad(set_to_none=False)
         logits = self.model(x)  # (K, B, 10)
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y).mean(dim=1)  # (K,)
@@ -144,8 +153,12 @@ class GraphedStack(Stack):
     ``capturable``; ``train.train`` makes it so, also after loading a checkpoint.
     """
 
-    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer, split: Split, batch_size: int):
+    def __init__(self, model: StackedModel, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
+                 distort: Distort | None = None):
         super().__init__(model, optimizer, split, batch_size)
+        if distort:
+            raise ValueError("distorted training images (shift, elastic) are not captured in a CUDA graph yet; "
+                             "train them without cuda_graphs")
         if not all(group.get("capturable") and torch.is_tensor(group["lr"]) for group in optimizer.param_groups):
             raise ValueError("a CUDA graph needs Adam with capturable=True and a tensor learning rate")
         device = split.x.device
@@ -193,11 +206,11 @@ class GraphedStack(Stack):
             tensors += [v for v in state.values() if torch.is_tensor(v)]
         return tensors
 
-    def epoch(self, generators: list[torch.Generator]) -> torch.Tensor:
+    def epoch(self, shuffles: list[torch.Generator], distortions: list[torch.Generator] | None = None) -> torch.Tensor:
         self.model.train()
         self.sums.zero_()
         n, batch_size = len(self.split), self.batch_size
-        self.order.copy_(self.shuffle(generators))
+        self.order.copy_(self.shuffle(shuffles))
         self.position.zero_()
         full = n // batch_size
         for _ in range(full):

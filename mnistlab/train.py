@@ -1,30 +1,33 @@
 """The training loop: one network, or a stack of K seeds of one parameter set, with the data resident on the
 device, no DataLoader, and one host sync per epoch.
 
-``train(configs)`` is the one loop: setup, epochs, records, divergence, progress, TensorBoard,
-checkpoint and resume are written here once, for one network and for a stack alike (``steps`` says
-how an epoch trains each). ``run(config)`` is the single-network case.
+``train(configs)`` is the one loop, epoch by epoch: train, evaluate, step the schedule, read the
+epoch's sums back once, write each seed's record, save a checkpoint now and then. What it drives is
+set up by ``Setup`` (the networks, Adam, the schedule, the random generators); how an epoch trains one
+network or a stack is ``steps``; checkpoints are ``checkpoints``, what a run says while it trains is
+``progress``. ``run(config)`` is the single-network case.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from . import origin
-from .atomic import atomic_write_bytes
+from . import checkpoints, origin
+from .augment import Distort
 from .config import Config, ConfigError
-from .data import MNISTSplits, Split, load
+from .data import MNISTSplits, Split
+from .datasets import DATASETS, labels_digest
 from .models import build_model
-from .paths import relative
+from .optim import fused, make_optimizer, make_scheduler, scheduled_lr
+from .progress import Progress
 from .records import Record, divergence, encode_labels, epoch_row, predictions_to_keep
 from .stacked import StackedModel
 from .steps import GraphedStack, Network, Stack, trained_images
@@ -32,12 +35,10 @@ from .steps import GraphedStack, Network, Stack, trained_images
 # A checkpoint after the first epoch, the last, and the first epoch that ends this long after the previous
 # one: a kill loses at most this much training (or one epoch, when an epoch takes longer).
 CHECKPOINT_SECONDS = 60.0
-CHECKPOINT_FORMAT = "mnistlab.checkpoint/3"
 CODE = origin.code()  # the training code this process imported, read when it was imported
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be resumed: unreadable, or written by another config or other training code."""
+CheckpointError = checkpoints.CheckpointError
+# Distortions draw from their own generator, seeded apart from the shuffling one (seeds are below 2**32).
+DISTORTION_SEED_OFFSET = 2**32
 
 
 def run(config: Config | None = None, *, data: MNISTSplits | None = None,
@@ -70,76 +71,56 @@ def train(configs: list[Config], *, data: MNISTSplits | None = None, checkpoint:
     device = first.resolved_device()
     if cuda_graphs and not _graphs_available(device):
         raise ConfigError(f"cuda_graphs needs a CUDA device; this run trains on {device}; use device 'cuda'")
-    stacked = len(configs) > 1 or cuda_graphs
     with _fast_cpu_math(device):
         if data is None:
-            data = load(first.data_dir, device=device, train_size=first.train_size, validation=first.validation)
+            data = DATASETS[first.dataset].load(first.data_dir, device=device, train_size=first.train_size,
+                                                validation=first.validation)
         train_split, val, test = _splits(data, first, device)
-        seeds = [config.seed for config in configs]
-        fused = device.type in ("cuda", "cpu")
-        if stacked:
-            module = StackedModel.from_seeds(first.model, first.hidden_size, seeds).to(device)
-            # A tensor learning rate lives in device memory, so StepLR changes it under a captured graph.
-            lr = torch.tensor(first.lr, device=device) if cuda_graphs else first.lr
-            optimizer = torch.optim.Adam(module.parameters(), lr=lr, betas=(0.9, 0.999), fused=fused,
-                                         capturable=cuda_graphs)
-        else:
-            torch.manual_seed(first.seed)
-            module = build_model(first.model, first.hidden_size).to(device)
-            optimizer = torch.optim.Adam(module.parameters(), lr=first.lr, betas=(0.9, 0.999), fused=fused)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=first.step_size, gamma=first.gamma)
-        shuffles = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-        here = environment(device, fused)
-        if stacked:  # each seed's epoch time is the stack's: say which seeds shared it, and how
-            here |= {"stacked_seeds": seeds, "cuda_graphs": cuda_graphs}
-        records = [Record(config=c.to_dict(), environment=dict(here), code=CODE) for c in configs]
-
+        setup = Setup(configs, device, cuda_graphs)
+        tested_on = {"name": first.dataset, "test_labels": data.test_labels or labels_digest(test.y.cpu())}
+        records = [Record(config=c.to_dict(), environment=dict(setup.environment), code=CODE, dataset=dict(tested_on))
+                   for c in configs]
         if checkpoint is not None and Path(checkpoint).is_file():
-            _resume(checkpoint, configs, module, optimizer, scheduler, shuffles, records)
-            _capturable(optimizer, cuda_graphs, fused, device)
-        kind = GraphedStack if cuda_graphs else Stack if stacked else Network
-        steps = kind(module, optimizer, train_split, first.batch_size)
-        started_utc = utc_now()
+            setup.resume(checkpoint, records)
+        steps = setup.steps(train_split)
         done = max(len(record.history) for record in records)  # a diverged seed's history stops early
+        sizes = (trained_images(len(train_split), first.batch_size), len(val) if val is not None else None,
+                 len(test), len(train_split))
+        talk = Progress(run_name(configs), first.epochs, done, setup.where, enabled=progress)
         writers = [_tensorboard(folder) for folder in tensorboard_dirs or [None] * len(configs)]
-        bar = _progress_bar(progress, configs, initial=done)
-        n_trained = trained_images(len(train_split), first.batch_size)
-        saved_at = time.monotonic()
-        ended: set[int] = set()  # the records handed to on_end
+        started_utc, saved_at, ended = utc_now(), time.monotonic(), set()  # ended: the records handed to on_end
+        talk.start()
         try:
             for epoch in range(done + 1, first.epochs + 1):
-                started = time.perf_counter()
-                last = epoch == first.epochs
-                parts = [steps.epoch(shuffles)]
+                started, last = time.perf_counter(), epoch == first.epochs
+                parts = [steps.epoch(setup.shuffles, setup.distortions)]
                 parts.append(steps.evaluate(val)[0] if val is not None else torch.zeros(steps.size, 0, device=device))
                 test_sums, predicted = steps.evaluate(test)
                 parts.append(test_sums)
                 if last:  # the training set measured after training, in eval mode (the pass's counts are running)
                     parts.append(steps.evaluate(train_split)[0])
-                scheduler.step()
+                setup.scheduler.step()
                 # The one host synchronisation of the epoch: K rows of [train, val, test(, train in eval mode)] sums.
                 sums = torch.cat(parts, dim=1).tolist()
                 seconds = time.perf_counter() - started
                 for record, row_sums, labels, writer in zip(records, sums, predicted, writers):
                     if record.status == "diverged":
                         continue  # its record ended there; its NaNs ride along without reaching the others
-                    splits = (n_trained, len(val) if val is not None else None, len(test), len(train_split))
-                    reason = finish_epoch(record, epoch, scheduled_lr(first, epoch), seconds, row_sums, splits,
-                                          labels, here, started_utc, last)
+                    reason = finish_epoch(record, epoch, scheduled_lr(first, epoch), seconds, row_sums, sizes,
+                                          labels, setup.environment, started_utc, last)
                     _log(writer, record.history[-1])
                     if (reason or last) and on_end is not None:
                         on_end(record)
                         ended.add(id(record))
-                bar.update(1)
-                bar.set_postfix_str(_postfix(records), refresh=False)
+                talk.epoch(epoch, [record.history[-1] for record in records if record.history])
                 if all(record.status == "diverged" for record in records):
                     break
                 if checkpoint is not None and (epoch == 1 or last
                                                or time.monotonic() - saved_at >= checkpoint_seconds):
-                    _save_checkpoint(checkpoint, configs, module, optimizer, scheduler, shuffles, records)
+                    setup.save(checkpoint, records)
                     saved_at = time.monotonic()
         finally:
-            bar.close()
+            talk.close()
             for writer in writers:
                 if writer is not None:
                     writer.close()
@@ -148,6 +129,51 @@ def train(configs: list[Config], *, data: MNISTSplits | None = None, checkpoint:
             if id(record) not in ended:
                 on_end(record)
     return records
+
+
+class Setup:
+    """What one training process drives: the network (or the stack of them), Adam, the schedule, each seed's
+    generators (shuffling, distortions), and the environment its records name."""
+
+    def __init__(self, configs: list[Config], device: torch.device, cuda_graphs: bool = False):
+        first = configs[0]
+        self.configs, self.device, self.cuda_graphs = configs, device, cuda_graphs
+        seeds = [config.seed for config in configs]
+        self.stacked = len(configs) > 1 or cuda_graphs
+        if self.stacked:
+            self.module = StackedModel.from_seeds(first.model, first.hidden_size, seeds, first.dropout).to(device)
+        else:
+            torch.manual_seed(first.seed)
+            self.module = build_model(first.model, first.hidden_size, first.dropout).to(device)
+        self.optimizer = make_optimizer(self.module.parameters(), first, device, capturable=cuda_graphs)
+        self.scheduler = make_scheduler(self.optimizer, first)
+        self.shuffles = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.distortions = [torch.Generator(device=device).manual_seed(DISTORTION_SEED_OFFSET + seed) for seed in seeds]
+        self.distort = Distort(first.shift, first.elastic)
+        self.environment = environment(device, fused(device))
+        if self.stacked:  # each seed's epoch time is the stack's: say which seeds shared it, and how
+            self.environment |= {"stacked_seeds": seeds, "cuda_graphs": cuda_graphs}
+        threads = torch.get_num_threads() if device.type == "cpu" else None
+        self.where = f"{device}" + (f" ({threads} thread{'s' * (threads != 1)})" if threads else "")
+
+    def steps(self, split: Split) -> Network | Stack:
+        """How an epoch trains: one network, a stack stepped from Python, or a stack replayed from a CUDA graph."""
+        kind = GraphedStack if self.cuda_graphs else Stack if self.stacked else Network
+        return kind(self.module, self.optimizer, split, self.configs[0].batch_size, self.distort)
+
+    def save(self, path: str | os.PathLike, records: list[Record]) -> None:
+        checkpoints.save(path, self.configs, CODE["fingerprint"], self.module, self.optimizer, self.scheduler,
+                         self.shuffles + self.distortions, records)
+
+    def resume(self, path: str | os.PathLike, records: list[Record]) -> None:
+        checkpoints.resume(path, self.configs, CODE, self.module, self.optimizer, self.scheduler,
+                           self.shuffles + self.distortions, records)
+        # ``Optimizer.load_state_dict`` restores every group option from the file (an eager checkpoint's
+        # ``capturable=False`` included): set them back to this run's, and keep the graph's device-tensor rate.
+        for group in self.optimizer.param_groups:
+            group["capturable"], group["fused"] = self.cuda_graphs, fused(self.device)
+            if self.cuda_graphs and not torch.is_tensor(group["lr"]):
+                group["lr"] = torch.tensor(group["lr"], device=self.device)
 
 
 def check_seeds(configs: list[Config]) -> list[Config]:
@@ -166,21 +192,6 @@ def check_seeds(configs: list[Config]) -> list[Config]:
             raise ConfigError(f"seeds trained together must share every setting but the seed; seed {config.seed} "
                               f"differs from seed {first.seed} in {values}; train them in separate stacks")
     return list(configs)
-
-
-def _graphs_available(device: torch.device) -> bool:
-    """CUDA graphs need a CUDA device (the CPU tests stand in for the CUDA API and for this)."""
-    return device.type == "cuda"
-
-
-def scheduled_lr(config: Config, epoch: int) -> float:
-    """The learning rate during ``epoch`` (from 1), computed as StepLR computes it: the exact Python float,
-    even when the optimizer holds it as a float32 device tensor (under CUDA graphs)."""
-    lr = config.lr
-    for finished in range(1, epoch):
-        if finished % config.step_size == 0:
-            lr *= config.gamma
-    return lr
 
 
 def finish_epoch(record: Record, epoch: int, lr: float, seconds: float, sums: list[float],
@@ -234,9 +245,14 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
     }
 
 
+def _graphs_available(device: torch.device) -> bool:
+    """CUDA graphs need a CUDA device (the CPU tests stand in for the CUDA API and for this)."""
+    return device.type == "cuda"
+
+
 def utc_now() -> str:
     """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (datetime.UTC needs 3.11)
 
 
 def run_name(configs: list[Config]) -> str:
@@ -287,92 +303,3 @@ def _log(writer, row: dict) -> None:
         for key, value in row.items():
             if key not in ("epoch", "seconds") and value is not None:
                 writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-
-
-def _progress_bar(enabled: bool, configs: list[Config], initial: int):
-    # Plain text on stdout, not a widget: it reads the same in JupyterLab, a terminal and a papermill report.
-    from tqdm import tqdm
-
-    return tqdm(total=configs[0].epochs, initial=initial, desc=run_name(configs), unit="epoch", file=sys.stdout,
-                disable=not enabled, mininterval=2.0)
-
-
-def _postfix(records: list[Record]) -> str:
-    rows = [record.history[-1] for record in records if record.history]
-    if len(rows) == 1:
-        return f"train_loss={rows[0]['train_loss']:.4g}, test_acc={rows[0]['test_acc']:.2f}"
-    return "test_acc=" + "/".join(f"{row['test_acc']:.2f}" for row in rows)
-
-
-def _capturable(optimizer: torch.optim.Optimizer, cuda_graphs: bool, fused: bool, device: torch.device) -> None:
-    """``Optimizer.load_state_dict`` restores every group option from the file (an eager checkpoint's
-    ``capturable=False`` included): set them back to this run's, and keep the graph's device-tensor rate."""
-    for group in optimizer.param_groups:
-        group["capturable"], group["fused"] = cuda_graphs, fused
-        if cuda_graphs and not torch.is_tensor(group["lr"]):
-            group["lr"] = torch.tensor(group["lr"], device=device)
-
-
-def _save_checkpoint(path, configs, module, optimizer, scheduler, generators, records) -> None:
-    buffer = io.BytesIO()
-    torch.save({
-        "format": CHECKPOINT_FORMAT,
-        "code": CODE["fingerprint"],
-        "configs": [c.to_dict() for c in configs],
-        "model": module.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "generators": [g.get_state() for g in generators],
-        "records": [record.checkpoint_state() for record in records],
-    }, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """A checkpoint's contents; CheckpointError when it is unreadable or not one of this format."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: cannot read checkpoint ({error}); delete it to start over") from error
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (an older mnistlab's, or another "
-                              "program's); delete it to start over")
-    return state
-
-
-def checkpoint_mismatch(state: dict, configs: list[Config]) -> str | None:
-    """Why a checkpoint's run is not ``configs`` run by this code, or None when it is."""
-    saved = state["configs"]
-    changed = sorted({key for config, old in zip(configs, saved) for key in config.differences(old)})
-    if len(saved) != len(configs) or changed:
-        return f"written by a run with different {', '.join(changed) or 'seeds'}"
-    if not origin.same_numbers(state.get("code"), CODE):  # this code, or code checked to give its numbers
-        return (f"written by other training code (fingerprint {str(state.get('code'))[:12]}, this code "
-                f"{CODE['fingerprint'][:12]}); its epochs and this code's would make one record")
-    return None
-
-
-def _resume(path, configs, module, optimizer, scheduler, generators, records) -> None:
-    state = read_checkpoint(path, map_location=generators[0].device)
-    mismatch = checkpoint_mismatch(state, configs)
-    if mismatch:
-        raise CheckpointError(f"{path}: {mismatch}; delete it or use another checkpoint path")
-    lr = optimizer.param_groups[0]["lr"]
-    module.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if torch.is_tensor(lr):  # keep the graph's device tensor, holding the saved rate
-        lr.fill_(float(optimizer.param_groups[0]["lr"]))
-        optimizer.param_groups[0]["lr"] = lr
-    scheduler.load_state_dict(state["scheduler"])
-    for generator, generator_state in zip(generators, state["generators"]):
-        generator.set_state(generator_state.cpu())
-    done = max(len(saved["history"]) for saved in state["records"])
-    for record, saved in zip(records, state["records"]):
-        record.restore(saved)
-        record.resumed_after_epoch, record.resumed_from = done, _portable(path)  # this process trains only later epochs
-
-
-def _portable(path: str | os.PathLike) -> str:
-    """``path`` as a record may say it: relative to the project root, else its file name (no machine path)."""
-    shown = relative(path)
-    return Path(path).name if Path(shown).is_absolute() else shown

@@ -159,7 +159,8 @@ def test_bad_run_options_are_refused(params, message):
 def test_a_checkpoint_belongs_to_its_run_by_identity_seed_and_code(tmp_path):
     import torch
 
-    from mnistlab.train import CHECKPOINT_FORMAT, CODE
+    from mnistlab.checkpoints import FORMAT as CHECKPOINT_FORMAT, owned_by
+    from mnistlab.train import CODE
 
     run = RunSpec.from_params(model="nmodel", hidden_size=8, seeds=[0, 1], checkpoint=str(tmp_path / "c.pt"),
                               device="cpu")
@@ -173,30 +174,32 @@ def test_a_checkpoint_belongs_to_its_run_by_identity_seed_and_code(tmp_path):
                                ("other-code", {**ours, "code": "0" * 64, "configs": [one]}, False),
                                ("older-format", {"config": one, "configs": [one]}, False)]:
         torch.save(state, tmp_path / f"{name}.pt")
-        assert run.owns_checkpoint(tmp_path / f"{name}.pt") == owned, name
+        assert owned_by(run, tmp_path / f"{name}.pt") == owned, name
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    assert not run.owns_checkpoint(tmp_path / "junk.pt")
+    assert not owned_by(run, tmp_path / "junk.pt")
     assert [p.name for p in run.checkpoints()] == ["c-seed0.pt", "c-seed1.pt", "c.pt"]
     assert not run.stacked() and RunSpec.from_params(cuda_graphs=True).stacked()  # CPU: seeds one after another
 
 
 def test_check_refuses_before_training_what_only_the_machine_can_tell(tmp_path, data_dir):
+    from mnistlab.runner import check
+
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ConfigError, match="cannot write to"):
-        RunSpec.from_params(out_dir=str(blocker / "records"), data_dir=str(data_dir)).check()
+        check(RunSpec.from_params(out_dir=str(blocker / "records"), data_dir=str(data_dir)))
     with pytest.raises(ConfigError, match="is not a folder"):
-        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path / "nowhere")).check()
+        check(RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="data_dir: MNIST data is not usable"):
-        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path)).check()
+        check(RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(tmp_path)))
     import torch
 
     if torch.cuda.device_count() < 8:
         with pytest.raises(ConfigError, match="device 'cuda:7' is not available on this machine"):
-            RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), device="cuda:7").check()
+            check(RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), device="cuda:7"))
     with pytest.raises(ConfigError, match="cuda_graphs is for CUDA devices; this run trains on cpu"):
-        RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), cuda_graphs=True, device="cpu").check()
-    RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir)).check()  # all is well: no error
+        check(RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir), cuda_graphs=True, device="cpu"))
+    check(RunSpec.from_params(out_dir=str(tmp_path), data_dir=str(data_dir)))  # all is well: no error
 
 
 def test_notebook_parameters_cell_matches_the_spec():

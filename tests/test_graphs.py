@@ -26,6 +26,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+import mnistlab.checkpoints as checkpoints_module
 import mnistlab.train as train_module
 from mnistlab import MODELS, Config
 from mnistlab.data import MNISTSplits, Split
@@ -177,16 +178,16 @@ def test_an_eager_checkpoint_resumes_under_graphs(data_1000, fake_cuda, tmp_path
     configs = [Config(model="wmodel", seed=seed, hidden_size=32, epochs=3, step_size=1, train_size=1000,
                       device="cpu") for seed in SEEDS[:2]]
     straight = train(configs, data=data_1000)
-    save = train_module._save_checkpoint
+    save = checkpoints_module.save
 
     def save_then_stop(*args):  # the real save after the first epoch, then a kill
         save(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(checkpoints_module, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
-    monkeypatch.setattr(train_module, "_save_checkpoint", save)
+    monkeypatch.setattr(checkpoints_module, "save", save)
     resumed = train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt", cuda_graphs=True)
     for a, b in zip(straight, resumed):
         assert b.resumed_after_epoch == 1 and b.segments[-1]["cuda_graphs"]

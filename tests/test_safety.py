@@ -206,7 +206,7 @@ def test_a_name_too_long_for_the_file_system_is_refused_at_validation(tmp_path):
 
 def test_memory_is_estimated_per_seed_of_a_stack_and_the_protocol_fits():
     from mnistlab import Config
-    from mnistlab.spec import memory_needed
+    from mnistlab.resources import memory_needed
 
     issue = memory_needed(Config(model="nmodel", hidden_size=100_000, batch_size=50_000))
     assert issue["activations at batch_size 50000"] >= 3 * 4 * 50_000 * 100_000  # fc1, ReLU and their gradients
@@ -215,12 +215,6 @@ def test_memory_is_estimated_per_seed_of_a_stack_and_the_protocol_fits():
     one, five = memory_needed(Config(hidden_size=2000), 1), memory_needed(Config(hidden_size=2000), 5)
     assert five["the data"] == one["the data"]  # loaded once for the stack
     assert five["weights, gradients and Adam state"] == 5 * one["weights, gradients and Adam state"]
-
-
-def test_the_estimate_uses_the_evaluation_chunk_training_uses():
-    from mnistlab import spec, steps
-
-    assert spec.EVAL_CHUNK == steps.EVAL_CHUNK
 
 
 @pytest.mark.slow
@@ -326,7 +320,7 @@ def test_a_stack_larger_than_the_gpus_free_memory_is_refused_naming_it(tmp_path,
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from mnistlab import RunSpec
+    from mnistlab import RunSpec, runner
     from mnistlab.config import ConfigError
 
     free, _ = torch.cuda.mem_get_info()
@@ -335,7 +329,7 @@ def test_a_stack_larger_than_the_gpus_free_memory_is_refused_naming_it(tmp_path,
     spec = RunSpec.from_params(model="nmodel", hidden_size=hidden, batch_size=batch, seeds=[0, 1], device="cuda",
                                out_dir=str(tmp_path), data_dir=str(data_dir))
     with pytest.raises(ConfigError, match=r"for 2 seeds trained together .* cuda(:0)? has .* free"):
-        spec.check()
+        runner.check(spec)
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ def test_each_stacked_model_starts_with_build_models_weights_for_its_seed(name):
         assert model.state_dict().keys() == expected.keys()
         for key, value in model.state_dict().items():
             assert torch.equal(value, expected[key]), (seed, key)
-    assert not torch.equal(stacked.b1[0], stacked.b1[1])  # the seeds really differ
+    assert not torch.equal(stacked.stacked("fc1.bias")[0], stacked.stacked("fc1.bias")[1])  # the seeds really differ
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -82,11 +82,8 @@ def test_first_step_gradients_match_separate_models(name, small_data):
 
 def _gradients_as_separate(stacked, k):
     """Model k's gradients, keyed and shaped as one ``build_model``'s parameters."""
-    from mnistlab.stacked import _FROM_STACK, _LAYOUT
-
-    return {key: _FROM_STACK[layout](getattr(stacked, attribute).grad[k])
-            for key, (attribute, layout) in _LAYOUT.items()
-            if isinstance(getattr(stacked, attribute, None), torch.nn.Parameter)}
+    return {key: stacked.stacked(key).grad[k] for key in stacked.unstack()[0].state_dict()
+            if isinstance(stacked.stacked(key), torch.nn.Parameter)}
 
 
 # Largest differences allowed between a seed trained in the stack and alone over two epochs
@@ -144,10 +141,11 @@ def test_batch_norm_keeps_each_models_running_statistics_and_eval_uses_them(smal
                 model(small_data.train.x[index[k]])
     for k, model in enumerate(alone):
         # momentum 0.1, the unbiased batch variance tracked: as nn.BatchNorm1d, model by model
-        torch.testing.assert_close(stacked.bn_mean[k], model.bn.running_mean, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(stacked.bn_var[k], model.bn.running_var, rtol=1e-5, atol=1e-6)
-        assert stacked.bn_batches[k].item() == model.bn.num_batches_tracked.item() == 3
-    assert not torch.allclose(stacked.bn_var[0], stacked.bn_var[1])  # one set of statistics per model
+        torch.testing.assert_close(stacked.stacked("bn.running_mean")[k], model.bn.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stacked.stacked("bn.running_var")[k], model.bn.running_var, rtol=1e-5, atol=1e-6)
+        assert stacked.stacked("bn.num_batches_tracked")[k].item() == model.bn.num_batches_tracked.item() == 3
+    variances = stacked.stacked("bn.running_var")
+    assert not torch.allclose(variances[0], variances[1])  # one set of statistics per model
     # Eval mode normalises with each model's own running statistics and no longer updates them.
     x = small_data.test.x[:500]
     stacked.eval()
@@ -156,7 +154,7 @@ def test_batch_norm_keeps_each_models_running_statistics_and_eval_uses_them(smal
         for k, model in enumerate(alone):
             torch.testing.assert_close(logits[k], model.eval()(x), rtol=1e-5, atol=1e-5)
             assert not torch.allclose(logits[k], model.train()(x), atol=1e-3)  # and not the batch's
-    assert stacked.bn_batches.tolist() == [3, 3, 3]
+    assert stacked.stacked("bn.num_batches_tracked").tolist() == [3, 3, 3]
 
 
 def test_configs_must_differ_only_in_the_seed():
@@ -175,11 +173,11 @@ def test_a_models_nans_do_not_reach_the_others(small_data):
     stacked = StackedModel.from_seeds("bmodel", 32, SEEDS)
     clean = StackedModel.from_seeds("bmodel", 32, SEEDS)
     with torch.no_grad():
-        stacked.w1[1, :, 0] = math.nan
+        stacked.stacked("fc1.weight")[1, 0, :] = math.nan
     index = batches(small_data.train, len(SEEDS))
     for model in (stacked, clean):
         Stack(model, torch.optim.Adam(model.parameters(), lr=0.01), small_data.train, 100).step(index)
-    assert torch.isnan(stacked.w2[1]).any()
+    assert torch.isnan(stacked.stacked("fc2.weight")[1]).any()
     for k in (0, 2):
         for name, p in stacked.named_parameters():
             assert torch.equal(p[k], dict(clean.named_parameters())[name][k]), (k, name)
@@ -196,22 +194,22 @@ def test_diverged_seeds_are_marked(data_1000):
 
 
 def test_interrupted_stack_resumes_to_the_same_histories(data_1000, tmp_path, monkeypatch):
-    import mnistlab.train as train_module
+    import mnistlab.checkpoints as checkpoints_module
 
     # the first decay after epoch 2, so after the resume: the schedule must resume too
     configs = [Config(model="wmodel", seed=seed, **{**TINY, "epochs": 3, "step_size": 2}) for seed in SEEDS[:2]]
     straight = train(configs, data=data_1000)
     assert [h["lr"] for h in straight[0].history] == pytest.approx([0.01, 0.01, 0.001])
-    save = train_module._save_checkpoint
+    save = checkpoints_module.save
 
     def save_then_stop(path, *args):  # the real save, then a kill right after the first epoch's checkpoint
         save(path, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(checkpoints_module, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
-    monkeypatch.setattr(train_module, "_save_checkpoint", save)
+    monkeypatch.setattr(checkpoints_module, "save", save)
     resumed = train(configs, data=data_1000, checkpoint=tmp_path / "stack.pt")
     for a, b in zip(straight, resumed):
         assert [{k: v for k, v in h.items() if k != "seconds"} for h in a.history] == \

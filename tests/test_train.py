@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab import MODELS, CheckpointError, Config, Record, run
+from mnistlab import MODELS, CheckpointError, Config, Record, run, runner
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
 from mnistlab.syncs import HostTransfers
@@ -264,10 +264,9 @@ def test_training_set_is_measured_in_eval_mode_after_the_last_epoch_as_validatio
 
 
 def test_each_seed_is_saved_as_soon_as_it_ends(tmp_path, data_dir, monkeypatch):
-    import mnistlab.train as train_module
     from mnistlab import RunSpec
 
-    events, real_train, real_save = [], train_module.train, Record.save
+    events, real_train, real_save = [], runner.train, Record.save
 
     def train(configs, **kwargs):
         events.append(("train", [c.seed for c in configs]))
@@ -277,19 +276,19 @@ def test_each_seed_is_saved_as_soon_as_it_ends(tmp_path, data_dir, monkeypatch):
         events.append(("save", record.config["seed"]))
         return real_save(record, path)
 
-    monkeypatch.setattr(train_module, "train", train)
+    monkeypatch.setattr(runner, "train", train)
     monkeypatch.setattr(Record, "save", save)
     spec = RunSpec.from_params(model="nmodel", hidden_size=8, epochs=1, train_size=500, seeds=[0, 1], device="cpu",
                                out_dir=str(tmp_path), data_dir=str(data_dir))
-    spec.run()
+    runner.run(spec)
     assert events == [("train", [0]), ("save", 0), ("train", [1]), ("save", 1)]
 
 
 def test_checkpoints_after_the_first_and_last_epoch_and_on_a_cadence(small_data, tmp_path, monkeypatch):
-    import mnistlab.train as train_module
+    import mnistlab.checkpoints as checkpoints_module
 
-    saved, real = [], train_module._save_checkpoint
-    monkeypatch.setattr(train_module, "_save_checkpoint",
+    saved, real = [], checkpoints_module.save
+    monkeypatch.setattr(checkpoints_module, "save",
                         lambda path, *args: (saved.append(len(args[-1][0].history)), real(path, *args)))
     config = Config(model="nmodel", hidden_size=8, epochs=4, train_size=500, device="cpu")
     data = mnist_subset(small_data, 500)
@@ -302,11 +301,12 @@ def test_checkpoints_after_the_first_and_last_epoch_and_on_a_cadence(small_data,
 
 def test_a_checkpoint_of_other_training_code_is_refused_unless_checked_to_give_the_same_numbers(small_data, tmp_path,
                                                                                               monkeypatch):
+    import mnistlab.checkpoints as checkpoints_module
     import mnistlab.train as train_module
 
     config = Config(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu")
     data = mnist_subset(small_data, 500)
-    real = train_module._save_checkpoint
+    real = checkpoints_module.save
 
     def save_then_stop(*args):  # the real save after the first epoch, then a kill
         real(*args)
@@ -314,7 +314,7 @@ def test_a_checkpoint_of_other_training_code_is_refused_unless_checked_to_give_t
 
     with monkeypatch.context() as patch:  # an interrupted run of other training code
         patch.setattr(train_module, "CODE", {**train_module.CODE, "fingerprint": "f" * 64})
-        patch.setattr(train_module, "_save_checkpoint", save_then_stop)
+        patch.setattr(checkpoints_module, "save", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
             run(config, data=data, checkpoint=tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="other training code"):
@@ -350,7 +350,7 @@ def test_a_finished_checkpoint_resumed_still_gives_its_record(tmp_path, data_dir
 
     spec = RunSpec.from_params(model="nmodel", hidden_size=8, epochs=2, train_size=500, device="cpu",
                                out_dir=str(tmp_path / "out"), checkpoint=str(tmp_path / "c.pt"), data_dir=str(data_dir))
-    (first,) = spec.run()
+    (first,) = runner.run(spec)
     spec.record_path(0).unlink()
-    (again,) = spec.run()
+    (again,) = runner.run(spec)
     assert Record.load(spec.record_path(0)).history == first.history and again.resumed_after_epoch == 2

@@ -90,8 +90,11 @@ def _forget_other_runs(task: Task) -> None:
     for record in task.records:
         record.unlink(missing_ok=True)
     for checkpoint in task.checkpoints if task.spec is not None else ():
-        if checkpoint.exists() and not task.spec.owns_checkpoint(checkpoint):
-            checkpoint.unlink()
+        if checkpoint.exists():
+            from ..checkpoints import owned_by  # imports torch: only when there is a checkpoint to judge
+
+            if not owned_by(task.spec, checkpoint):
+                checkpoint.unlink()
 
 # papermill saves the notebook it is executing at most this often (when a cell prints): the sweep reads a
 # run's epoch from that file while it trains. Papermill's default is 30 s.

@@ -401,10 +401,10 @@ def _public(text: str, out: Path) -> str:
 
 
 def _space(todo: list[Job]) -> int:
-    """Bytes a sweep of ``todo`` writes: each run's records and checkpoints (``spec.disk_needed``), a notebook and
-    page per seed, the three pages and the index."""
-    from ..spec import disk_needed
+    """Bytes a sweep of ``todo`` writes: each run's records and checkpoints (``resources.disk_needed``), a notebook
+    and page per seed, the three pages and the index."""
+    from ..resources import disk_needed  # counts on torch's meta device: imported only when a sweep has runs
 
     seeds = [len(job.spec.seeds) for job in todo]  # the most a file's checkpoints take: its seeds as one stack
-    runs = sum(sum(disk_needed(job.spec, at_once=n).values()) + n * 5 * 2**20 for job, n in zip(todo, seeds))
+    runs = sum(sum(disk_needed(job.spec, n).values()) + n * 5 * 2**20 for job, n in zip(todo, seeds))
     return runs + 30 * 2**20

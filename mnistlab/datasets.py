@@ -1,0 +1,49 @@
+"""The datasets a run may name, each declared once (``register_dataset``), torch-free at import.
+
+A dataset is a function that loads its train, validation and test splits onto a device
+(``data.MNISTSplits``: normalised float rows and integer labels). Only MNIST ships with mnistlab. A
+record names the dataset it trained on and carries a digest of its test labels (``labels_digest``), so
+that its predictions are never scored against another test set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its name, a one-line description, and the function that loads it."""
+
+    name: str
+    description: str
+    load: Callable[..., Any]  # (data_dir, *, device, train_size, validation) -> data.MNISTSplits
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, description: str) -> Callable:
+    """Decorator: register ``load(data_dir, *, device, train_size, validation)`` as dataset ``name``."""
+    def register(load: Callable[..., Any]) -> Callable[..., Any]:
+        DATASETS[name] = Dataset(name, description, load)
+        return load
+
+    return register
+
+
+def labels_digest(labels: Any) -> str:
+    """SHA-256 of test labels (digits, test-set order) as uint8 bytes: which test set predictions belong to."""
+    import numpy as np
+
+    return hashlib.sha256(np.asarray(labels, dtype=np.uint8).tobytes()).hexdigest()
+
+
+@register_dataset("mnist", "MNIST: 60,000 training and 10,000 test images of handwritten digits, 28 x 28")
+def mnist(data_dir=None, *, device="cpu", train_size: int = 50_000, validation: bool = True):
+    from .data import load
+
+    return load(data_dir, device=device, train_size=train_size, validation=validation)
