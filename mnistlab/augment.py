@@ -36,7 +36,10 @@ class Distort:
         radius = math.ceil(3 * sigma)  # 99.7 % of the Gaussian's weight
         t = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel = torch.exp(-t**2 / (2 * sigma**2))
-        self.kernel = kernel / kernel.sum()  # (2 r + 1,), sums to 1 as scipy's gaussian_filter does
+        kernel = kernel / kernel.sum()  # sums to 1, as scipy's gaussian_filter's does
+        # Smoothing along one axis with zeros beyond the frame is a product with this banded (28, 28) matrix.
+        offsets = torch.arange(SIDE)[None, :] - torch.arange(SIDE)[:, None]  # j - i
+        self.blur = torch.where(offsets.abs() <= radius, kernel[(offsets + radius).clamp(0, 2 * radius)], 0.0)
         centres = (2 * torch.arange(SIDE, dtype=torch.float32) + 1) / SIDE - 1  # pixel centres in [-1, 1]
         self.identity = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1)  # (28, 28, 2): x, y
 
@@ -49,21 +52,16 @@ class Distort:
         n = len(images)
         displacement = torch.zeros(n, SIDE, SIDE, 2, device=device)  # pixels
         if self.elastic:
-            fields = torch.rand(n * 2, 1, SIDE, SIDE, generator=generator, device=device) * 2 - 1
-            displacement += self.elastic * self._smooth(fields).view(n, 2, SIDE, SIDE).permute(0, 2, 3, 1)
+            fields = torch.rand(n, 2, SIDE, SIDE, generator=generator, device=device) * 2 - 1
+            blur = self.blur.to(device)
+            smooth = blur @ fields @ blur.T  # (N, 2, 28, 28): each field smoothed down its columns and rows
+            displacement += self.elastic * smooth.permute(0, 2, 3, 1)
         if self.shift:
             offsets = torch.randint(-self.shift, self.shift + 1, (n, 1, 1, 2), generator=generator, device=device)
             displacement += offsets
         grid = self.identity.to(device) + displacement * (2 / SIDE)
         moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return ((moved - MEAN) / STD).reshape(shape)
-
-    def _smooth(self, fields: torch.Tensor) -> torch.Tensor:
-        """Gaussian smoothing of (N, 1, 28, 28) fields, separably, with zeros beyond the frame."""
-        k = self.kernel.to(fields.device)
-        r = len(k) // 2
-        fields = F.conv2d(fields, k.view(1, 1, 1, -1), padding=(0, r))
-        return F.conv2d(fields, k.view(1, 1, -1, 1), padding=(r, 0))
 
     def __repr__(self) -> str:
         return f"Distort(shift={self.shift}, elastic={self.elastic:g}, sigma={self.sigma:g})"

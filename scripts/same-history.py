@@ -6,13 +6,16 @@
     python scripts/same-history.py c8b309d --record  (and, when all is equal, note COMMIT's fingerprint in
                                                       mnistlab/same_numbers.py: its records count as this code's)
 
-For each model, one short run by this tree's code and one by COMMIT's code (``git archive`` of its
-``mnistlab/`` and ``notebooks/train.ipynb`` into a temporary folder), each in a fresh ``python`` process
-with the same torch thread count, on this machine's CPU and the same data. The histories (every loss and
-accuracy of every epoch, the epoch times left out), the kept test predictions, the status and, where both
-codes measure it, the training set in eval mode must be equal bit for bit; the script prints each
-model's verdict and exits 1 when any differs. Bit-identity holds only for one device, thread count
-and kind of process (README, deviations), which is why both sides run the same way here.
+For each registered model (``mnistlab.MODELS``, plugins included), two short runs by this tree's code
+and by COMMIT's code (``git archive`` of its ``mnistlab/`` and ``notebooks/train.ipynb`` into a temporary
+folder), each in a fresh ``python`` process with the same torch thread count, on this machine's CPU and
+the same data: one with the HW5 report's settings, one with every training option on (``OPTIONS``:
+dropout, shifts, elastic distortions, the cosine schedule), so that a change that moves the numbers of
+the "beyond" study is caught too. The histories (every loss and accuracy of every epoch, the epoch times
+left out), the kept test predictions, the status and, where both codes measure it, the training set in
+eval mode must be equal bit for bit; the script prints each verdict and exits 1 when any differs. A model
+or option COMMIT's code does not have is reported and skipped. Bit-identity holds only for one device,
+thread count and kind of process (README, deviations), which is why both sides run the same way here.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ("nmodel", "bmodel", "wmodel")
+OPTIONS = {"dropout": 0.2, "shift": 2, "elastic": 34.0, "schedule": "cosine"}  # the "options" runs' settings
 
 # Runs in the child: import mnistlab from the folder given (not from an editable install, whose finder
 # would win over sys.path), train, print the history and predictions as JSON.
@@ -39,7 +42,12 @@ sys.path.insert(0, sys.argv[1])
 import mnistlab, torch
 settings = json.loads(sys.argv[2])
 data = mnistlab.load(settings.pop("data_dir"), train_size=settings["train_size"])
-record = mnistlab.run(mnistlab.Config(**settings), data=data)
+try:
+    config = mnistlab.Config(**settings)
+except (TypeError, ValueError) as error:  # a model or setting this code does not have
+    print(json.dumps({"unsupported": str(error)}))
+    sys.exit(0)
+record = mnistlab.run(config, data=data)
 assert mnistlab.__file__.startswith(sys.argv[1]), mnistlab.__file__
 try:
     from mnistlab import origin
@@ -71,7 +79,7 @@ def train(source: Path, settings: dict, threads: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("commit", nargs="?", default="HEAD")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=None, help="comma-separated; default: every registered model")
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=5000)
@@ -83,10 +91,11 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     import mnistlab
 
+    models = args.models.split(",") if args.models else list(mnistlab.MODELS)
     data_dir = str(mnistlab.fetch().folder.parent.parent)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.commit], check=True,
                             capture_output=True, text=True).stdout.strip()
-    failed = False
+    failed, checked, fingerprint, old_fingerprint = False, [], None, None
     with tempfile.TemporaryDirectory(prefix="same-history-") as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mnistlab", "notebooks/train.ipynb"],
                                  check=True, capture_output=True).stdout
@@ -96,28 +105,41 @@ def main() -> int:
             tar.extractall(old, filter="data")
         print(f"this tree against {commit}: H={args.hidden_size}, {args.epochs} epochs (lr decay every epoch), "
               f"{args.train_size} training images, {args.threads} torch thread(s), CPU, fresh processes")
-        for model in args.models.split(","):
-            settings = {"model": model, "hidden_size": args.hidden_size, "epochs": args.epochs, "step_size": 1,
-                        "train_size": args.train_size, "device": "cpu", "data_dir": data_dir}
-            ours, theirs = train(ROOT, dict(settings), args.threads), train(old, dict(settings), args.threads)
-            same = ours["numbers"] == theirs["numbers"] and (theirs["train_eval"] == "not measured"
-                                                             or ours["train_eval"] == theirs["train_eval"])
-            failed |= not same
-            last = ours["numbers"]["history"][-1]
-            print(f"{model}: {'bit-identical' if same else 'DIFFERENT'} ({len(ours['numbers']['history'])} epochs, "
-                  f"final test_loss {last['test_loss']!r}, test_acc {last['test_acc']!r})")
-            if not same:
-                for a, b in zip(ours["numbers"]["history"], theirs["numbers"]["history"]):
-                    changed = {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
-                    if changed:
-                        print(f"  epoch {a['epoch']}: {changed}")
-        print(f"fingerprints: this tree {str(ours['fingerprint'])[:12]}, {commit} {str(theirs['fingerprint'])[:12]}")
+        for model in models:
+            for label, extra in (("protocol", {}), ("options", OPTIONS)):
+                settings = {"model": model, "hidden_size": args.hidden_size, "epochs": args.epochs, "step_size": 1,
+                            "train_size": args.train_size, "device": "cpu", "data_dir": data_dir, **extra}
+                ours = train(ROOT, dict(settings), args.threads)
+                theirs = train(old, dict(settings), args.threads)
+                fingerprint = ours.get("fingerprint", fingerprint)
+                if "unsupported" in ours:
+                    sys.exit(f"same-history: this tree cannot train {model} ({label}): {ours['unsupported']}")
+                if "unsupported" in theirs:
+                    print(f"{model}, {label}: not in {commit}'s code, skipped ({theirs['unsupported'][:100]})")
+                    continue
+                old_fingerprint = theirs["fingerprint"]
+                same = ours["numbers"] == theirs["numbers"] and (theirs["train_eval"] == "not measured"
+                                                                 or ours["train_eval"] == theirs["train_eval"])
+                failed |= not same
+                checked.append(theirs)
+                last = ours["numbers"]["history"][-1]
+                print(f"{model}, {label}: {'bit-identical' if same else 'DIFFERENT'} "
+                      f"({len(ours['numbers']['history'])} epochs, final test_loss {last['test_loss']!r}, "
+                      f"test_acc {last['test_acc']!r})")
+                if not same:
+                    for a, b in zip(ours["numbers"]["history"], theirs["numbers"]["history"]):
+                        changed = {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+                        if changed:
+                            print(f"  epoch {a['epoch']}: {changed}")
+        if not checked:
+            sys.exit(f"same-history: {commit}'s code trains none of {', '.join(models)}; nothing was compared")
+        print(f"fingerprints: this tree {str(fingerprint)[:12]}, {commit} {str(old_fingerprint)[:12]}")
         if args.record and not failed:
-            record_same_numbers(theirs, commit, args, ours["fingerprint"])
+            record_same_numbers(checked[-1], commit, args, fingerprint, models)
     return 1 if failed else 0
 
 
-def record_same_numbers(theirs: dict, commit: str, args, ours: str) -> None:
+def record_same_numbers(theirs: dict, commit: str, args, ours: str, models: list[str]) -> None:
     """Add the checked commit's fingerprint, and those it counted as its own, to mnistlab/same_numbers.py."""
     if not theirs["fingerprint"]:
         sys.exit(f"same-history: {commit}'s code records no fingerprint; nothing to note")
@@ -127,7 +149,7 @@ def record_same_numbers(theirs: dict, commit: str, args, ours: str) -> None:
     from mnistlab.origin import describe, hardware
     from mnistlab.same_numbers import SAME_NUMBERS
 
-    how = (f"{commit}, checked {time.strftime('%Y-%m-%d')} by scripts/same-history.py (three models, "
+    how = (f"{commit}, checked {time.strftime('%Y-%m-%d')} by scripts/same-history.py ({', '.join(models)}, "
            f"H={args.hidden_size}, {args.epochs} epochs, {args.train_size} images, {args.threads} thread(s), "
            f"on {describe(hardware(torch.device('cpu')))})")
     new = {fingerprint: f"as {commit}'s: {note}" for fingerprint, note in theirs["same_numbers"].items()}
