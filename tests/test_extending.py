@@ -1,0 +1,106 @@
+"""The extension points, used as a researcher would (docs/extending.md): a fourth model, layer norm, declared once in
+a few lines, trains alone and stacked, through the train notebook under papermill, and through a sweep beside nmodel."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import mnistlab
+from mnistlab import MODELS, Config, ConfigError, run
+from mnistlab.data import MNISTSplits, Split
+from mnistlab.stacked import StackedModel
+from mnistlab.train import train
+
+# The whole definition, as docs/extending.md gives it. A plugin module: $MNISTLAB_PLUGINS names it for other processes.
+LMODEL = textwrap.dedent('''
+    """Layer norm, as a model of one's own."""
+    from torch import nn
+
+    import mnistlab
+
+
+    @mnistlab.register_model("lmodel", "fc1 -> LayerNorm -> ReLU -> fc2")
+    def lmodel(hidden_size):
+        return mnistlab.one_hidden_layer(hidden_size, norm=nn.LayerNorm(hidden_size))
+''')
+TINY = dict(hidden_size=32, epochs=2, train_size=1000, device="cpu")
+SEEDS = [0, 1, 7]
+
+
+@pytest.fixture
+def lmodel():
+    """lmodel registered in this process for the test, and gone afterwards."""
+    namespace = {}
+    exec(compile(LMODEL, "lmodel_plugin.py", "exec"), namespace)
+    yield MODELS["lmodel"]
+    MODELS.pop("lmodel")
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    """lmodel as a module other processes import: the environment that makes kernels and workers register it."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "lmodel_plugin.py").write_text(LMODEL)
+    return {"MNISTLAB_PLUGINS": "lmodel_plugin", "PYTHONPATH": str(folder)}
+
+
+def test_a_registered_model_is_a_valid_config_and_builds_from_its_one_definition(lmodel):
+    config = Config(model="lmodel", hidden_size=12)
+    torch.manual_seed(3)
+    model = mnistlab.build_model(config.model, config.hidden_size)
+    assert [name for name, _ in model.named_children()] == ["fc1", "norm", "relu", "fc2"]
+    assert isinstance(model.norm, torch.nn.LayerNorm) and model(torch.randn(5, 784)).shape == (5, 10)
+    torch.manual_seed(3)  # the paired design holds for it too: one seed, the same fc1 and fc2 as nmodel's
+    assert torch.equal(mnistlab.build_model("nmodel", 12).fc1.weight, model.fc1.weight)
+    counted = mnistlab.models.sizes("lmodel", 12, 100)
+    assert counted["parameters"] == mnistlab.count_parameters(model) == 784 * 12 + 12 + 2 * 12 + 12 * 10 + 10
+    assert counted["activations"] == 100 * (3 * 12 + 10)  # fc1, norm and relu outputs (B, H), fc2's (B, 10)
+
+
+def test_an_unregistered_model_is_refused_with_the_registered_names():
+    with pytest.raises(ConfigError, match=r"model must be one of nmodel, bmodel, wmodel; got 'lmodel'"):
+        Config(model="lmodel")
+    with pytest.raises(ValueError, match="already registered"):
+        mnistlab.register_model("nmodel", "another nmodel")(lambda hidden_size: None)
+
+
+def test_the_new_model_trains_alone_and_stacked_to_the_same_numbers(lmodel, small_data):
+    data = MNISTSplits(Split(small_data.train.x[:1000], small_data.train.y[:1000]), small_data.val, small_data.test)
+    configs = [Config(model="lmodel", seed=seed, **TINY) for seed in SEEDS]
+    stacked = StackedModel.from_seeds("lmodel", 32, SEEDS)
+    for model, seed in zip(stacked.unstack(), SEEDS):  # each seed's own initial weights
+        torch.manual_seed(seed)
+        for key, value in mnistlab.build_model("lmodel", 32).state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), (seed, key)
+    together = train(configs, data=data)
+    for config, record in zip(configs, together):
+        alone = run(config, data=data)
+        assert record.status == alone.status == "complete" and record.segments[0]["stacked_seeds"] == SEEDS
+        # Layer norm, like batch norm, cancels the mean of the hidden units, so fc1's bias gets rounding noise
+        # that Adam turns into steps: the tolerance of bmodel (tests/test_stacked.py), not nmodel's.
+        for ours, theirs in zip(record.history, alone.history):
+            for key in ("train_loss", "val_loss", "test_loss"):
+                assert ours[key] == pytest.approx(theirs[key], abs=2e-2), (config.seed, key)
+            for key in ("train_acc", "val_acc", "test_acc"):
+                assert ours[key] == pytest.approx(theirs[key], abs=1.0), (config.seed, key)
+
+
+@pytest.mark.slow
+def test_the_new_model_trains_through_the_train_notebook_under_papermill(plugin, tmp_path, data_dir):
+    import os
+
+    out = tmp_path / "out.ipynb"
+    env = {**os.environ, **plugin, "MNISTLAB_DATA": str(data_dir)}
+    done = subprocess.run([sys.executable, "-m", "papermill", str(mnistlab.paths.project_root() / "notebooks" /
+                                                                   "train.ipynb"), str(out), "-p", "model", "lmodel",
+                           "-p", "hidden_size", "16", "-p", "epochs", "1", "-p", "train_size", "500",
+                           "-p", "device", "cpu", "-p", "out_dir", str(tmp_path / "records")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = mnistlab.Record.load(tmp_path / "records" / "lmodel-hs16-seed0.json")
+    assert record.config["model"] == "lmodel" and record.status == "complete"
+    assert "lmodel-hs16-seed0: epoch 1/1" in done.stderr  # the kernel's progress line, on papermill's terminal
