@@ -50,7 +50,7 @@ def disk_needed(spec: RunSpec, at_once: int) -> dict[str, int]:
     record = 2 * 10_000 + 300 * config.epochs + 20_000
     needed = {"records": len(spec.seeds) * record}
     if spec.checkpoint is not None:
-        counted = sizes(config.model, config.hidden_size, 1, config.dropout)
+        counted = sizes(config.model, config.hidden_size, config.batch_size, config.dropout)
         one = at_once * (FLOAT * (counted["state"] + 2 * counted["parameters"]) + record)
         needed["checkpoints"] = (len(spec.seeds) // at_once + 1) * one
     if spec.tensorboard:

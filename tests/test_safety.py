@@ -358,3 +358,16 @@ def test_ctrl_c_of_mnistlab_train_says_in_a_sentence_what_it_kept(tmp_path, data
     import torch
 
     assert len(torch.load(checkpoint, weights_only=True)["records"][0]["history"]) >= 1
+
+
+@pytest.mark.parametrize("model", ["nmodel", "bmodel", "wmodel"])
+def test_disk_is_estimated_from_the_model_for_every_model(model, tmp_path):
+    """The counts come from the module (batch norm included, which cannot count a batch of one image)."""
+    from mnistlab import RunSpec
+    from mnistlab.models import sizes
+    from mnistlab.resources import disk_needed
+
+    spec = RunSpec.from_params(model=model, hidden_size=1000, checkpoint=str(tmp_path / "c.pt"))
+    needed = disk_needed(spec, 1)
+    state = sizes(model, 1000, 100)["state"]
+    assert needed["checkpoints"] >= 2 * 4 * state and needed["records"] > 20_000
