@@ -1,4 +1,4 @@
-"""Hand-written backprop (mnistlab.backprop) against torch.autograd and the real torch modules, in float64."""
+"""Hand-written backprop (mnistlab.lab.backprop) against torch.autograd and the real torch modules, in float64."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as torch_weight_norm
 from torch.testing import assert_close
 
-from mnistlab import backprop, build_model
+from mnistlab import build_model
+from mnistlab.lab import backprop
 
 F64 = torch.float64
 ATOL = 1e-10  # float64 round-off is ~1e-16 per operation; a wrong formula is off by far more
