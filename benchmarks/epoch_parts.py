@@ -1,0 +1,200 @@
+"""Where a CPU epoch goes: mnistlab's epoch against the sum of its unavoidable kernels, timed in one process.
+
+    python benchmarks/epoch_parts.py [--models nmodel,bmodel,wmodel] [--hidden-sizes 1000,5000] [--threads 1,2]
+                                     [--layouts] [--json FILE]
+
+For each model, hidden size and torch thread count: the *kernels' limit* of one protocol epoch (500 steps
+of batch 100 on 50,000 images, then the 10,000 validation and 10,000 test images evaluated), the sum of
+
+- ``forward``: fc1's forward product, 500 times (``addmm``, (100, 784) x (784, H));
+- ``weight_grad``: fc1's weight gradient, 500 times (``mm``, (H, 100) x (100, 784));
+- ``adam``: the fused Adam step over the model's parameters, 500 times;
+- ``evaluate``: the model's forward over 20,000 images in eval mode, in the chunks training uses;
+
+each timed alone in a tight loop; and mnistlab's own epoch (``train.Setup`` and ``steps``, the loop
+``mnistlab.run`` drives: a shuffled pass and the two evaluations; the fastest of ``--epochs`` after one to
+warm up). ``efficiency`` = limit / epoch. A profile of one epoch then says where the rest goes: the
+products in the loop (slower than alone: Adam and the backward pass have moved the weights out of cache),
+Adam, weight norm, the evaluation, the other operators, and what no operator accounts for (Python, the
+autograd engine, launches).
+
+``--layouts``: the sweep's layouts on this machine, on one short study (two H = 1000 nmodel runs of two
+epochs): two processes of one thread each at once, against one process of two threads running them one after
+the other; prints the throughput ratio (runs per hour, two workers x one thread / one worker x two threads).
+
+Timings on a shared VM move by 10-20 % between runs: each figure is the fastest of its repeats, and
+every ratio is taken within this one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+import mnistlab
+from mnistlab import Config
+from mnistlab.origin import describe, hardware
+from mnistlab.resources import EVAL_CHUNK
+from mnistlab.train import Setup, _fast_cpu_math
+
+STEPS, BATCH = 500, 100
+
+
+def fastest(work, repeats: int = 3) -> float:
+    """Seconds of ``work()``, the fastest of ``repeats`` after one warm-up."""
+    work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def limit(name: str, hidden_size: int, data) -> dict[str, float]:
+    """The kernels' limit of one epoch, part by part (seconds)."""
+    torch.manual_seed(0)
+    model = mnistlab.build_model(name, hidden_size)
+    weight = model.fc1.weight.detach().clone()  # (H, 784): weight norm's w is such a tensor too
+    bias = model.fc1.bias.detach().clone()
+    order = torch.randperm(len(data.train))[:STEPS * BATCH].view(STEPS, BATCH)
+    batches = [data.train.x[index] for index in order]  # (100, 784) each, gathered beforehand
+    grads = torch.randn(BATCH, hidden_size)
+
+    def forward():
+        for x in batches:
+            torch.addmm(bias, x, weight.t())
+
+    def weight_grad():
+        for x in batches:
+            torch.mm(grads.t(), x)
+
+    parameters = [p for p in model.parameters()]
+    for p in parameters:
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer = torch.optim.Adam(parameters, lr=1e-3, fused=True)
+
+    def adam():
+        for _ in range(STEPS):
+            optimizer.step()
+
+    model.eval()
+    images = torch.cat([data.val.x, data.test.x])
+
+    @torch.no_grad()
+    def evaluate():
+        for start in range(0, len(images), EVAL_CHUNK):
+            model(images[start:start + EVAL_CHUNK])
+
+    parts = {"forward": fastest(forward), "weight_grad": fastest(weight_grad), "adam": fastest(adam, 2),
+             "evaluate": fastest(evaluate)}
+    return {**parts, "limit": sum(parts.values())}
+
+
+def epoch(name: str, hidden_size: int, data, epochs: int) -> tuple[float, dict[str, float]]:
+    """mnistlab's epoch (seconds, the fastest of ``epochs`` after one) and a profile of one more, by part."""
+    config = Config(model=name, hidden_size=hidden_size, device="cpu")
+    setup = Setup([config], torch.device("cpu"))
+    steps = setup.steps(data.train)
+
+    def one():
+        steps.epoch(setup.shuffles, setup.distortions)
+        steps.evaluate(data.val)
+        steps.evaluate(data.test)
+
+    seconds = fastest(one, epochs)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        started = time.perf_counter()
+        steps.epoch(setup.shuffles, setup.distortions)
+        trained = time.perf_counter() - started
+        steps.evaluate(data.val)
+        steps.evaluate(data.test)
+        wall = time.perf_counter() - started
+    own = {event.key: event.self_cpu_time_total / 1e6 for event in prof.key_averages()}
+    products = own.get("aten::addmm", 0) + own.get("aten::mm", 0)
+    norms = ("aten::norm", "aten::linalg_vector_norm")
+    weight_norm = sum(v for k, v in own.items() if "weight_norm" in k or k in norms)
+    adam = own.get("aten::_fused_adam_", 0)
+    operators = sum(v for k, v in own.items() if k.startswith("aten::"))
+    shares = {"products in the loop and evaluation": products, "adam": adam, "weight norm": weight_norm,
+              "evaluation (wall)": wall - trained, "other operators": operators - products - adam - weight_norm,
+              "no operator (Python, autograd, launches)": max(0.0, wall - operators)}
+    return seconds, shares
+
+
+LAYOUT_CHILD = """
+import sys, time, torch, mnistlab
+data = mnistlab.load(train_size=50000)
+for seed in map(int, sys.argv[1].split(",")):
+    mnistlab.run(mnistlab.Config(model="nmodel", hidden_size=1000, epochs=2, seed=seed, device="cpu"), data=data)
+"""
+
+
+def layouts() -> dict[str, float]:
+    """Wall seconds of two short runs: two one-thread processes at once, and one two-thread process in turn."""
+    def run(processes: list[tuple[str, str]]) -> float:
+        started = time.perf_counter()
+        children = [subprocess.Popen([sys.executable, "-c", LAYOUT_CHILD, seeds],
+                                     env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+                    for seeds, threads in processes]
+        if any(child.wait() for child in children):
+            sys.exit("epoch_parts: a layout run failed")
+        return time.perf_counter() - started
+
+    two_by_one = min(run([("0", "1"), ("1", "1")]) for _ in range(2))
+    one_by_two = min(run([("0,1", "2")]) for _ in range(2))
+    return {"two_workers_one_thread_s": two_by_one, "one_worker_two_threads_s": one_by_two,
+            "throughput_ratio": one_by_two / two_by_one}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(mnistlab.MODELS))
+    parser.add_argument("--hidden-sizes", default="1000,5000")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of mnistlab's loop (fastest kept)")
+    parser.add_argument("--layouts", action="store_true", help="also compare the sweep's layouts")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    data = mnistlab.load()
+    print(f"{describe(hardware(torch.device('cpu')))}, torch {torch.__version__}")
+    print(f"{'model':7} {'H':>5} {'thr':>3} {'limit s':>8} {'epoch s':>8} {'eff.':>5}   limit: forward, weight grad, "
+          "adam, evaluate | the epoch's profile")
+    rows = []
+    with _fast_cpu_math(torch.device("cpu")):
+        for threads in map(int, args.threads.split(",")):
+            torch.set_num_threads(threads)
+            for hidden_size in map(int, args.hidden_sizes.split(",")):
+                for name in args.models.split(","):
+                    parts = limit(name, hidden_size, data)
+                    seconds, shares = epoch(name, hidden_size, data, args.epochs)
+                    row = {"model": name, "hidden_size": hidden_size, "threads": threads, **parts,
+                           "epoch": seconds, "efficiency": parts["limit"] / seconds, "profile": shares}
+                    rows.append(row)
+                    kernels = ", ".join(f"{parts[k]:.2f}" for k in ("forward", "weight_grad", "adam", "evaluate"))
+                    profile_text = ", ".join(f"{k} {v:.2f}" for k, v in shares.items())
+                    print(f"{name:7} {hidden_size:5} {threads:3} {parts['limit']:8.2f} {seconds:8.2f} "
+                          f"{row['efficiency']:5.2f}   {kernels} | {profile_text}", flush=True)
+    result = {"hardware": hardware(torch.device("cpu")), "torch": torch.__version__, "rows": rows}
+    if args.layouts:
+        result["layouts"] = layouts()
+        found = result["layouts"]
+        print(f"layouts, two H = 1000 nmodel runs of 2 epochs: 2 workers x 1 thread "
+              f"{found['two_workers_one_thread_s']:.1f} s, 1 worker x 2 threads "
+              f"{found['one_worker_two_threads_s']:.1f} s: throughput ratio {found['throughput_ratio']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
