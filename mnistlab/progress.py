@@ -20,7 +20,7 @@ class Progress:
     def __init__(self, name: str, epochs: int, done: int, where: str, enabled: bool = True):
         self.name, self.epochs, self.done, self.where, self.enabled = name, epochs, done, where, enabled
         self.bar = None
-        self.terminal = _kernel_terminal() if enabled else None
+        self.terminal = kernel_terminal() if enabled else None
         self.started = time.monotonic()
 
     def start(self) -> None:
@@ -72,7 +72,7 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
-def _kernel_terminal():
+def kernel_terminal():
     """The terminal behind a notebook kernel (its process's own stderr), or None outside a kernel: there the bar
     is already on the terminal."""
     if sys.stdout is sys.__stdout__ or sys.__stderr__ is None or "ipykernel" not in sys.modules:

@@ -8,7 +8,6 @@ that pays (``RunSpec.stacked``), and says so when a record it saves replaces an 
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .atomic import WriteError
 from .config import ConfigError
 from .data import DataError, verify
 from .datasets import DATASETS
+from .progress import kernel_terminal
 from .records import Record
 from .spec import RunSpec
 from .train import train
@@ -86,9 +86,10 @@ def _say_what_is_replaced(spec: RunSpec) -> None:
         path = spec.record_path(seed)
         if path.is_file():
             message = f"{paths.relative(path)} exists: this run replaces it when seed {seed} ends"
-            print(message)
-            if sys.stderr is not sys.__stderr__ and sys.__stderr__ is not None:  # a kernel: its terminal too
-                print(message, file=sys.__stderr__, flush=True)
+            print(message, flush=True)
+            terminal = kernel_terminal()  # a notebook's kernel: the terminal behind it too (papermill's)
+            if terminal is not None:
+                print(message, file=terminal, flush=True)
 
 
 def _check_writable(folder: Path) -> None:

@@ -354,3 +354,16 @@ def test_a_finished_checkpoint_resumed_still_gives_its_record(tmp_path, data_dir
     spec.record_path(0).unlink()
     (again,) = runner.run(spec)
     assert Record.load(spec.record_path(0)).history == first.history and again.resumed_after_epoch == 2
+
+
+def test_a_rerun_says_which_records_it_replaces_before_it_trains(tmp_path, data_dir, capsys):
+    from mnistlab import RunSpec
+
+    spec = RunSpec.from_params(model="nmodel", hidden_size=8, epochs=1, train_size=500, seeds=[0, 1], device="cpu",
+                               out_dir=str(tmp_path), data_dir=str(data_dir))
+    runner.run(spec)
+    assert "replaces" not in capsys.readouterr().out
+    spec.record_path(1).unlink()
+    runner.run(spec)
+    said = capsys.readouterr().out
+    assert f"{spec.record_path(0)} exists: this run replaces it when seed 0 ends" in said and "seed 1 ends" not in said
