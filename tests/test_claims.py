@@ -94,6 +94,7 @@ def test_the_reports_claims_read_not_tested_here_off_its_protocol():
 def test_every_hidden_size_is_needed_for_support_but_not_for_contradiction():
     one_size = found(study(sizes=(1000,)))["Table 1 ordering"]
     assert one_size.verdict == stats.UNTESTED and "at H = 2000: bmodel − wmodel: no runs to compare" in one_size.text
+    assert one_size.text.startswith("At H = 5000")
     full = found(study())["Table 1 ordering"]
     assert full.verdict == stats.SUPPORTED and "99.2 % interval" in full.text
     # wmodel behind nmodel at H = 1000 alone, by far more than the noise: the six-part claim is contradicted.

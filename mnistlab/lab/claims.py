@@ -119,6 +119,7 @@ def report_claim(spec: hw5.Claim, protocol: list[Record], labels: np.ndarray | N
     prefixed = [text if found is None else f"{label.split(':')[0]}: {text}" for (label, found), text in
                 zip(parts, texts)]
     text = "; ".join(prefixed) + ". " + rule_text(len(parts), spec.margin)
+    text = text[0].upper() + text[1:]
     comparisons_made = [found for _, found in parts if found is not None]
     notes = [_floor_note(comparisons_made), _confound_note(used, spec.parts)]
     if spec.margin is not None:
