@@ -210,10 +210,11 @@ def test_an_images_variance_below_zero_is_kept_and_counted_as_zero():
 
 
 def test_sign_flip_weights_cells_of_unequal_seed_counts_and_ignores_seed_numbers():
-    # a: 2 seeds, b: 1 seed. Per image k = 1 x (a's correct runs) - 2 x (b's): 2, 2, -1; observed sum 3.
-    # The 8 sign patterns of (2, 2, 1) give 5, 3, 1, -1, 1, -1, -3, -5: |sum| >= 3 in 4 of 8.
-    a, b = np.array([[1, 1, 1], [1, 1, 0]]), np.array([[0, 0, 1]])
-    assert stats.sign_flip(a, b) == pytest.approx(0.5)
+    # a: 2 seeds, b: 1 seed. Per image k = 1 x (a's correct runs) - 2 x (b's): 2, 2, 1, -2; observed sum 3.
+    # |k| = 2, 2, 2, 1: three ±2 sum to 6, 2, -2, -6 (1, 3, 3, 1 of 8 ways), then ±1: |sum| >= 3 for 6 ± 1 (2),
+    # 2 + 1 (3), -2 - 1 (3) and -6 ± 1 (2): 10 of 16. (Unweighted, k = 2, 2, 1, -1 would give 6 of 16.)
+    a, b = np.array([[1, 1, 1, 0], [1, 1, 0, 0]]), np.array([[0, 0, 0, 1]])
+    assert stats.sign_flip(a, b) == pytest.approx(10 / 16)
     assert stats.sign_flip(a[::-1], b) == stats.sign_flip(a, b)
 
 
