@@ -92,7 +92,7 @@ def table1_sentence(p: dict) -> str:
 
 def difference_rows(p: dict) -> list[str]:
     rows = []
-    for h in hw5.HIDDEN_SIZES:
+    for h in sorted(hw5.HIDDEN_SIZES):
         texts = []
         for a, b in (("bmodel", "nmodel"), ("wmodel", "nmodel"), ("bmodel", "wmodel")):
             c = compared(p, (a, h, PROTOCOL), (b, h, PROTOCOL))
@@ -161,13 +161,14 @@ def across_sizes(p: dict, model: str, parts, paired: bool = False) -> str:
     return ", ".join(texts)
 
 
-def faster_sentence(p: dict, key: str, name: str) -> str:
+def faster_parts(p: dict, key: str, name: str) -> list[str]:
     """The parts of a "trains faster" claim: "nmodel − bmodel +0.0955 [+0.0922, +0.0988] (H = 1000)"."""
     claim = p[key][name]
     parts = re.findall(r"H = (\d+): nmodel − (\wmodel) = ([-+]\d\.\d+) \(95 % CI over seeds \[([-+]\d\.\d+), "
                        r"([-+]\d\.\d+)\]", claim.text)
-    return "; ".join(f"nmodel − {m} {signed(float(d), 4)} {interval(float(lo), float(hi), 4)} (H = {h})"
-                     for h, m, d, lo, hi in parts)
+    assert parts, claim.text
+    return [f"nmodel − {m} {signed(float(d), 4)} {interval(float(lo), float(hi), 4)} (H = {h})"
+            for h, m, d, lo, hi in parts]
 
 
 def rate_rows(p: dict) -> list[str]:
@@ -297,9 +298,9 @@ def results_pieces(p: dict) -> list[str]:
         across_sizes(p, "nmodel", ((5000, 1000), (5000, 2000), (1000, 2000))),
         across_sizes(p, "bmodel", ((5000, 2000), (5000, 1000), (2000, 1000))),
         across_sizes(p, "bmodel", ((5000, 2000), (5000, 1000), (2000, 1000)), paired=True),
-        faster_sentence(p, "paper_claims", "Do the normalised models train faster at the HW5 report's rate?"),
-        *[faster_sentence(p, "lr_claims", f"Do the normalised models train faster at lr {lr:g}?")
-          for lr in (0.0003, 0.001, 0.003)],
+        *faster_parts(p, "paper_claims", "Do the normalised models train faster at the HW5 report's rate?"),
+        *[part for lr in (0.0003, 0.001, 0.003)
+          for part in faster_parts(p, "lr_claims", f"Do the normalised models train faster at lr {lr:g}?")],
         *rate_rows(p), chosen_sentence(p, "bmodel"), chosen_sentence(p, "wmodel"), tie_sentence(p),
         *machine_rows(p["lr"]), *ablation_rows(p), *ablation_sentences(p),
         *[f"**{name}**: {claim.verdict}" for name, claim in {**paper, **lr_claims}.items()],

@@ -73,8 +73,8 @@ def cell_text(key: tuple) -> str:
 
 
 def order(key: tuple) -> tuple:
-    """A cell's place in the tables: models in the registry's order (then any other, by name), hidden sizes
-    largest first (the HW5 report's column order), the protocol before variants."""
+    """A cell's place in the tables: models in the registry's order (then any other, by name), hidden sizes in
+    ``size_order``, the protocol before variants."""
     model, hidden_size, label = key[:3]
     return (model_order(model), size_order(hidden_size), label != PROTOCOL, label)
 
@@ -85,7 +85,7 @@ def model_order(model: str) -> tuple:
 
 
 def size_order(hidden_size: int) -> tuple:
-    """A hidden size's place: largest first, as the HW5 report's columns (5000, 2000, 1000)."""
+    """A hidden size's place on every page: largest first, as the HW5 report's Table 1 (5000, 2000, 1000)."""
     return (-hidden_size,)
 
 
