@@ -383,3 +383,15 @@ def test_predictions_made_on_another_test_set_are_refused():
         claims.comparisons(records, labels=LABELS)
     records[0].dataset = dict(TEST_SET)
     assert len(claims.comparisons(records, labels=LABELS)) == 3
+
+
+def test_the_claims_markdown_holds_no_html_from_the_records():
+    records = study()
+    for r in records:
+        for segment in r.segments:
+            segment["hardware"] = {**segment["hardware"], "name": "<img src=x onerror=alert(1)>"}
+    records[0].config["model"] = "<b>lmodel</b>"  # a model name from a record: text, never markup
+    text = claims.markdown(claims.check(records, LABELS)) + claims.scope(records)
+    assert "<img" not in text and "<b>" not in text
+    assert "&lt;img src=x onerror=alert(1)> (family 25 model 1, AVX2)" in text
+    assert "&lt;b>lmodel&lt;/b>" in text

@@ -234,7 +234,12 @@ def rules() -> str:
 
 
 def scope(records: Iterable[Record]) -> str:
-    """What these runs can and cannot show: which runs the report's claims are judged on, or why none."""
+    """What these runs can and cannot show: which runs the report's claims are judged on, or why none (Markdown;
+    strings from the records, such as settings, escaped)."""
+    return _no_html(_scope_text(records))
+
+
+def _scope_text(records: Iterable[Record]) -> str:
     runs = cells.included(records)
     if not runs:
         return "No complete run: no claim can be judged."
@@ -258,13 +263,14 @@ def scope(records: Iterable[Record]) -> str:
 
 
 def markdown(claims: Iterable[Claim]) -> str:
-    """The claims as a Markdown list: claim, whose it is, verdict with its scope, then the generated sentences."""
+    """The claims as a Markdown list: claim, whose it is, verdict with its scope, then the generated sentences. What
+    comes from the records (model names, settings, processors' names) is escaped: the list holds no HTML of theirs."""
     items = []
     for c in claims:
         whose = f"the HW5 report: *{c.says}*" if c.source == REPORT else \
             f"this project's question, not a claim of the HW5 report: *{c.says}*"
         where = f", {c.scope}" if c.scope else ""
-        items.append(f"- **{c.name}** ({whose}) **Verdict: {c.verdict}**{where}. {c.text}")
+        items.append(_no_html(f"- **{c.name}** ({whose}) **Verdict: {c.verdict}**{where}. {c.text}"))
     return "\n".join(items)
 
 
@@ -543,6 +549,11 @@ def _settings_text(label: str, record: Record | None = None) -> str:
     rest = settings(record, ignore=("lr",))
     rate = f"Adam lr {record.config['lr']:g}"
     return rate if rest == PROTOCOL else f"{rate}, {rest}"
+
+
+def _no_html(text: str) -> str:
+    """Markdown that cannot open an HTML tag or entity: "&" and "<" written as entities (">" stays: "a > b")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
 
 
 def _val_selected_val_acc(record: Record) -> float | None:
