@@ -202,8 +202,8 @@ def rules() -> str:
         "images are hard at every size) is printed as estimated and counted as 0: the interval is then the seeds' "
         "part of the same design, which holds the seed-by-image interaction.",
         "- **The test set's floor.** However many seeds, an interval's half-width stays at least 1.96 × the "
-        "images' standard error (the *images' floor* column): on MNIST's 10,000 test images 0.05-0.15 points for "
-        "a difference between two models. No number of seeds resolves a smaller difference on this test set.",
+        "images' standard error (the *images' floor* column of the comparisons, and a sentence under each claim): "
+        "no number of seeds resolves a smaller difference on this test set, only more test images would.",
         "- **Tests.** *Pooled p*: an exact sign-flip test on the shared images (per image, correct runs of a minus "
         "correct runs of b, summed over seeds, weighted by the other cell's seed count when the counts differ; "
         "with one seed each it is McNemar's test). McNemar's exact test per seed is listed for paired "
