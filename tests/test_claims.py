@@ -395,3 +395,21 @@ def test_the_claims_markdown_holds_no_html_from_the_records():
     assert "<img" not in text and "<b>" not in text
     assert "&lt;img src=x onerror=alert(1)> (family 25 model 1, AVX2)" in text
     assert "&lt;b>lmodel&lt;/b>" in text
+
+
+def test_seed_agreement_counts_the_images_same_seed_and_different_seed_runs_predict_differently():
+    records = cell("bmodel") + cell("wmodel") + cell("bmodel", hidden_size=2000)
+    pairs = comparisons.seed_agreement(records, labels=LABELS).set_index(["a", "b"])
+    # bmodel misses 0-9, wmodel 0-29, and each seed s one image more, 100 + s, in both: same-seed runs differ on
+    # the 20 images 10-29 (10 %), different-seed runs on those and on 100 + s and 100 + t (22, 11 %).
+    one_size = pairs.loc[("bmodel-hs1000", "wmodel-hs1000")]
+    assert (one_size["same_seed"], one_size["different_seed"]) == (pytest.approx(10.0), pytest.approx(11.0))
+    assert one_size["relation"] == "one hidden size, other model" and one_size["pairing"] == comparisons.PAIRED
+    assert (one_size["same_seed_pairs"], one_size["different_seed_pairs"]) == (3, 6)
+    across = pairs.loc[("bmodel-hs2000", "bmodel-hs1000")]
+    assert across["pairing"] == comparisons.UNPAIRED and across["relation"] == "different hidden sizes, one model"
+    assert (across["same_seed"], across["different_seed"]) == (0.0, pytest.approx(1.0))  # 2 of 200 images
+    summary = comparisons.agreement_summary(comparisons.seed_agreement(records, labels=LABELS))
+    row = summary.set_index("relation").loc["one hidden size, other model"]
+    assert row["same − different (points)"] == "-1.00 (-1.00 to -1.00)" and row["same-seed runs agree more"] == "1 of 1"
+    assert "paired by seed" in comparisons.agreement_note(comparisons.seed_agreement(records, labels=LABELS))

@@ -426,3 +426,9 @@ if __name__ == "__main__":  # print the pieces, to write the docs from
     study = published(str(mnistlab.fetch().folder.parent.parent))
     for piece in (readme_pieces if "readme" in sys.argv[1:] else results_pieces)(study):
         print(piece)
+
+
+def test_records_without_a_dataset_are_scored_against_mnists_test_labels(study):
+    """The digest the lab assumes for records that name no test set is that of the official MNIST test labels."""
+    assert misclassified.labels_digest(study["labels"]) == misclassified.MNIST_TEST_LABELS
+    assert all(misclassified.test_set_of(r) == misclassified.MNIST_TEST_LABELS for r in study["paper"])
