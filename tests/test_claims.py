@@ -159,7 +159,7 @@ def test_training_speed_is_this_projects_question_on_a_measure_the_schedule_does
             h["train_loss"] = loss + 0.01 * r.config["seed"] + (0.0 if h["epoch"] <= 20 else 5.0)
     claim = found(records)["Do the normalised models train faster at the HW5 report's rate?"]
     assert claim.source == claims.OWN and "epochs 1-20" in claim.text
-    assert claims.initial_rate_loss(records[0]) == pytest.approx(0.10)  # epochs after the first decay left out
+    assert comparisons.initial_rate_loss(records[0]) == pytest.approx(0.10)  # epochs after the first decay left out
     # Every seed gives the same difference: zero width, so no verdict.
     assert claim.verdict == stats.UNTESTED and "zero width" in claim.text
     for r in records:
@@ -192,7 +192,7 @@ def test_each_models_rate_is_chosen_on_validation_never_on_test():
 
 def test_runs_without_validation_use_final_predictions_for_errors_and_mcnemar():
     full = [run(m, 0, [*MISSES[m]], validation=False, train_size=60_000) for m in MISSES]
-    assert claims.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
+    assert comparisons.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
     assert misclassified.kept_predictions(full) and not misclassified.kept_predictions(full, "val_selected")
     table = claims.comparisons(full, labels=LABELS)
     bn = table[(table["a"] == "bmodel") & (table["b"] == "nmodel")].iloc[0]

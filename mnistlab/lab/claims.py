@@ -25,14 +25,13 @@ from ..config import cell_name
 from ..origin import describe
 from ..records import Record
 from . import cells, hw5, stats
-from .comparisons import (  # noqa: F401  (comparisons, comparisons_text, metric_for: the page reads them here too)
+from .comparisons import (  # noqa: F401  (comparisons, comparisons_text: the analysis page reads them here too)
     PREDICTION_OF,
     TRAIN_LOSS,
     Comparison,
     compare,
     comparisons,
     comparisons_text,
-    initial_rate_loss,
     judge,
     metric_for,
     rule_text,
@@ -40,9 +39,6 @@ from .comparisons import (  # noqa: F401  (comparisons, comparisons_text, metric
 from .protocol import PROTOCOL, settings
 
 REPORT, OWN = "the HW5 report", "this project's question"
-METRIC_NAMES = {"val_selected_test_acc": "val-selected test accuracy", "final_test_acc": "final test accuracy",
-                "best_test_acc": "best test accuracy (the HW5 report's metric)",
-                TRAIN_LOSS: "mean training loss over the epochs before the first learning-rate decay"}
 CPU_GENERATIONS = ("a run's numbers move in the last bits from one processor to another (about 0.1 point of "
                    "accuracy between two EPYC generations on the quick profile), which no interval covers")
 
