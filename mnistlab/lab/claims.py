@@ -91,7 +91,7 @@ def check(records: Iterable[Record], labels: np.ndarray | None = None) -> list[C
     return found + trains_faster(records) + learning_rate_claims(records, labels)
 
 
-def report_claim(spec: hw5.Claim, protocol: list[Record], labels: np.ndarray | None = None,
+def report_claim(spec: hw5.ClaimRow, protocol: list[Record], labels: np.ndarray | None = None,
                  records: Sequence[Record] = ()) -> Claim:
     """One claim of the HW5 report, judged on the protocol's runs by its rule (``records``: every run, for the
     context of a claim about training accuracy)."""
@@ -124,7 +124,7 @@ def report_claim(spec: hw5.Claim, protocol: list[Record], labels: np.ndarray | N
                  _scope(used, _settings_text(PROTOCOL)))
 
 
-def training_accuracy(spec: hw5.Claim, protocol: list[Record], records: Sequence[Record] = ()) -> Claim:
+def training_accuracy(spec: hw5.ClaimRow, protocol: list[Record], records: Sequence[Record] = ()) -> Claim:
     """Every model reaches 100 % training accuracy in 100 epochs, read from ``train_eval`` (the whole training
     set in eval mode after the last epoch). Measured exactly (nothing sampled), so only the seeds are noise: a
     cell where most seeds fall short contradicts it; support needs every run of every cell at 100 %. Runs of other
