@@ -35,11 +35,20 @@ def register_dataset(name: str, description: str) -> Callable:
     return register
 
 
+# SHA-256 of the official MNIST test labels (t10k-labels-idx1-ubyte without its 8-byte header) as uint8 bytes: the
+# test set of every record that names none (all of them before records named their test set).
+MNIST_TEST_LABELS = "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5"
+
+
 def labels_digest(labels: Any) -> str:
-    """SHA-256 of test labels (digits, test-set order) as uint8 bytes: which test set predictions belong to."""
+    """SHA-256 (hex) of test labels as uint8 bytes in test-set order: how a record names the test set its
+    predictions were made on."""
     import numpy as np
 
-    return hashlib.sha256(np.asarray(labels, dtype=np.uint8).tobytes()).hexdigest()
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and (labels.min() < 0 or labels.max() > 255)):
+        raise ValueError(f"test labels must be a flat array of class numbers 0-255; got shape {labels.shape}")
+    return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.uint8).tobytes()).hexdigest()
 
 
 @register_dataset("mnist", "MNIST: 60,000 training and 10,000 test images of handwritten digits, 28 x 28")

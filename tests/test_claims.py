@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 
 from helpers import make_record
-from mnistlab.lab import claims, misclassified, protocol, stats, table1
+from mnistlab import datasets
+from mnistlab.lab import claims, comparisons, hw5, misclassified, protocol, stats, table1
 from mnistlab.records import encode_labels
 
+_sizes = [str(h) for h in sorted((5000, 2000, 1000), key=claims.cells.size_order)]
+SIZES = f"{_sizes[0]}, {_sizes[1]} and {_sizes[2]}"  # "5000, 2000 and 1000", in the pages' order of hidden sizes
 IMAGES = 200
 LABELS = np.arange(IMAGES) % 10
+TEST_SET = {"name": "two hundred digits", "test_labels": datasets.labels_digest(LABELS)}
 
 
 def predictions(wrong) -> str:
@@ -28,6 +32,7 @@ def run(model, seed, wrong, hidden_size=1000, epochs=100, lr=0.01, val_acc=98.0,
                          {"epoch": epochs, "loss": 0.01, "acc": train_eval}, **settings)
     for row in record.history:
         row.update(lr=lr, train_loss=train_loss)
+    record.dataset = dict(TEST_SET)  # the test set these predictions were made on (LABELS, not MNIST's)
     return record
 
 
@@ -91,7 +96,8 @@ def test_the_reports_claims_read_not_tested_here_off_its_protocol():
 
 def test_every_hidden_size_is_needed_for_support_but_not_for_contradiction():
     one_size = found(study(sizes=(1000,)))["Table 1 ordering"]
-    assert one_size.verdict == stats.UNTESTED and "At H = 2000: no paired runs." in one_size.text
+    assert one_size.verdict == stats.UNTESTED and "at H = 2000: bmodel − wmodel: no runs to compare" in one_size.text
+    assert one_size.text.startswith("At H = 5000")
     full = found(study())["Table 1 ordering"]
     assert full.verdict == stats.SUPPORTED and "99.2 % interval" in full.text
     # wmodel behind nmodel at H = 1000 alone, by far more than the noise: the six-part claim is contradicted.
@@ -111,16 +117,24 @@ def test_contradiction_needs_the_bonferroni_interval_not_one_part_at_95_percent(
 
 
 def test_stability_is_an_equivalence_within_the_margin():
+    assert hw5.EQUIVALENCE_MARGIN == 0.1 and "±0.1 points" in hw5.MARGIN_REASON
     same = found(study())["bmodel stable across H"]
     assert same.verdict == stats.UNTESTED and "zero width" in same.text  # identical predictions at every H
     near = [r for r in study() if r.config["model"] != "bmodel"]
     near += [run("bmodel", s, [*range(0, 10), *range(150 + k, 150 + k + s)], hidden_size=h)
              for h, k in ((5000, 0), (2000, 10), (1000, 20)) for s in (0, 1, 2)]
-    # The same accuracy at each H, but other images wrong: 200 images cannot place it inside ±0.2 points.
-    assert found(near)["bmodel stable across H"].verdict == stats.WITHIN_NOISE
+    # The same accuracy at each H, but other images wrong: 200 images cannot place it inside ±0.1 points.
+    claim = found(near)["bmodel stable across H"]
+    assert claim.verdict == stats.WITHIN_NOISE and "two one-sided tests" in claim.text
+    assert hw5.MARGIN_REASON in claim.text  # the margin's justification stands beside the verdict
     big = [r for r in study() if not (r.config["model"] == "bmodel" and r.config["hidden_size"] == 5000)]
     big += [run("bmodel", s, [*range(0, 40), 100 + s], hidden_size=5000) for s in (0, 1, 2)]
     assert found(big)["bmodel stable across H"].verdict == stats.CONTRADICTED  # 15 points apart
+    # Better at H = 5000 by 15 points: as "H = 5000 > the others" this would be supported in part; as "stable", it
+    # is contradicted.
+    better = [r for r in study() if not (r.config["model"] == "bmodel" and r.config["hidden_size"] != 5000)]
+    better += [run("bmodel", s, [*range(0, 40), 100 + s], hidden_size=h) for h in (2000, 1000) for s in (0, 1, 2)]
+    assert found(better)["bmodel stable across H"].verdict == stats.CONTRADICTED
 
 
 def test_training_accuracy_comes_from_the_eval_mode_measurement():
@@ -144,16 +158,16 @@ def test_training_speed_is_this_projects_question_on_a_measure_the_schedule_does
         loss = {"nmodel": 0.30, "bmodel": 0.10, "wmodel": 0.20}[r.config["model"]]
         for h in r.history:
             h["train_loss"] = loss + 0.01 * r.config["seed"] + (0.0 if h["epoch"] <= 20 else 5.0)
-    claim = found(records)["Do the normalised models train faster?"]
+    claim = found(records)["Do the normalised models train faster at the HW5 report's rate?"]
     assert claim.source == claims.OWN and "epochs 1-20" in claim.text
-    assert claims.initial_rate_loss(records[0]) == pytest.approx(0.10)  # epochs after the first decay left out
+    assert comparisons.initial_rate_loss(records[0]) == pytest.approx(0.10)  # epochs after the first decay left out
     # Every seed gives the same difference: zero width, so no verdict.
     assert claim.verdict == stats.UNTESTED and "zero width" in claim.text
     for r in records:
         if r.config["model"] == "nmodel":
             for h in r.history:
                 h["train_loss"] += 0.003 * r.config["seed"] ** 2
-    assert found(records)["Do the normalised models train faster?"].verdict == stats.SUPPORTED
+    assert found(records)["Do the normalised models train faster at the HW5 report's rate?"].verdict == stats.SUPPORTED
 
 
 def test_each_models_rate_is_chosen_on_validation_never_on_test():
@@ -179,14 +193,15 @@ def test_each_models_rate_is_chosen_on_validation_never_on_test():
 
 def test_runs_without_validation_use_final_predictions_for_errors_and_mcnemar():
     full = [run(m, 0, [*MISSES[m]], validation=False, train_size=60_000) for m in MISSES]
-    assert claims.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
+    assert comparisons.metric_for(full) == "final_test_acc" and claims.prediction_for(full) == "final"
     assert misclassified.kept_predictions(full) and not misclassified.kept_predictions(full, "val_selected")
     table = claims.comparisons(full, labels=LABELS)
     bn = table[(table["a"] == "bmodel") & (table["b"] == "nmodel")].iloc[0]
     assert bn["mcnemar_p"] == [pytest.approx(2 / 2**50)] and bn["verdict"] == stats.UNTESTED  # one seed
     found_errors = misclassified.find(full, LABELS, claims.prediction_for(full))
     assert found_errors.runs == {"nmodel": 1, "bmodel": 1, "wmodel": 1}
-    assert np.flatnonzero(found_errors.wrong[misclassified.ALL_THREE]).tolist() == list(range(10))
+    assert found_errors.every == "all three"
+    assert np.flatnonzero(found_errors.wrong[found_errors.every]).tolist() == list(range(10))
 
 
 def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
@@ -209,8 +224,193 @@ def test_table1_gives_each_cell_an_interval_over_seeds_and_images():
 
 def test_claims_in_markdown_say_whose_claim_it_is_and_the_rules_name_their_numbers():
     text = claims.markdown(claims.check(study(), LABELS))
-    assert "(the HW5 report: *bmodel > wmodel > nmodel at every hidden size.*) **Verdict: supported.**" in text
+    assert "(the HW5 report: *bmodel > wmodel > nmodel at every hidden size.*) **Verdict: supported**, at Adam lr " \
+           f"0.01 on the HW5 report's protocol, H = {SIZES}, 3 seeds per cell; trained on AMD EPYC" in text
     assert "this project's question, not a claim of the HW5 report" in text
     rules = claims.rules()
     assert "fewer than 3 seeds" in rules and "99.2 %" in rules and "seeds only" in rules
     assert claims.check([]) == [] and "No complete run" in claims.scope([])
+
+
+def relabelled(records, model, hidden_size, mapping):
+    """The records with one cell's seed numbers relabelled (e.g. 0 -> 1, 1 -> 2, 2 -> 0); the runs are unchanged."""
+    for r in records:
+        if (r.config["model"], r.config["hidden_size"]) == (model, hidden_size):
+            r.config["seed"] = mapping[r.config["seed"]]
+    return records
+
+
+def varied_bmodel(seeds=(0, 1, 2)):
+    """study() with bmodel missing 10 + s images at seed s at every H (other images per H): seeds differ."""
+    records = [r for r in study(seeds=seeds) if r.config["model"] != "bmodel"]
+    return records + [run("bmodel", s, [*range(0, 10), *range(150 + k, 150 + k + s)], hidden_size=h)
+                      for h, k in ((5000, 0), (2000, 12), (1000, 24)) for s in seeds]
+
+
+def test_across_hidden_sizes_seeds_enter_unpaired_and_no_verdict_depends_on_seed_numbers():
+    by_cell = {(r.config["model"], r.config["hidden_size"]): [] for r in varied_bmodel()}
+    for r in varied_bmodel():
+        by_cell[(r.config["model"], r.config["hidden_size"])].append(r)
+    # Matched by seed the H = 5000 and 2000 runs would differ by exactly 0 at every seed (10 + s misses each).
+    across = comparisons.compare(by_cell[("bmodel", 5000)], by_cell[("bmodel", 2000)], hw5.VAL, LABELS)
+    assert not across.paired and across.mcnemar == () and across.seed_count == "3 seeds"
+    assert across.seed_only.high - across.seed_only.low > 1.0  # Welch over 10, 11, 12 misses per cell, not 0 width
+    same_size = comparisons.compare(by_cell[("bmodel", 2000)], by_cell[("wmodel", 2000)], hw5.VAL, LABELS)
+    assert same_size.paired and len(same_size.mcnemar) == 3  # one hidden size: the same initial weights
+    before = {c.name: (c.verdict, c.text) for c in claims.check(varied_bmodel(), LABELS)}
+    after = {c.name: (c.verdict, c.text) for c in
+             claims.check(relabelled(varied_bmodel(), "bmodel", 2000, {0: 1, 1: 2, 2: 0}), LABELS)}
+    assert after["bmodel stable across H"] == before["bmodel stable across H"]
+    assert after["Hidden size for nmodel"] == before["Hidden size for nmodel"]
+    assert [v for v, _ in after.values()] == [v for v, _ in before.values()]
+
+
+def test_every_verdict_names_its_scope_and_the_confound_of_hidden_size_with_processor():
+    records = study()
+    claim = found(records)["Hidden size for nmodel"]
+    assert claim.scope == (f"at Adam lr 0.01 on the HW5 report's protocol, H = {SIZES}, 3 seeds per cell; "
+                           "trained on AMD EPYC (family 25 model 1, AVX2)")
+    assert "confounded" not in claim.text  # one processor: nothing to confound
+    for r in records:
+        if r.config["hidden_size"] == 5000:
+            for segment in r.segments:
+                segment["hardware"] = {**segment["hardware"], "name": "Intel Xeon", "family": 6, "model": 167,
+                                       "capability": "AVX512"}
+    claim = found(records)["Hidden size for nmodel"]
+    assert "at H = 5000 on Intel Xeon (family 6 model 167, AVX512)" in claim.scope
+    assert "at H = 2000 on AMD EPYC (family 25 model 1, AVX2)" in claim.scope
+    assert "Hidden size is confounded with processor here" in claim.text
+    assert "confounded" not in found(records)["Table 1 ordering"].text  # its parts stay at one hidden size
+    text = claims.markdown([claim])
+    assert f"**Verdict: {claim.verdict}**, at Adam lr 0.01 on the HW5 report's protocol, H = {SIZES}" in text
+
+
+def test_trains_faster_is_asked_at_every_rate_the_records_hold():
+    records = study(sizes=(1000,)) + [r for m in MISSES for r in cell(m, lr=1e-3)]
+    for r in records:
+        # At lr 0.01 the normalised models' loss is lower; at lr 1e-3 wmodel's is higher than nmodel's.
+        lr, model = r.config["lr"], r.config["model"]
+        loss = {"nmodel": 0.30, "bmodel": 0.10, "wmodel": 0.20 if lr == 0.01 else 0.40}[model]
+        for h in r.history:
+            h["train_loss"] = loss + 0.01 * r.config["seed"] + (0.003 * r.config["seed"] ** 2 if model == "nmodel"
+                                                                 else 0.0)
+    verdicts = {c.name: c for c in claims.trains_faster(records)}
+    assert verdicts["Do the normalised models train faster at the HW5 report's rate?"].verdict == stats.SUPPORTED
+    slower = verdicts["Do the normalised models train faster at lr 0.001?"]
+    assert slower.verdict == stats.CONTRADICTED and slower.scope.startswith("at Adam lr 0.001, H = 1000")
+    assert "nmodel − wmodel = -0.0950" in slower.text  # 0.30 + 0.003 s^2 - 0.40 over s = 0, 1, 2
+
+
+def test_training_accuracy_says_how_many_images_are_missed_and_where_they_are_not():
+    records = [r for r in study() if not (r.config["model"] == "nmodel" and r.config["hidden_size"] == 2000)]
+    records += cell("nmodel", 2000, train_eval=99.98) + cell("nmodel", 1000, lr=1e-3)
+    claim = found(records)["100 % training accuracy"]
+    assert claim.verdict == stats.CONTRADICTED
+    assert "H = 2000 0 of 3 runs, lowest 99.98 % (missing 10 of the 50,000 images)" in claim.text
+    assert "At other settings in these records, runs at 100 %: nmodel at H = 1000, lr=0.001: 3 of 3 runs." \
+        in claim.text
+
+
+def test_rates_validation_cannot_tell_apart_widen_what_the_runs_rule_out():
+    paper = study(sizes=(1000,))
+    rates = [run("nmodel", s, [*range(0, 20), 100 + s], lr=1e-3, val_acc=99.0 + 0.01 * s) for s in (0, 1, 2)]
+    # wmodel: lr 1e-3 chosen on validation, lr 3e-3 as good on validation (seed by seed ±0.01) and better on test.
+    rates += [run("wmodel", s, [*range(0, 20), 100 + s], lr=1e-3, val_acc=99.0 + 0.01 * s) for s in (0, 1, 2)]
+    rates += [run("wmodel", s, [*range(0, 12), 100 + s], lr=3e-3, val_acc=99.0 - 0.01 * s) for s in (0, 1, 2)]
+    weight = {c.name: c for c in claims.learning_rate_claims(paper + rates, LABELS)}[
+        "Does weight norm still help at each model's best learning rate (H = 1000)?"]
+    assert "wmodel lr 0.001, nmodel lr 0.001" in weight.text
+    assert "Validation cannot tell these rates from the chosen ones" in weight.text and "wmodel 0.003" in weight.text
+    at_tie = comparisons.compare(rates[6:], rates[:3], hw5.VAL, LABELS)  # wmodel 3e-3 - nmodel 1e-3: +4 points
+    assert f"rule out a gain larger than {at_tie.two_source.high:+.2f} points" in weight.text
+
+
+def test_a_fourth_model_gets_compared_and_changes_no_verdict_of_the_hw5_report():
+    """A model the HW5 report never had (layer norm, say): its runs get Table 1 rows and comparisons with every
+    other model; the report's claims read the same."""
+    def lmodel(hidden_size, seeds=(0, 1, 2)):
+        records = [run("nmodel", s, [*range(0, 20), 100 + s], hidden_size=hidden_size) for s in seeds]
+        for r in records:
+            r.config["model"] = "lmodel"  # whether or not this checkout registers it
+        return records
+
+    hw5_claims = {c.name: c for c in claims.check(study(), LABELS) if c.source == claims.REPORT}
+    with_fourth = study() + [r for h in (5000, 2000, 1000) for r in lmodel(h)]
+    assert {c.name: c for c in claims.check(with_fourth, LABELS) if c.source == claims.REPORT} == hw5_claims
+    table = claims.comparisons(with_fourth, labels=LABELS)
+    pairs = set(zip(table["a"], table["b"]))
+    assert {("lmodel", "nmodel"), ("lmodel", "bmodel"), ("lmodel", "wmodel"), ("bmodel", "wmodel")} <= pairs
+    assert len(table) == 3 * 6  # every pair of four models at each of three sizes
+    assert misclassified.find(with_fourth, LABELS).every == "all four"
+    # An nmodel + lmodel sweep: Table 1 of its cells, the lmodel - nmodel comparison, the digits both get wrong.
+    sweep = cell("nmodel") + lmodel(1000)
+    assert list(table1.compute(sweep, LABELS).index.get_level_values("model")) == ["nmodel", "lmodel"]
+    (a, b), = zip(claims.comparisons(sweep, labels=LABELS)["a"], claims.comparisons(sweep, labels=LABELS)["b"])
+    assert (a, b) == ("lmodel", "nmodel")
+    errors = misclassified.find(sweep, LABELS)
+    assert errors.every == "both models" and np.flatnonzero(errors.wrong["both models"]).tolist() == list(range(20))
+    # The HW5 report's cells this sweep lacks; lmodel's cells are none of them.
+    assert claims.cells.missing_configs(sweep) == ["nmodel-hs5000", "nmodel-hs2000", "bmodel-hs5000", "bmodel-hs2000",
+                                                   "bmodel-hs1000", "wmodel-hs5000", "wmodel-hs2000", "wmodel-hs1000"]
+    assert found(sweep)["Table 1 ordering"].verdict == stats.UNTESTED
+
+
+def test_what_one_change_of_settings_buys_is_each_step_between_nested_settings():
+    # A recipe (lr 1e-3 and batch 50), the recipe with each change undone in turn, and the protocol.
+    records = cell("nmodel") + cell("nmodel", lr=1e-3, batch_size=50)
+    records += [run("nmodel", s, [*range(0, 30), 100 + s], lr=1e-3) for s in (0, 1, 2)]
+    records += [run("nmodel", s, [*range(0, 50), 100 + s], batch_size=50) for s in (0, 1, 2)]
+    effects = comparisons.setting_effects(records, LABELS)
+    steps = set(zip(effects["settings"], effects["from"], effects["change"]))
+    assert steps == {("lr=0.001, batch_size=50", "lr=0.001", "batch_size=50"),
+                     ("lr=0.001, batch_size=50", "batch_size=50", "lr=0.001"),
+                     ("lr=0.001", protocol.PROTOCOL, "lr=0.001"), ("batch_size=50", protocol.PROTOCOL, "batch_size=50")}
+    # Removing the rate from the recipe costs 30 + 1 - (60 + 1)... the recipe misses 60 + 1, lr alone 30 + 1.
+    row = effects[effects["from"] == "lr=0.001"].iloc[0]
+    assert row["difference"] == pytest.approx(100 * (31 - 61) / IMAGES) and bool(row["paired"])
+
+
+def test_predictions_made_on_another_test_set_are_refused():
+    records = study(sizes=(1000,))
+    other = datasets.labels_digest((LABELS + 1) % 10)
+    records[0].dataset = {"name": "another set", "test_labels": other}
+    for score in (lambda: claims.comparisons(records, labels=LABELS), lambda: table1.compute(records, LABELS),
+                  lambda: misclassified.find(records, LABELS), lambda: misclassified.check_test_set(records, LABELS),
+                  lambda: comparisons.seed_agreement(records, labels=LABELS)):
+        with pytest.raises(misclassified.WrongTestSet, match="predictions made on the test set of another set"):
+            score()
+    records[0].dataset = {}  # a record that names no test set was made on MNIST's, and LABELS are not MNIST's
+    with pytest.raises(misclassified.WrongTestSet, match="MNIST"):
+        claims.comparisons(records, labels=LABELS)
+    records[0].dataset = dict(TEST_SET)
+    assert len(claims.comparisons(records, labels=LABELS)) == 3
+
+
+def test_the_claims_markdown_holds_no_html_from_the_records():
+    records = study()
+    for r in records:
+        for segment in r.segments:
+            segment["hardware"] = {**segment["hardware"], "name": "<img src=x onerror=alert(1)>"}
+    records[0].config["model"] = "<b>lmodel</b>"  # a model name from a record: text, never markup
+    text = claims.markdown(claims.check(records, LABELS)) + claims.scope(records)
+    assert "<img" not in text and "<b>" not in text
+    assert "&lt;img src=x onerror=alert(1)> (family 25 model 1, AVX2)" in text
+    assert "&lt;b>lmodel&lt;/b>" in text
+
+
+def test_seed_agreement_counts_the_images_same_seed_and_different_seed_runs_predict_differently():
+    records = cell("bmodel") + cell("wmodel") + cell("bmodel", hidden_size=2000)
+    pairs = comparisons.seed_agreement(records, labels=LABELS).set_index(["a", "b"])
+    # bmodel misses 0-9, wmodel 0-29, and each seed s one image more, 100 + s, in both: same-seed runs differ on
+    # the 20 images 10-29 (10 %), different-seed runs on those and on 100 + s and 100 + t (22, 11 %).
+    one_size = pairs.loc[("bmodel-hs1000", "wmodel-hs1000")]
+    assert (one_size["same_seed"], one_size["different_seed"]) == (pytest.approx(10.0), pytest.approx(11.0))
+    assert one_size["relation"] == "one hidden size, other model" and one_size["pairing"] == comparisons.PAIRED
+    assert (one_size["same_seed_pairs"], one_size["different_seed_pairs"]) == (3, 6)
+    across = pairs.loc[("bmodel-hs2000", "bmodel-hs1000")]
+    assert across["pairing"] == comparisons.UNPAIRED and across["relation"] == "different hidden sizes, one model"
+    assert (across["same_seed"], across["different_seed"]) == (0.0, pytest.approx(1.0))  # 2 of 200 images
+    summary = comparisons.agreement_summary(comparisons.seed_agreement(records, labels=LABELS))
+    row = summary.set_index("relation").loc["one hidden size, other model"]
+    assert row["same − different (points)"] == "-1.00 (-1.00 to -1.00)" and row["same-seed runs agree more"] == "1 of 1"
+    assert "paired by seed" in comparisons.agreement_note(comparisons.seed_agreement(records, labels=LABELS))

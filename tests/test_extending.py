@@ -40,11 +40,13 @@ def lmodel():
 
 
 @pytest.fixture
-def plugin(tmp_path):
-    """lmodel as a module other processes import: the environment that makes kernels and workers register it."""
+def plugin(tmp_path, monkeypatch):
+    """lmodel as a module other processes import: the environment that makes kernels and workers register it, and
+    this process's path as a user's shell would have set it (a local sweep's workers start with this process's)."""
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "lmodel_plugin.py").write_text(LMODEL)
+    monkeypatch.syspath_prepend(str(folder))
     return {"MNISTLAB_PLUGINS": "lmodel_plugin", "PYTHONPATH": str(folder)}
 
 
@@ -104,3 +106,52 @@ def test_the_new_model_trains_through_the_train_notebook_under_papermill(plugin,
     record = mnistlab.Record.load(tmp_path / "records" / "lmodel-hs16-seed0.json")
     assert record.config["model"] == "lmodel" and record.status == "complete"
     assert "lmodel-hs16-seed0: epoch 1/1" in done.stderr  # the kernel's progress line, on papermill's terminal
+
+
+@pytest.mark.slow  # the analysis of 45 records, twice: no process, but seconds
+def test_registering_a_model_changes_nothing_the_published_hw5_analysis_says(lmodel_free_records, lmodel):
+    """The HW5 report's claims are judged from its own design: a fourth model in the registry adds no missing cell,
+    no pair and no word to the analysis of the committed paper records."""
+    from mnistlab.lab import cells, claims, table1
+
+    records, labels, before = lmodel_free_records
+    after = ([(c.name, c.verdict, c.text) for c in claims.check(records, labels)], cells.missing_configs(records),
+             table1.compute(records, labels).to_dict())
+    assert after == before
+
+
+@pytest.fixture(scope="module")
+def lmodel_free_records():
+    """The committed paper records, their test labels, and what the analysis says of them with the three models."""
+    from mnistlab.lab import cells, claims, misclassified, table1
+
+    assert "lmodel" not in MODELS
+    records = [mnistlab.Record.load(p) for p in sorted((mnistlab.paths.project_root() / "reports" / "paper" / "runs")
+                                                       .glob("*.json"))]
+    _, labels = misclassified.test_set()
+    said = ([(c.name, c.verdict, c.text) for c in claims.check(records, labels)], cells.missing_configs(records),
+            table1.compute(records, labels).to_dict())
+    return records, labels, said
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_new_model_beside_nmodel_gets_table_1_and_their_comparison(lmodel, plugin, tmp_path, data_dir):
+    from helpers import make_project, project_env, write_params
+    from mnistlab.lab import comparisons, table1
+    from mnistlab.lab.sweep import sweep
+
+    root = make_project(tmp_path / "project")
+    tiny = {"hidden_size": 16, "epochs": 2, "step_size": 1, "train_size": 500, "seeds": [0, 1, 2]}
+    for model in ("nmodel", "lmodel"):
+        write_params(root / "params", f"{model}-tiny", {"model": model, **tiny})
+    with project_env(root, data_dir, OMP_NUM_THREADS="1", **plugin):
+        result = sweep(root / "params", "site", workers=2)
+    assert result.ok, result
+    records = [mnistlab.Record.load(p) for p in sorted((root / "site" / "runs").glob("*.json"))]
+    assert sorted({r.config["model"] for r in records}) == ["lmodel", "nmodel"] and len(records) == 6
+    rows = table1.compute(records)
+    assert {key[0] for key in rows.index} == {"nmodel", "lmodel"} and set(rows["seeds"]) == {3}
+    found = comparisons.comparisons(records)
+    assert {frozenset((a, b)) for a, b in zip(found["a"], found["b"])} == {frozenset(("lmodel", "nmodel"))}
+    page = (root / "site" / "analysis.html").read_text()
+    assert "lmodel" in page and "nmodel" in page

@@ -162,3 +162,80 @@ def test_confusion_matrix_and_per_class_error_rates():
     matrix = stats.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 1], classes=3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
     assert stats.class_error_rates(matrix).tolist() == [50.0, 0.0, 100.0]
+
+
+def test_welch_difference_by_hand():
+    # a = 1, 3: mean 2, variance 2; b = 1, 2, 1.5: mean 1.5, variance 0.25. se^2 = 2/2 + 0.25/3 = 13/12;
+    # Welch-Satterthwaite df = (13/12)^2 / (1^2 / 1 + (1/12)^2 / 2) = 338/289.
+    e = stats.welch_difference([1.0, 3.0], [1.0, 2.0, 1.5])
+    assert (e.n, e.mean, e.se, e.df) == (2, 0.5, pytest.approx(math.sqrt(13 / 12)), pytest.approx(338 / 289))
+    half = scipy_t(338 / 289) * math.sqrt(13 / 12)
+    assert (e.low, e.high) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+    assert math.isnan(stats.welch_difference([1.0], [1.0, 2.0]).low)  # one seed: no spread to measure
+
+
+def test_unpaired_two_source_by_hand_and_blind_to_seed_numbers():
+    # Points per (seed, image). a: 2 seeds, seed means 1, 3 (variance 2), image means 3, 1, no interaction.
+    # b: 3 seeds, seed means 1, 2, 1.5 (variance 0.25), image means 1, 2, residuals ±0.5 in two seeds:
+    # interaction sum e^2 / ((S - 1) (N - 1)) = 1 / 2.
+    a = np.array([[2.0, 0.0], [4.0, 2.0]])
+    b = np.array([[1.0, 1.0], [1.0, 3.0], [1.0, 2.0]])
+    e = stats.unpaired_two_source(a / 100, b / 100)  # it takes correctness and counts points
+    assert (e.paired, e.n, e.images) == (False, 2, 2) and e.mean == pytest.approx(0.5)
+    # The seeds' part is Welch's on the seed means (test above); the images': var(c_a - c_b) / N less each cell's
+    # interaction / (S N): d = 2, -1, variance 4.5, / 2 = 2.25, less 0 and 0.5 / 6: 13/6.
+    assert e.se_seeds == pytest.approx(math.sqrt(13 / 12)) and e.df == pytest.approx(338 / 289)
+    assert e.image_component == pytest.approx(13 / 6) and e.se_images == pytest.approx(math.sqrt(13 / 6))
+    half = math.hypot(scipy_t(338 / 289) * math.sqrt(13 / 12), Z975 * math.sqrt(13 / 6))
+    assert (e.low, e.high) == (pytest.approx(0.5 - half, abs=1e-4), pytest.approx(0.5 + half, abs=1e-4))
+    # Which seed number a run carries changes nothing: relabel b's seeds (reorder its rows).
+    assert stats.unpaired_two_source(a / 100, b[[2, 0, 1]] / 100) == e
+    with pytest.raises(ValueError, match="same images"):
+        stats.unpaired_two_source(a, b[:, :1])
+
+
+def test_an_images_variance_below_zero_is_kept_and_counted_as_zero():
+    # a: seed means 2, 1; image means 1.5, 1.5; residuals ±1: interaction 4. b: seed means 1, 1, interaction 4.
+    # Image means' difference 0.5, 0.5: variance 0. Component 0 - 4 / 4 - 4 / 4 = -2: estimated below zero.
+    a, b = np.array([[3.0, 1.0], [0.0, 2.0]]), np.array([[2.0, 0.0], [0.0, 2.0]])
+    e = stats.unpaired_two_source(a / 100, b / 100)
+    assert e.image_component == pytest.approx(-2.0) and e.negative_images and e.se_images == 0.0
+    assert e.floor() == 0.0
+    # Counted as 0, the interval is the seeds' part of this design: Welch on the seed means 2, 1 and 1, 1.
+    welch = stats.welch_difference([2.0, 1.0], [1.0, 1.0])
+    assert (e.low, e.high) == (pytest.approx(welch.low), pytest.approx(welch.high))
+    # Paired differences too: image means 0.5, 0.5 (variance 0), residuals ±0.5: 0 - 1 / (2 x 2) = -0.25.
+    paired = stats.two_source(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert paired.image_component == pytest.approx(-0.25) and paired.negative_images and paired.se_images == 0.0
+
+
+def test_sign_flip_weights_cells_of_unequal_seed_counts_and_ignores_seed_numbers():
+    # a: 2 seeds, b: 1 seed. Per image k = 1 x (a's correct runs) - 2 x (b's): 2, 2, 1, -2; observed sum 3.
+    # |k| = 2, 2, 2, 1: three ±2 sum to 6, 2, -2, -6 (1, 3, 3, 1 of 8 ways), then ±1: |sum| >= 3 for 6 ± 1 (2),
+    # 2 + 1 (3), -2 - 1 (3) and -6 ± 1 (2): 10 of 16. (Unweighted, k = 2, 2, 1, -1 would give 6 of 16.)
+    a, b = np.array([[1, 1, 1, 0], [1, 1, 0, 0]]), np.array([[0, 0, 0, 1]])
+    assert stats.sign_flip(a, b) == pytest.approx(10 / 16)
+    assert stats.sign_flip(a[::-1], b) == stats.sign_flip(a, b)
+
+
+def scipy_t(df: float) -> float:
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(0.975, df))
+
+
+def test_unpaired_two_source_covers_the_truth_with_shared_images_and_independent_seeds():
+    # Two cells scored on the same images: image effects shared (plus a little of each cell's own), seeds drawn
+    # independently per cell, true difference 0.5.
+    rng = np.random.default_rng(1)
+    seeds, images, repeats = 4, 300, 400
+    covered = 0
+    for _ in range(repeats):
+        shared = rng.normal(0, 10.0, (1, images))
+        a = 0.5 + shared + rng.normal(0, 3.0, (1, images)) + rng.normal(0, 0.4, (seeds, 1)) \
+            + rng.normal(0, 2.0, (seeds, images))
+        b = shared + rng.normal(0, 3.0, (1, images)) + rng.normal(0, 0.4, (seeds + 1, 1)) \
+            + rng.normal(0, 2.0, (seeds + 1, images))
+        e = stats.unpaired_two_source(a / 100, b / 100)
+        covered += e.low <= 0.5 <= e.high
+    assert 0.93 <= covered / repeats <= 0.99

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..config import MODELS, cell_name, seed_name
 from ..records import Record
-from .protocol import HIDDEN_SIZES, PROTOCOL, settings
+from . import hw5
+from .protocol import PROTOCOL, settings
 
 CELL_KEYS = ("model", "hidden_size", "settings")
 METRICS = ("best_test_acc", "val_selected_test_acc", "final_test_acc")
@@ -65,22 +66,34 @@ def run_name(record: Record) -> str:
     return seed_name(cell_name(c["model"], c["hidden_size"]), c["seed"]) + ("" if label == PROTOCOL else f" [{label}]")
 
 
-def order(key: tuple) -> tuple:
-    """A cell's place in the HW5 report's row and column order, protocol before variants."""
+def cell_text(key: tuple) -> str:
+    """A cell as text: ``bmodel-hs1000``, with its settings off the protocol in brackets."""
     model, hidden_size, label = key[:3]
-    return (list(MODELS).index(model) if model in MODELS else len(MODELS), size_order(hidden_size),
-            label != PROTOCOL, label)
+    return cell_name(model, hidden_size) + ("" if label == PROTOCOL else f" [{label}]")
+
+
+def order(key: tuple) -> tuple:
+    """A cell's place in the tables: models in the registry's order (then any other, by name), hidden sizes in
+    ``size_order``, the protocol before variants."""
+    model, hidden_size, label = key[:3]
+    return (model_order(model), size_order(hidden_size), label != PROTOCOL, label)
+
+
+def model_order(model: str) -> tuple:
+    """A model's place: the registry's order (``config.MODELS``), then models no longer registered, by name."""
+    return (list(MODELS).index(model), "") if model in MODELS else (len(MODELS), model)
 
 
 def size_order(hidden_size: int) -> tuple:
-    """A hidden size's place in the HW5 report's column order; other sizes after them, largest first."""
-    return (HIDDEN_SIZES.index(hidden_size) if hidden_size in HIDDEN_SIZES else len(HIDDEN_SIZES), -hidden_size)
+    """A hidden size's place on every page: largest first, as the HW5 report's Table 1 (5000, 2000, 1000)."""
+    return (-hidden_size,)
 
 
 def missing_configs(records: Iterable[Record]) -> list[str]:
-    """The HW5 report's 9 configs without a complete protocol run, as ``model-hsH`` names."""
+    """The HW5 report's cells (``hw5.MODELS`` x ``hw5.HIDDEN_SIZES``) without a complete protocol run, as
+    ``model-hsH`` names: other models a sweep has are no cells of the report."""
     present = {(r.config["model"], r.config["hidden_size"]) for r in included(records) if settings(r) == PROTOCOL}
-    return [cell_name(m, h) for m in MODELS for h in HIDDEN_SIZES if (m, h) not in present]
+    return [cell_name(m, h) for m in hw5.MODELS for h in hw5.HIDDEN_SIZES if (m, h) not in present]
 
 
 def summary_frame(records: Iterable[Record]) -> pd.DataFrame:

@@ -1,23 +1,19 @@
-"""Comparisons between runs, and the HW5 report's claims judged by rules that the page states (``rules``).
+"""The HW5 report's claims (the rows of ``hw5.CLAIMS``) and this project's own questions, judged by the rules the
+page states (``rules``), each verdict with its scope: rate, hidden sizes, seeds and processors.
 
-Pairs: two runs whose training identities differ only in the model (or only in the hidden size, or
-only in the learning rate) and share the seed. At one seed the three models start from the same
-initial weights, so the design is paired by seed; and every run is scored on the same 10,000 test
-images. A comparison of test accuracy therefore carries the interval over seeds *and* test images
-(``stats.paired_two_source``), the t interval over seeds alone beside it, the exact sign-flip test
-pooled over seeds on the shared images, and McNemar's exact test per seed. Verdicts follow ``stats``
-(its docstring); which runs a claim may be judged on is decided here:
+Which runs a claim may be judged on is decided here:
 
-- a claim of the HW5 report only on runs of its protocol (``protocol.PROTOCOL``), on val-selected test
-  accuracy; "at every hidden size" only with all three sizes; else *not tested here*, saying what it needs;
-- this project's own questions (not claims of the report: "do the normalised models train faster?",
-  "does normalisation still help at each model's best learning rate?") are labelled as such, with
-  measures that the learning-rate schedule does not decide.
+- a claim of the HW5 report only on runs of its protocol (``protocol.PROTOCOL``), on val-selected test accuracy;
+  "at every hidden size" only with all three sizes; else *not tested here*, saying what it needs;
+- this project's own questions (not claims of the report: "do the normalised models train faster?", asked at
+  every rate the records hold; "does normalisation still help at each model's best learning rate?") are labelled
+  as such, with measures that the learning-rate schedule does not decide.
+
+How two cells are compared (paired or not) and how the parts of a claim become one verdict is ``comparisons``'.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,21 +21,26 @@ import numpy as np
 import pandas as pd
 
 from .. import records as records_module
-from ..config import MODELS, cell_name
+from ..config import cell_name
+from ..origin import describe
 from ..records import Record
-from . import cells, stats
-from .protocol import HIDDEN_SIZES, PROTOCOL, settings
+from . import cells, hw5, stats
+from .comparisons import (  # noqa: F401  (comparisons, comparisons_text: the analysis page reads them here too)
+    PREDICTION_OF,
+    TRAIN_LOSS,
+    Comparison,
+    compare,
+    comparisons,
+    comparisons_text,
+    judge,
+    metric_for,
+    rule_text,
+)
+from .protocol import PROTOCOL, settings
 
 REPORT, OWN = "the HW5 report", "this project's question"
-MODEL_PAIRS = (("bmodel", "wmodel"), ("wmodel", "nmodel"), ("bmodel", "nmodel"))
-STABLE_MARGIN = 0.2  # points: "does not change much", read as within about one binomial SE of a difference
-TRAIN_LOSS = "initial_rate_train_loss"  # this project's measure of training speed (``initial_rate_loss``)
-PREDICTION_OF = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # none kept at the best epoch
-METRIC_NAMES = {"val_selected_test_acc": "val-selected test accuracy", "final_test_acc": "final test accuracy",
-                "best_test_acc": "best test accuracy (the HW5 report's metric)",
-                TRAIN_LOSS: "mean training loss over the epochs before the first learning-rate decay"}
-PROTOCOL_TEXT = ("100 epochs, Adam lr 0.01, StepLR ×0.1 every 20 epochs, batch 100, the first 50,000 training "
-                 "images with the last 10,000 for validation")
+CPU_GENERATIONS = ("a run's numbers move in the last bits from one processor to another (about 0.1 point of "
+                   "accuracy between two EPYC generations on the quick profile), which no interval covers")
 
 
 @dataclass(frozen=True)
@@ -51,40 +52,7 @@ class Claim:
     source: str  # REPORT or OWN
     verdict: str
     text: str  # sentences generated from the numbers
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """a - b over the seeds both have: the seed-only t interval and, for test accuracy, the two-source one."""
-
-    a: str
-    b: str
-    metric: str
-    seeds: tuple[int, ...]
-    seed_only: stats.Estimate  # t interval over seeds of the per-seed differences
-    two_source: stats.TwoSource | None = None  # None: no per-example predictions for this metric
-    mcnemar: tuple[stats.McNemar, ...] = ()  # per seed
-    pooled_p: float | None = None  # exact sign-flip test pooled over seeds (``stats.sign_flip``)
-    missing: str = ""  # why there is no two-source interval
-
-    @property
-    def estimate(self) -> stats.Estimate | stats.TwoSource | None:
-        """The interval verdicts use: over seeds and test images for a test accuracy; over seeds alone for
-        a measure taken on the training set itself (every training image: nothing is sampled)."""
-        return self.seed_only if self.metric == TRAIN_LOSS else self.two_source
-
-    @property
-    def mean(self) -> float:
-        return self.two_source.mean if self.two_source is not None else self.seed_only.mean
-
-    def verdict(self, parts: int = 1, margin: float | None = None) -> str:
-        """The verdict on "a - b > 0" (or "|a - b| <= margin") as one of ``parts`` parts of a claim."""
-        return stats.part_verdict(self.estimate, parts, margin)
-
-    def why_untested(self) -> str:
-        if self.estimate is None:
-            return self.missing or "no interval over test images"
-        return stats.why_untestable(self.estimate)
+    scope: str = ""  # the conditions the verdict holds under: rate, hidden sizes, seeds, processors
 
 
 def main_settings(records: Iterable[Record]) -> str | None:
@@ -97,7 +65,7 @@ def main_settings(records: Iterable[Record]) -> str | None:
 
 
 def main_runs(records: Iterable[Record]) -> list[Record]:
-    """The complete runs with the main settings: what the error figures and this project's questions use."""
+    """The complete runs with the main settings: what the error figures use."""
     records = cells.included(records)
     label = main_settings(records)
     return [r for r in records if settings(r) == label]
@@ -108,100 +76,104 @@ def protocol_runs(records: Iterable[Record]) -> list[Record]:
     return [r for r in cells.included(records) if settings(r) == PROTOCOL]
 
 
-def metric_for(records: Iterable[Record]) -> str:
-    """The honest metric these runs allow: val-selected test accuracy, or final test accuracy without validation."""
-    records = list(records)
-    validated = records and all(r.config.get("validation", True) for r in records)
-    return "val_selected_test_acc" if validated else "final_test_acc"
-
-
 def prediction_for(records: Iterable[Record]) -> str:
     """Which kept predictions go with ``metric_for``: val_selected, or final for runs without validation."""
     return PREDICTION_OF[metric_for(records)]
 
 
-def correctness(runs: Sequence[Record], which: str, labels: np.ndarray) -> np.ndarray | None:
-    """(runs, test images): whether each run got each test image right at ``which``; None when one kept
-    no predictions there."""
-    rows = []
-    for record in runs:
-        predicted = record.predicted(which)
-        if predicted is None:
-            return None
-        if predicted.shape != np.shape(labels):
-            raise ValueError(f"{cells.run_name(record)}: {len(predicted)} predictions for {len(labels)} test labels; "
-                             "pass the official test labels (misclassified.test_set)")
-        rows.append(predicted == labels)
-    return np.stack(rows)
-
-
-def compare(runs_a: Iterable[Record], runs_b: Iterable[Record], metric: str, labels: np.ndarray | None = None,
-            a: str = "a", b: str = "b") -> Comparison | None:
-    """a - b on ``metric`` over the seeds both sets of runs have (one run per seed each); None without a pair."""
-    by_seed = {r.config["seed"]: r for r in runs_b}
-    pairs = [(r, by_seed[r.config["seed"]]) for r in sorted(runs_a, key=lambda r: r.config["seed"])
-             if r.config["seed"] in by_seed]
-    pairs = [(ra, rb) for ra, rb in pairs if _value(ra, metric) is not None and _value(rb, metric) is not None]
-    if not pairs:
-        return None
-    seeds = tuple(ra.config["seed"] for ra, _ in pairs)
-    seed_only = stats.paired_difference([_value(ra, metric) for ra, _ in pairs],
-                                        [_value(rb, metric) for _, rb in pairs])
-    which = PREDICTION_OF.get(metric)
-    if which is None:
-        missing = "" if metric == TRAIN_LOSS else "no per-example predictions are kept at the best epoch"
-        return Comparison(a, b, metric, seeds, seed_only, missing=missing)
-    correct_a = correctness([ra for ra, _ in pairs], which, labels) if labels is not None else None
-    correct_b = correctness([rb for _, rb in pairs], which, labels) if labels is not None else None
-    if correct_a is None or correct_b is None:
-        return Comparison(a, b, metric, seeds, seed_only, missing="these records keep no per-example predictions")
-    tests = tuple(stats.mcnemar(labels, ra.predicted(which), rb.predicted(which)) for ra, rb in pairs)
-    return Comparison(a, b, metric, seeds, seed_only, stats.paired_two_source(correct_a, correct_b), tests,
-                      stats.sign_flip(correct_a, correct_b))
-
-
-def comparisons(records: Iterable[Record], metric: str | None = None, pairs: Sequence[tuple[str, str]] = MODEL_PAIRS,
-                labels: np.ndarray | None = None) -> pd.DataFrame:
-    """Per model pair, hidden size and settings: seeds, mean difference a - b, its 95 % interval over seeds and
-    test images (``low``, ``high``) and over seeds alone (``seed_low``, ``seed_high``), the verdict on
-    "a > b", the pooled sign-flip p value and McNemar's p value of each seed."""
-    by_cell = cells.group(records)
-    rows = []
-    for label in sorted({key[2] for key in by_cell}, key=lambda s: (s != PROTOCOL, s)):
-        group = [r for key, runs in by_cell.items() if key[2] == label for r in runs]
-        chosen = metric or metric_for(group)
-        for hidden_size in sorted({key[1] for key in by_cell if key[2] == label}, key=cells.size_order):
-            for a, b in pairs:
-                runs_a, runs_b = by_cell.get((a, hidden_size, label)), by_cell.get((b, hidden_size, label))
-                found = compare(runs_a, runs_b, chosen, labels, a, b) if runs_a and runs_b else None
-                if found is not None:
-                    rows.append(_comparison_row(found, hidden_size=hidden_size, settings=label))
-    columns = ["a", "b", "hidden_size", "settings", "metric", "seeds", "difference", "low", "high", "seed_low",
-               "seed_high", "verdict", "why", "pooled_p", "mcnemar_p"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def comparisons_text(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """``comparisons`` for reading: intervals as "[low, high]", p values in two significant digits."""
-    out = table[["a", "b", "hidden_size", "settings", "seeds"]].copy()
-    out["a − b (points)"] = [f"{v:+.{digits}f}" for v in table["difference"]]
-    out["95 % CI, seeds and images"] = [_interval(lo, hi, digits) for lo, hi in zip(table["low"], table["high"])]
-    out["95 % CI, seeds only"] = [_interval(lo, hi, digits) for lo, hi in zip(table["seed_low"], table["seed_high"])]
-    out["verdict on a > b"] = [v if not why else f"{v} ({why})" for v, why in zip(table["verdict"], table["why"])]
-    out["pooled p"] = ["" if pd.isna(p) else f"{p:.2g}" for p in table["pooled_p"]]
-    out["McNemar p per seed"] = [", ".join(f"{p:.2g}" for p in ps) for ps in table["mcnemar_p"]]
-    return out
-
-
 def check(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
-    """The HW5 report's four claims, judged on its protocol's runs, then this project's own questions."""
+    """The HW5 report's claims (``hw5.CLAIMS``), judged on its protocol's runs, then this project's own questions."""
     records = cells.included(records)
     if not records:
         return []
     protocol = protocol_runs(records)
-    found = [ordering(protocol, labels), training_accuracy(protocol), hidden_size_effect(protocol, labels),
-             stability(protocol, labels), trains_faster(main_runs(records))]
-    return found + learning_rate_claims(records, labels)
+    found = [report_claim(spec, protocol, labels, records) for spec in hw5.CLAIMS]
+    return found + trains_faster(records) + learning_rate_claims(records, labels)
+
+
+def report_claim(spec: hw5.ClaimRow, protocol: list[Record], labels: np.ndarray | None = None,
+                 records: Sequence[Record] = ()) -> Claim:
+    """One claim of the HW5 report, judged on the protocol's runs by its rule (``records``: every run, for the
+    context of a claim about training accuracy)."""
+    if not protocol:
+        return Claim(spec.name, spec.says, REPORT, stats.UNTESTED,
+                     f"Not tested here: none of these runs follows the HW5 report's protocol. It needs {spec.needs}.")
+    if spec.rule == hw5.REACHES:
+        return training_accuracy(spec, protocol, records)
+    by_cell = cells.group(protocol)
+    parts, used = [], {}
+    for part in spec.parts:
+        a, b = (*part.a, PROTOCOL), (*part.b, PROTOCOL)
+        used.update({key: by_cell[key] for key in (a, b) if key in by_cell})
+        same_model = part.a[0] == part.b[0]
+        name_a, name_b = (f"H={part.a[1]}", f"H={part.b[1]}") if same_model else (part.a[0], part.b[0])
+        label = (f"{part.a[0]}: " if same_model else f"at H = {part.a[1]}: ") + f"{name_a} − {name_b}"
+        found = compare(by_cell[a], by_cell[b], spec.measure, labels, name_a, name_b) \
+            if a in by_cell and b in by_cell else None
+        parts.append((label, found))
+    verdict, texts = judge(parts, spec.margin)
+    prefixed = [text if found is None else f"{label.split(':')[0]}: {text}" for (label, found), text in
+                zip(parts, texts)]
+    text = "; ".join(prefixed) + ". " + rule_text(len(parts), spec.margin)
+    text = text[0].upper() + text[1:]
+    comparisons_made = [found for _, found in parts if found is not None]
+    notes = [_floor_note(comparisons_made), _confound_note(used, spec.parts)]
+    if spec.margin is not None:
+        notes.append(hw5.MARGIN_REASON)
+    return Claim(spec.name, spec.says, REPORT, verdict, " ".join([text, *[n for n in notes if n]]),
+                 _scope(used, _settings_text(PROTOCOL)))
+
+
+def training_accuracy(spec: hw5.ClaimRow, protocol: list[Record], records: Sequence[Record] = ()) -> Claim:
+    """Every model reaches 100 % training accuracy in 100 epochs, read from ``train_eval`` (the whole training
+    set in eval mode after the last epoch). Measured exactly (nothing sampled), so only the seeds are noise: a
+    cell where most seeds fall short contradicts it; support needs every run of every cell at 100 %. Runs of other
+    settings in ``records`` give the context: where the models that fall short do reach it."""
+    by_cell = cells.group(protocol)
+    sentences, short_cells, untested, unmeasured = [], [], [], []
+    models = list(dict.fromkeys(m for m, _ in spec.cells))
+    for model in models:
+        parts = []
+        for h in [h for m, h in spec.cells if m == model]:
+            runs = by_cell.get((model, h, PROTOCOL), [])
+            measured = [r for r in runs if r.summary["train_eval_acc"] is not None]
+            unmeasured += [r for r in runs if r.summary["train_eval_acc"] is None]
+            if len(measured) < stats.MIN_SEEDS:
+                untested.append(cell_name(model, h))
+            if not runs:
+                continue
+            if not measured:
+                parts.append(f"H = {h} not measured")
+                continue
+            reach = sum(r.summary["train_eval_acc"] >= 100.0 for r in measured)
+            if len(measured) >= stats.MIN_SEEDS and 2 * (len(measured) - reach) > len(measured):
+                short_cells.append(cell_name(model, h))
+            parts.append(f"H = {h} {reach} of {_count(len(measured), 'run')}" + _missed(measured))
+        sentences.append(f"{model}: " + ", ".join(parts) if parts else f"{model}: no protocol runs")
+    if short_cells:
+        verdict = stats.CONTRADICTED
+    elif untested:
+        verdict = stats.UNTESTED
+    else:
+        all_reach = all(r.summary["train_eval_acc"] is None or r.summary["train_eval_acc"] >= 100.0
+                        for runs in by_cell.values() for r in runs)
+        verdict = stats.SUPPORTED if all_reach else stats.WITHIN_NOISE
+    text = ("Runs at 100.00 % of their training images, measured in eval mode after the last epoch: "
+            + "; ".join(sentences) + ".")
+    if unmeasured:
+        running = [r.history[-1]["train_acc"] for r in unmeasured if r.history]
+        text += (f" Not measured for {_count(len(unmeasured), 'run')}: older records (format 2) lack the eval-mode "
+                 "measurement; their training pass's running count, taken while the weights change, ended at "
+                 f"{min(running):.2f}-{max(running):.2f} % and is not the trained network's accuracy.")
+    if short_cells:
+        text += f" Most seeds short of 100 % in {', '.join(short_cells)}."
+        text += _elsewhere({c.split('-hs')[0] for c in short_cells}, records)
+    if untested and not short_cells:
+        text += f" Not tested: {', '.join(untested)} (a verdict needs {stats.MIN_SEEDS} measured seeds per cell)."
+    text += (" Rule: the measurement is exact (every training image), so only seeds are noise: contradicted when in "
+             "some cell most seeds fall short of 100 %, supported when every run of every cell reaches it.")
+    used = {key: runs for key, runs in by_cell.items() if key[:2] in spec.cells}
+    return Claim(spec.name, spec.says, REPORT, verdict, text, _scope(used, _settings_text(PROTOCOL)))
 
 
 def rules() -> str:
@@ -210,41 +182,60 @@ def rules() -> str:
     return "\n".join([
         "- **Both sources of noise.** A run's test accuracy varies with its seed and with the 10,000 test images, "
         "which all runs share, so more seeds never remove the second part. Every comparison of test accuracy has "
-        "a 95 % interval over seeds *and* test images, and verdicts use it: the seeds' part is the t interval "
-        "over the per-seed values (S − 1 degrees of freedom); the images' part is the spread of the per-image "
-        "values averaged over seeds, less the seed-by-image interaction already in the seeds' part (the crossed "
-        "random-effects model, method of moments); the two half-widths add in quadrature, so the interval is "
-        "never narrower than either alone. It is computed, not resampled: the page reads the same on every "
-        "rebuild. The t interval over seeds alone stands beside it, labelled *seeds only*: it leaves the test "
-        "images out and decides nothing.",
+        "a 95 % interval over seeds *and* test images, and verdicts use it: the seeds' part is a t interval "
+        "over the per-seed values; the images' part is the spread of the per-image values averaged over seeds, "
+        "less the seed-by-image interaction already in the seeds' part (the crossed random-effects model, method "
+        "of moments); the two half-widths add in quadrature. It is computed, not resampled: the page reads the "
+        "same on every rebuild. The t interval over seeds alone stands beside it, labelled *seeds only*: it leaves "
+        "the test images out and decides nothing.",
+        "- **Paired only where paired.** Runs at one hidden size and seed start from the same initial weights, so "
+        "comparisons there match seeds (paired t on S − 1 degrees of freedom, McNemar per seed). Across hidden "
+        "sizes a seed number shares nothing (the weights have other shapes), so each cell's seeds enter "
+        "independently (Welch's interval on the Welch-Satterthwaite degrees of freedom), the test images still "
+        "paired, and no verdict depends on which seed number a run carries. The table of seed agreement shows "
+        "what a shared seed shares.",
+        "- **A variance estimated below zero** (the images' part, for the same model at two hidden sizes: the same "
+        "images are hard at every size) is printed as estimated and counted as 0: the interval is then the seeds' "
+        "part of the same design, which holds the seed-by-image interaction.",
+        "- **The test set's floor.** However many seeds, an interval's half-width stays at least 1.96 × the "
+        "images' standard error (the *images' floor* column of the comparisons, and a sentence under each claim): "
+        "no number of seeds resolves a smaller difference on this test set, only more test images would.",
         "- **Tests.** *Pooled p*: an exact sign-flip test on the shared images (per image, correct runs of a minus "
-        "correct runs of b, summed over seeds; with one seed it is McNemar's test). McNemar's exact test per seed "
-        "is listed too; those p values share the images and are never combined as if independent.",
+        "correct runs of b, summed over seeds, weighted by the other cell's seed count when the counts differ; "
+        "with one seed each it is McNemar's test). McNemar's exact test per seed is listed for paired "
+        "comparisons; those p values share the images and are never combined as if independent.",
         f"- **The HW5 report's protocol.** A claim of the HW5 report is judged only on runs of its protocol "
-        f"({PROTOCOL_TEXT}), on val-selected test accuracy (its own metric, the best test accuracy, picks the "
+        f"({hw5.PROTOCOL_TEXT}), on val-selected test accuracy (its own metric, the best test accuracy, picks the "
         "epoch on the test set). Allowed deviations, as listed in the README: the 50,000 / 10,000 split its text "
         "gives, fused Adam, denormals flushed on the CPU, PyTorch's weight norm without data-dependent "
         "initialisation, evaluation in eval mode, the epoch chosen on validation. Runs with any other setting "
         "changed (fewer epochs, another learning rate, all 60,000 training images) are not its protocol; "
-        "without protocol runs a claim reads *not tested here*, with what it would need.",
+        "without protocol runs a claim reads *not tested here*, with what it would need. Every verdict names its "
+        "scope: the rate, hidden sizes, seeds and processors it was judged on.",
         "- **Every hidden size** needs runs at all three, H = 5000, 2000 and 1000.",
         f"- **No verdict** from fewer than {stats.MIN_SEEDS} seeds or from an interval of zero width (no "
         "measured noise is not evidence of none).",
-        f"- **Supported**: every part of the claim tested and its 95 % interval on the claimed side (above 0; for "
-        f"\"stable\", inside ±{STABLE_MARGIN} points): each part errs at most 2.5 %, so the claim does too. "
+        "- **Supported**: every part of the claim tested and its 95 % interval on the claimed side: above 0; for "
+        f"\"does not change much\", inside ±{hw5.EQUIVALENCE_MARGIN:g} points, an equivalence test (two one-sided "
+        "tests, each at 2.5 %) with its margin fixed from the HW5 report's numbers and justified beside the "
+        "verdict. Each part errs at most 2.5 %, so the claim does too. "
         f"**Contradicted**: the claim as a whole is wrong at error rate {100 * stats.ERROR_RATE:g} %: some part's "
         f"interval at 1 − {100 * stats.ERROR_RATE:g} %/k (k = the claim's number of parts: {bonferroni:.1f} % "
-        "for the "
-        "six parts of the ordering) lies wholly on the wrong side (Bonferroni), not any one part at 95 %. "
+        "for the six parts of the ordering) lies wholly on the wrong side (Bonferroni), not any one part at 95 %. "
         "**Within noise**: every part tested, neither. **Not tested here**: neither, some part missing or "
         "untestable.",
         "- **This project's questions** (not claims of the HW5 report) are labelled so and follow the same rules, "
-        "with measures the learning-rate schedule does not decide.",
+        "with measures the learning-rate schedule does not decide, at every rate the records hold.",
     ])
 
 
 def scope(records: Iterable[Record]) -> str:
-    """What these runs can and cannot show: which runs the report's claims are judged on, or why none."""
+    """What these runs can and cannot show: which runs the report's claims are judged on, or why none (Markdown;
+    strings from the records, such as settings, escaped)."""
+    return _no_html(_scope_text(records))
+
+
+def _scope_text(records: Iterable[Record]) -> str:
     runs = cells.included(records)
     if not runs:
         return "No complete run: no claim can be judged."
@@ -268,172 +259,52 @@ def scope(records: Iterable[Record]) -> str:
 
 
 def markdown(claims: Iterable[Claim]) -> str:
-    """The claims as a Markdown list: claim, whose it is, verdict, then the generated sentences."""
+    """The claims as a Markdown list: claim, whose it is, verdict with its scope, then the generated sentences. What
+    comes from the records (model names, settings, processors' names) is escaped: the list holds no HTML of theirs."""
     items = []
     for c in claims:
         whose = f"the HW5 report: *{c.says}*" if c.source == REPORT else \
             f"this project's question, not a claim of the HW5 report: *{c.says}*"
-        items.append(f"- **{c.name}** ({whose}) **Verdict: {c.verdict}.** {c.text}")
+        where = f", {c.scope}" if c.scope else ""
+        items.append(_no_html(f"- **{c.name}** ({whose}) **Verdict: {c.verdict}**{where}. {c.text}"))
     return "\n".join(items)
-
-
-# --- the HW5 report's claims -----------------------------------------------------------------------
-
-def ordering(protocol: list[Record], labels: np.ndarray | None = None) -> Claim:
-    """bmodel > wmodel > nmodel at every hidden size: six parts (b > w and w > n at each of the three sizes)."""
-    name, says = "Table 1 ordering", "bmodel > wmodel > nmodel at every hidden size."
-    needs = ("all three models at H = 5000, 2000 and 1000 on the protocol, at least "
-             f"{stats.MIN_SEEDS} seeds each, with per-example predictions (params/paper)")
-    if not protocol:
-        return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell, metric = cells.group(protocol), "val_selected_test_acc"
-    parts = [(h, a, b) for h in HIDDEN_SIZES for a, b in (("bmodel", "wmodel"), ("wmodel", "nmodel"))]
-    verdicts, sentences = [], []
-    for h in HIDDEN_SIZES:
-        texts = []
-        for _, a, b in [p for p in parts if p[0] == h]:
-            found = _compare_cells(by_cell, (a, h), (b, h), metric, labels)
-            if found is None:
-                texts.append(f"{a} − {b}: no paired runs")
-                continue
-            verdicts.append(found.verdict(len(parts)))
-            texts.append(_part_text(found, verdicts[-1]))
-        paired = [t for t in texts if not t.endswith("no paired runs")]
-        sentences.append(f"At H = {h}: " + ("; ".join(texts) if paired else "no paired runs") + ".")
-    return Claim(name, says, REPORT, stats.claim_verdict(verdicts, len(parts)),
-                 " ".join(sentences) + " " + _rule_text(len(parts)))
-
-
-def training_accuracy(protocol: list[Record]) -> Claim:
-    """Every model reaches 100 % training accuracy in 100 epochs, read from ``train_eval`` (the whole training
-    set in eval mode after the last epoch). Measured exactly (nothing sampled), so only the seeds are noise: a
-    cell where most seeds fall short contradicts it; support needs every run of all nine cells at 100 %."""
-    name, says = "100 % training accuracy", "every model reaches 100 % training accuracy in 100 epochs."
-    needs = (f"protocol runs of every model at every hidden size, at least {stats.MIN_SEEDS} seeds each, "
-             "in records that measure the training set after training (format 3, train_eval)")
-    if not protocol:
-        return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell = cells.group(protocol)
-    sentences, short_cells, untested, unmeasured = [], [], [], []
-    for model in MODELS:
-        parts = []
-        for h in HIDDEN_SIZES:
-            runs = by_cell.get((model, h, PROTOCOL), [])
-            measured = [r.summary["train_eval_acc"] for r in runs if r.summary["train_eval_acc"] is not None]
-            unmeasured += [r for r in runs if r.summary["train_eval_acc"] is None]
-            if not runs:
-                untested.append(cell_name(model, h))
-                continue
-            if len(measured) < stats.MIN_SEEDS:
-                untested.append(cell_name(model, h))
-            if not measured:
-                parts.append(f"H = {h} not measured")
-                continue
-            reach = sum(acc >= 100.0 for acc in measured)
-            if len(measured) >= stats.MIN_SEEDS and 2 * (len(measured) - reach) > len(measured):
-                short_cells.append(cell_name(model, h))
-            low = "" if reach == len(measured) else f", lowest {min(measured):.2f} %"
-            parts.append(f"H = {h} {reach} of {_count(len(measured), 'run')}{low}")
-        sentences.append(f"{model}: " + ", ".join(parts) if parts else f"{model}: no protocol runs")
-    if short_cells:
-        verdict = stats.CONTRADICTED
-    elif untested:
-        verdict = stats.UNTESTED
-    else:
-        all_reach = all(r.summary["train_eval_acc"] is None or r.summary["train_eval_acc"] >= 100.0
-                        for runs in by_cell.values() for r in runs)
-        verdict = stats.SUPPORTED if all_reach else stats.WITHIN_NOISE
-    text = ("Runs at 100.00 % of the 50,000 training images, measured in eval mode after the last epoch: "
-            + "; ".join(sentences) + ".")
-    if unmeasured:
-        running = [r.history[-1]["train_acc"] for r in unmeasured if r.history]
-        text += (f" Not measured for {_count(len(unmeasured), 'run')}: older records (format 2) lack the eval-mode "
-                 "measurement; their training pass's running count, taken while the weights change, ended at "
-                 f"{min(running):.2f}-{max(running):.2f} % and is not the trained network's accuracy.")
-    if short_cells:
-        text += f" Most seeds short of 100 % in {', '.join(short_cells)}."
-    if untested and not short_cells:
-        text += f" Not tested: {', '.join(untested)} (a verdict needs {stats.MIN_SEEDS} measured seeds per cell)."
-    text += (" Rule: the measurement is exact (every training image), so only seeds are noise: contradicted when in "
-             "some cell most seeds fall short of 100 %, supported when every run of all nine cells reaches it.")
-    return Claim(name, says, REPORT, verdict, text)
-
-
-def hidden_size_effect(protocol: list[Record], labels: np.ndarray | None = None) -> Claim:
-    """For nmodel, H = 5000 is best and H = 2000 worst: three parts, 5000 > 1000, 5000 > 2000, 1000 > 2000."""
-    name, says = "Hidden size for nmodel", "H = 5000 is best, H = 2000 worst."
-    needs = f"nmodel on the protocol at H = 5000, 2000 and 1000, at least {stats.MIN_SEEDS} seeds each"
-    return _across_sizes(name, says, needs, "nmodel", ((5000, 1000), (5000, 2000), (1000, 2000)), protocol, labels)
-
-
-def stability(protocol: list[Record], labels: np.ndarray | None = None) -> Claim:
-    """bmodel's accuracy does not change much with H: every paired difference between sizes within
-    ±STABLE_MARGIN points (three parts)."""
-    name, says = "bmodel stable across H", "bmodel's accuracy does not change much with the hidden size."
-    needs = f"bmodel on the protocol at H = 5000, 2000 and 1000, at least {stats.MIN_SEEDS} seeds each"
-    return _across_sizes(name, says, needs, "bmodel", ((5000, 2000), (5000, 1000), (2000, 1000)), protocol, labels,
-                         margin=STABLE_MARGIN)
-
-
-def _across_sizes(name: str, says: str, needs: str, model: str, pairs: Sequence[tuple[int, int]],
-                  protocol: list[Record], labels: np.ndarray | None, margin: float | None = None) -> Claim:
-    if not protocol:
-        return Claim(name, says, REPORT, stats.UNTESTED, _not_protocol(needs))
-    by_cell = cells.group(protocol)
-    verdicts, texts = [], []
-    for a, b in pairs:
-        found = _compare_cells(by_cell, (model, a), (model, b), "val_selected_test_acc", labels, f"H={a}", f"H={b}")
-        if found is None:
-            texts.append(f"H={a} − H={b}: no paired runs")
-            continue
-        verdicts.append(found.verdict(len(pairs), margin))
-        texts.append(_part_text(found, verdicts[-1]))
-    rule = _rule_text(len(pairs), margin)
-    measured = "; ".join(texts) if verdicts else f"no {model} runs at two hidden sizes with a common seed yet"
-    return Claim(name, says, REPORT, stats.claim_verdict(verdicts, len(pairs)), f"{model}: {measured}. {rule}")
 
 
 # --- this project's questions ----------------------------------------------------------------------
 
-def initial_rate_loss(record: Record) -> float | None:
-    """Mean training loss over the epochs before the first learning-rate decay (1 to step_size): the area
-    under the training-loss curve while every model has the same, constant rate. The schedule does not
-    decide it, as "the first epoch at 99 % training accuracy" was decided by the decay after epoch 20."""
-    epochs = min(record.config.get("step_size", 20), len(record.history))
-    losses = [h["train_loss"] for h in record.history[:epochs]]
-    if not losses or not all(loss is not None and math.isfinite(loss) for loss in losses):
-        return None
-    return float(np.mean(losses))
-
-
-def trains_faster(runs: list[Record]) -> Claim:
-    """This project's question: do bmodel and wmodel train faster than nmodel (lower ``initial_rate_loss``)?"""
-    name = "Do the normalised models train faster?"
-    says = ("at the same learning rate, bmodel and wmodel reach a lower training loss sooner than nmodel (the HW5 "
-            "report does not claim this; only the titles of the papers it cites do).")
-    if not runs:
-        return Claim(name, says, OWN, stats.UNTESTED, "No complete runs.")
-    by_cell = cells.group(runs)
-    sizes = sorted({key[1] for key in by_cell if key[0] == "nmodel"}, key=cells.size_order)
-    parts = [(h, faster) for h in sizes for faster in ("bmodel", "wmodel")
-             if (faster, h, settings(runs[0])) in by_cell]
-    if not parts:
-        return Claim(name, says, OWN, stats.UNTESTED, "Needs nmodel and a normalised model at one hidden size.")
-    verdicts, texts = [], []
-    for h, faster in parts:
-        found = _compare_cells(by_cell, ("nmodel", h), (faster, h), TRAIN_LOSS, None)
-        if found is None:
-            texts.append(f"H = {h}: nmodel − {faster}: no paired runs")
+def trains_faster(records: Iterable[Record]) -> list[Claim]:
+    """This project's question, at each settings (each rate) where the plain network and another model share a
+    hidden size: does every other model reach a lower ``initial_rate_loss`` than nmodel? One claim per settings,
+    its parts every (hidden size, model)."""
+    by_cell = cells.group(records)
+    says = ("at the same learning rate, the normalised models reach a lower training loss sooner than nmodel (the "
+            "HW5 report does not claim this; only the titles of the papers it cites do).")
+    found = []
+    for label in sorted({key[2] for key in by_cell}, key=lambda s: (s != PROTOCOL, s)):
+        sizes = sorted({h for m, h, s in by_cell if s == label and m == hw5.PLAIN}, key=cells.size_order)
+        parts = [(h, m) for h in sizes for m in sorted({k[0] for k in by_cell if k[1:] == (h, label)},
+                                                       key=cells.model_order) if m != hw5.PLAIN]
+        if not parts:
             continue
-        verdicts.append(found.verdict(len(parts)))
-        texts.append(f"H = {h}: " + _part_text(found, verdicts[-1], unit="", digits=4))
-    epochs = min(runs[0].config.get("step_size", 20), runs[0].config["epochs"])
-    where = "the protocol" if settings(runs[0]) == PROTOCOL else settings(runs[0])
-    text = (f"Measure: the mean training loss over epochs 1-{epochs}, before the first learning-rate decay, at "
-            f"{where}; nmodel − normalised model > 0 means the normalised model got lower sooner. "
-            + "; ".join(texts) + ". It is measured on the training images themselves (nothing sampled), so its "
-            "interval is over seeds alone. " + _rule_text(len(parts)))
-    return Claim(name, says, OWN, stats.claim_verdict(verdicts, len(parts)), text)
+        runs = by_cell[(hw5.PLAIN, sizes[0], label)]
+        where = _settings_text(label, runs[0])
+        rate = "the HW5 report's rate" if label == PROTOCOL else where.replace("Adam ", "")
+        compared = [(f"H = {h}", compare(by_cell[(hw5.PLAIN, h, label)], by_cell[(m, h, label)], TRAIN_LOSS,
+                                         None, hw5.PLAIN, m)) for h, m in parts]
+        verdict, texts = judge(compared, unit="", digits=4)
+        epochs = min(runs[0].config.get("step_size", 20), runs[0].config["epochs"])
+        text = (f"Measure: the mean training loss over epochs 1-{epochs}, before the first learning-rate decay; "
+                f"{hw5.PLAIN} − other model > 0 means the other model got lower sooner. "
+                + "; ".join(f"{label_}: {t}" for (label_, _), t in zip(compared, texts))
+                + ". It is measured on the training images themselves (nothing sampled), so its interval is over "
+                "seeds alone. " + rule_text(len(parts)))
+        used = {key: by_cell[key] for h, m in parts for key in ((hw5.PLAIN, h, label), (m, h, label))}
+        found.append(Claim(f"Do the normalised models train faster at {rate}?", says, OWN, verdict, text,
+                           _scope(used, where)))
+    if not found:
+        return [Claim("Do the normalised models train faster?", says, OWN, stats.UNTESTED,
+                      f"Needs {hw5.PLAIN} and another model at one hidden size and settings.")]
+    return found
 
 
 def rate_choices(records: Iterable[Record]) -> pd.DataFrame:
@@ -447,13 +318,12 @@ def rate_choices(records: Iterable[Record]) -> pd.DataFrame:
     groups = {(h, s) for (m, h, s, lr) in by_cell if len({k[3] for k in by_cell if k[:3] == (m, h, s)}) > 1}
     rows = []
     for h, s in sorted(groups, key=lambda g: (cells.size_order(g[0]), g[1])):
-        for model in MODELS:
+        for model in sorted({k[0] for k in by_cell if k[1:3] == (h, s)}, key=cells.model_order):
             rates = sorted(k[3] for k in by_cell if k[:3] == (model, h, s))
             summaries = []
             for lr in rates:
                 runs = by_cell[(model, h, s, lr)]
-                val = [_val_selected_val_acc(r) for r in runs]
-                val = [v for v in val if v is not None]
+                val = [v for v in (_val_selected_val_acc(r) for r in runs) if v is not None]
                 test = [r.summary["val_selected_test_acc"] for r in runs
                         if r.summary["val_selected_test_acc"] is not None]
                 val_e, test_e = stats.describe(val), stats.describe(test)
@@ -484,8 +354,11 @@ def rate_choices_text(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
-    """This project's question, per normaliser: does it still beat nmodel once each model has the rate chosen
-    on validation? Empty unless some model has several rates at one hidden size (``rate_choices``)."""
+    """This project's question, per model other than the plain network: does it still beat nmodel once each model
+    has the rate chosen on validation? Empty unless some model has several rates at one hidden size
+    (``rate_choices``). Where validation cannot tell a model's chosen rate from another (the paired 95 % interval
+    of their validation accuracies holds 0), the comparison at that rate is given too, and the largest upper end
+    over those is what these runs rule out."""
     records = list(records)
     table = rate_choices(records)
     if table.empty:
@@ -496,109 +369,203 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
         chosen = {row["model"]: row for _, row in group[group["chosen"]].iterrows()}
         tried = {m: sorted(part["lr"]) for m, part in group.groupby("model")}
         eligible = {m: sorted(part.loc[part["eligible"], "lr"]) for m, part in group.groupby("model")}
-        for model, label in (("bmodel", "batch norm"), ("wmodel", "weight norm")):
-            name = f"Does {label} still help at each model's best learning rate (H = {h})?"
-            says = (f"{model} at its own best learning rate beats nmodel at its own best rate, each rate chosen on "
-                    "validation accuracy.")
+        for model in sorted(set(group["model"]) - {hw5.PLAIN}, key=cells.model_order):
+            name = f"Does {hw5.NAMES.get(model, model)} still help at each model's best learning rate (H = {h})?"
+            says = (f"{model} at its own best learning rate beats {hw5.PLAIN} at its own best rate, each rate chosen "
+                    "on validation accuracy.")
             where = "" if s == PROTOCOL else f" Settings besides the rate: {s}."
-            missing = [m for m in (model, "nmodel") if len(eligible.get(m, [])) < 2]
+            missing = [m for m in (model, hw5.PLAIN) if len(eligible.get(m, [])) < 2]
             if missing:
                 rates = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in tried.get(m, [])) or 'none'}"
-                                  for m in (model, "nmodel"))
+                                  for m in (model, hw5.PLAIN))
                 text = (f"Not tested here: {' and '.join(missing)} not at two or more rates with {stats.MIN_SEEDS} "
                         f"seeds each (rates tried: {rates}).{where}")
                 found.append(Claim(name, says, OWN, stats.UNTESTED, text))
                 continue
-            rate_a, rate_b = chosen[model]["lr"], chosen["nmodel"]["lr"]
-            comparison = compare(by_cell[(model, h, s, rate_a)], by_cell[("nmodel", h, s, rate_b)],
-                                 "val_selected_test_acc", labels, f"{model} (lr {rate_a:g})", f"nmodel (lr {rate_b:g})")
-            verdict = comparison.verdict(1)
+            rate_a, rate_b = chosen[model]["lr"], chosen[hw5.PLAIN]["lr"]
+            cell_a, cell_b = by_cell[(model, h, s, rate_a)], by_cell[(hw5.PLAIN, h, s, rate_b)]
+            comparison = compare(cell_a, cell_b, "val_selected_test_acc", labels, f"{model} (lr {rate_a:g})",
+                                 f"{hw5.PLAIN} (lr {rate_b:g})")
+            verdict, (sentence,) = judge([("", comparison)])
             edges = [f"{m}'s chosen rate {r:g} is the {'smallest' if r == eligible[m][0] else 'largest'} tried: "
-                     "its best "
-                     "may lie beyond" for m, r in ((model, rate_a), ("nmodel", rate_b))
+                     "its best may lie beyond" for m, r in ((model, rate_a), (hw5.PLAIN, rate_b))
                      if r in (eligible[m][0], eligible[m][-1])]
-            text = (f"Chosen on validation accuracy: {model} lr {rate_a:g}, nmodel lr {rate_b:g}. "
-                    + _part_text(comparison, verdict) + "." + (" " + "; ".join(edges) + "." if edges else "")
-                    + where + " " + _rule_text(1))
-            found.append(Claim(name, says, OWN, verdict, text))
+            text = (f"Chosen on validation accuracy: {model} lr {rate_a:g}, {hw5.PLAIN} lr {rate_b:g}. {sentence}."
+                    + (" " + "; ".join(edges) + "." if edges else "")
+                    + _ties(by_cell, h, s, model, (rate_a, rate_b), eligible, comparison, labels)
+                    + where + " " + rule_text(1))
+            scope_runs = {(model, h, f"lr={rate_a:g}"): cell_a, (hw5.PLAIN, h, f"lr={rate_b:g}"): cell_b}
+            found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate")))
     return found
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+def _ties(by_cell: dict, h: int, s: str, model: str, chosen: tuple[float, float], eligible: dict,
+          comparison: Comparison, labels: np.ndarray | None) -> str:
+    """The rates validation cannot tell from each model's chosen one, the comparison at each such pair of rates,
+    and the largest upper end among them and the chosen pair's: what these runs rule out."""
+    tied = {}
+    for m, rate in zip((model, hw5.PLAIN), chosen):
+        tied[m] = [rate]
+        for other in eligible[m]:
+            if other == rate:
+                continue
+            difference = _validation_difference(by_cell[(m, h, s, other)], by_cell[(m, h, s, rate)])
+            if difference is not None and difference.low <= 0 <= difference.high:
+                tied[m].append(other)
+    if len(tied[model]) == 1 and len(tied[hw5.PLAIN]) == 1:
+        return ""
+    names = [f"{m} {', '.join(f'{r:g}' for r in rates[1:])} (beside {rates[0]:g})" for m, rates in tied.items()
+             if len(rates) > 1]
+    texts, highs = [], [comparison.two_source.high] if comparison.two_source is not None else []
+    for rate_a in tied[model]:
+        for rate_b in tied[hw5.PLAIN]:
+            if (rate_a, rate_b) == chosen:
+                continue
+            other = compare(by_cell[(model, h, s, rate_a)], by_cell[(hw5.PLAIN, h, s, rate_b)],
+                            "val_selected_test_acc", labels, f"{model} (lr {rate_a:g})", f"{hw5.PLAIN} (lr {rate_b:g})")
+            if other is None or other.two_source is None:
+                continue
+            texts.append(f"{other.a} − {other.b} = {other.mean:+.2f} "
+                         f"[{other.two_source.low:+.2f}, {other.two_source.high:+.2f}]")
+            highs.append(other.two_source.high)
+    bound = f" Over these choices the runs rule out a gain larger than {max(highs):+.2f} points." if highs else ""
+    return (f" Validation cannot tell these rates from the chosen ones (paired 95 % interval of validation accuracy "
+            f"holding 0): {'; '.join(names)}. At them: {'; '.join(texts) or 'no comparison'}.{bound}")
+
+
+def _validation_difference(runs_a: list[Record], runs_b: list[Record]) -> stats.Estimate | None:
+    """Validation accuracy a - b at the val-selected epoch over the seeds both have (same model and hidden size:
+    paired by seed); None with fewer than MIN_SEEDS."""
+    b = {r.config["seed"]: _val_selected_val_acc(r) for r in runs_b}
+    pairs = [(_val_selected_val_acc(r), b[r.config["seed"]]) for r in runs_a if r.config["seed"] in b]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    if len(pairs) < stats.MIN_SEEDS:
+        return None
+    return stats.paired_difference([x for x, _ in pairs], [y for _, y in pairs])
+
+
+def _scope(used: dict[tuple, list[Record]], where: str) -> str:
+    """ "at Adam lr 0.01 (…), H = 5000, 2000 and 1000, 5 seeds per cell; trained on …" """
+    if not used:
+        return f"at {where}"
+    sizes = sorted({key[1] for key in used}, key=cells.size_order)
+    seeds = sorted({len(runs) for runs in used.values()})
+    seeds_text = _count(seeds[0], "seed") if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
+    by_size = {h: _processors(r for key, runs in used.items() if key[1] == h for r in runs) for h in sizes}
+    every = sorted({p for ps in by_size.values() for p in ps})
+    if len(every) == 1:
+        machines = f"trained on {every[0]}"
+    elif len(sizes) == 1:
+        machines = f"trained on {_and(every)}"
+    else:
+        machines = "trained " + ", ".join(f"at H = {h} on {_and(ps)}" for h, ps in by_size.items())
+    return f"at {where}, H = {_and([str(h) for h in sizes])}, {seeds_text} per cell; {machines}"
+
+
+def _processors(runs: Iterable[Record]) -> list[str]:
+    """The processors that trained ``runs`` (every segment's), as the pages name them, sorted."""
+    found = set()
+    for record in runs:
+        for segment in getattr(record, "segments", None) or []:
+            found.add(describe(segment["hardware"], cores=False) if segment.get("hardware")
+                      else segment.get("device_name") or "a processor not recorded")
+    return sorted(found) or ["processors not recorded"]
+
+
+def _confound_note(used: dict[tuple, list[Record]], parts: Sequence[hw5.Part]) -> str:
+    """Where a claim compares hidden sizes trained on different processors, say that the two are confounded."""
+    if not any(p.a[1] != p.b[1] for p in parts):
+        return ""
+    sizes = sorted({key[1] for key in used}, key=cells.size_order)
+    by_size = {h: tuple(_processors(r for key, runs in used.items() if key[1] == h for r in runs)) for h in sizes}
+    if len(set(by_size.values())) <= 1:
+        return ""
+    return ("Hidden size is confounded with processor here (each size trained on other processors, as the scope "
+            f"says): a difference between sizes is also one between processors, and {CPU_GENERATIONS}.")
+
+
+def _floor_note(found: Sequence[Comparison]) -> str:
+    """The test set's floor under these intervals: the images' part of the half-width, which no seed count shrinks."""
+    twos = [c.two_source for c in found if c.two_source is not None]
+    if not twos:
+        return ""
+    floors = [t.floor() for t in twos if not t.negative_images]
+    negative = len(twos) - len(floors)
+    text = ""
+    if floors:
+        low, high = min(floors), max(floors)
+        span = f"±{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"±{low:.2f} to ±{high:.2f}"
+        text = (f"The test images alone put a floor of {span} points under these intervals: no number of seeds "
+                f"resolves a smaller difference on these {twos[0].images:,} test images.")
+    if negative:
+        text += (f" In {_count(negative, 'part')} the images' variance was estimated below 0 (the same images are "
+                 "hard for both cells), counted as 0: those intervals are the seeds' part alone, unpaired.")
+    return text.strip()
+
+
+def _elsewhere(models: set[str], records: Sequence[Record]) -> str:
+    """Where in these records (other settings) the models that fall short at the protocol reach 100 %."""
+    by_cell = cells.group(records)
+    found = []
+    for (model, h, label), runs in sorted(by_cell.items(), key=lambda item: cells.order(item[0])):
+        if model not in models or label == PROTOCOL:
+            continue
+        measured = [r for r in runs if r.summary["train_eval_acc"] is not None]
+        if measured:
+            reach = sum(r.summary["train_eval_acc"] >= 100.0 for r in measured)
+            found.append(f"{model} at H = {h}, {label}: {reach} of {_count(len(measured), 'run')}")
+    if not found:
+        return ""
+    return f" At other settings in these records, runs at 100 %: {'; '.join(found)}."
+
+
+def _missed(measured: list[Record]) -> str:
+    """ ", missing 31-92 of the 50,000 images" for runs short of 100 %; empty when every run reaches it."""
+    short = [r for r in measured if r.summary["train_eval_acc"] < 100.0]
+    if not short:
+        return ""
+    missed = sorted(round((100.0 - r.summary["train_eval_acc"]) * _train_images(r) / 100.0) for r in short)
+    sizes = {_train_images(r) for r in short}
+    span = f"{missed[0]}" if missed[0] == missed[-1] else f"{missed[0]}-{missed[-1]}"
+    return (f", lowest {min(r.summary['train_eval_acc'] for r in short):.2f} % (missing {span} of the "
+            f"{'/'.join(f'{n:,}' for n in sorted(sizes))} images)")
+
+
+def _train_images(record: Record) -> int:
+    return int(record.config.get("train_size", 50_000))
+
+
+def _settings_text(label: str, record: Record | None = None) -> str:
+    """The settings as a verdict names them: "Adam lr 0.01 on the HW5 report's protocol", "Adam lr 0.0003",
+    "Adam lr 0.01, epochs=3, step_size=2"."""
+    if label == PROTOCOL:
+        return f"{hw5.RATE} on the HW5 report's protocol"
+    rest = settings(record, ignore=("lr",))
+    rate = f"Adam lr {record.config['lr']:g}"
+    return rate if rest == PROTOCOL else f"{rate}, {rest}"
+
+
+def _no_html(text: str) -> str:
+    """Markdown that cannot open an HTML tag or entity: "&" and "<" written as entities (">" stays: "a > b")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
 
 def _val_selected_val_acc(record: Record) -> float | None:
     row = records_module.val_selected(record.history)
     return None if row is None else float(row["val_acc"])
 
 
-def _value(record: Record, metric: str) -> float | None:
-    if metric == TRAIN_LOSS:
-        return initial_rate_loss(record)
-    value = record.summary[metric]
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _compare_cells(by_cell: dict, a: tuple, b: tuple, metric: str, labels, name_a: str | None = None,
-                   name_b: str | None = None) -> Comparison | None:
-    """Compare two protocol-or-main cells given as (model, hidden size): the settings of the first run found."""
-    label = next((key[2] for key in by_cell if key[:2] == a), None)
-    runs_a, runs_b = by_cell.get((*a, label)), by_cell.get((*b, label))
-    if not runs_a or not runs_b:
-        return None
-    return compare(runs_a, runs_b, metric, labels, name_a or a[0], name_b or b[0])
-
-
-def _comparison_row(c: Comparison, **where) -> dict:
-    two = c.two_source
-    return {"a": c.a, "b": c.b, **where, "metric": c.metric, "seeds": len(c.seeds), "difference": c.mean,
-            "low": two.low if two else math.nan, "high": two.high if two else math.nan,
-            "seed_low": c.seed_only.low, "seed_high": c.seed_only.high, "verdict": c.verdict(1),
-            "why": c.why_untested(), "pooled_p": c.pooled_p if c.pooled_p is not None else math.nan,
-            "mcnemar_p": [t.p_value for t in c.mcnemar]}
-
-
-def _part_text(c: Comparison, verdict: str, unit: str = " points", digits: int = 2) -> str:
-    """ "a − b = +0.20 points (95 % CI over seeds and test images [...]; seeds only [...]; 3 seeds; pooled p): v" """
-    bits = []
-    if c.two_source is not None:
-        bits.append(f"95 % CI over seeds and test images {_interval(c.two_source.low, c.two_source.high, digits)}")
-    if c.seed_only.n >= 2:
-        bits.append(("95 % CI over seeds " if c.metric == TRAIN_LOSS else "seeds only ")
-                    + _interval(c.seed_only.low, c.seed_only.high, digits))
-    bits.append(_count(len(c.seeds), "seed"))
-    if c.pooled_p is not None:
-        bits.append(f"pooled p = {c.pooled_p:.2g}")
-    text = f"{c.a} − {c.b} = {c.mean:+.{digits}f}{unit} ({'; '.join(bits)})"
-    why = c.why_untested() if verdict == stats.UNTESTED else ""
-    return text + (f": not tested ({why})" if why else f": {verdict}")
-
-
-def _rule_text(parts: int, margin: float | None = None) -> str:
-    """The verdict rule of a claim of ``parts`` parts, with its error rate (``stats.part_verdict``)."""
-    level = 100 * (1 - stats.ERROR_RATE / parts)
-    side = f"inside ±{margin:g} points" if margin is not None else "above 0"
-    wrong = f"wholly outside ±{margin:g}" if margin is not None else "wholly below 0"
-    rate = f"{100 * stats.ERROR_RATE:g} %"
-    if parts == 1:
-        return f"(Supported: its 95 % interval {side}; contradicted: that interval {wrong}.)"
-    return (f"(Supported: all {parts} parts tested, each 95 % interval {side}; contradicted: one part's "
-            f"{level:.1f} % interval {wrong}, a {rate} error rate for the whole claim.)")
-
-
-def _not_protocol(needs: str) -> str:
-    return f"Not tested here: none of these runs follows the HW5 report's protocol. It needs {needs}."
-
-
-def _interval(low, high, digits: int = 2) -> str:
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return ""
-    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
-
-
 def _mean_sd(mean, sd, digits: int = 2) -> str:
     if pd.isna(mean):
         return ""
     return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _count(n: int, noun: str) -> str:

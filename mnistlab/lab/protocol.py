@@ -17,7 +17,6 @@ from ..config import Config
 from ..records import Record
 
 PROTOCOL = "protocol"  # the settings of a run with every setting of the protocol
-HIDDEN_SIZES = (5000, 2000, 1000)  # the HW5 report's hidden sizes, in its Table 1's column order
 # Beside the code it describes, in the checkout this package runs from (not the project root a sweep is given).
 DEVIATIONS = Path(__file__).resolve().parents[2] / "docs" / "deviations.md"
 
@@ -29,14 +28,20 @@ def off_protocol(name: str, value: Any) -> bool:
     return name not in defaults or defaults[name] != value
 
 
-def settings(record: Record, ignore: Iterable[str] = ()) -> str:
-    """The run's settings off the protocol, besides model, hidden size, seed and ``ignore`` (e.g. ``("lr",)``
-    to group the rates of a learning-rate study), as text; ``PROTOCOL`` when there are none."""
-    known = {k: v for k, v in record.config.items() if k in Config.field_names()}
+def changes(record: Record, ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """The run's training settings that differ from the protocol, besides model, hidden size, seed and ``ignore``,
+    in ``Config``'s order: ``{"lr": 0.001}``; empty for a run of the protocol."""
     skip = {"model", "hidden_size", "seed", *ignore}
-    changed = [f"{key}={_text(value)}" for key, value in Config(**known).identity().items()
-               if key not in skip and off_protocol(key, value)]
-    return ", ".join(changed) or PROTOCOL
+    # Validated without the model: a record of a model this checkout does not register still has its settings.
+    known = {k: v for k, v in record.config.items() if k in Config.field_names() and k not in skip}
+    return {key: value for key, value in Config(**known).identity().items()
+            if key not in skip and off_protocol(key, value)}
+
+
+def settings(record: Record, ignore: Iterable[str] = ()) -> str:
+    """The run's settings off the protocol (``changes``) as text, e.g. ``"epochs=2, lr=0.001"`` (``ignore``:
+    e.g. ``("lr",)`` to group the rates of a learning-rate study); ``PROTOCOL`` when there are none."""
+    return ", ".join(f"{key}={_text(value)}" for key, value in changes(record, ignore).items()) or PROTOCOL
 
 
 def deviations() -> str:

@@ -14,23 +14,18 @@ import numpy as np
 import pandas as pd
 
 from ..records import Record
-from . import formatting as fmt, stats
+from . import formatting as fmt, hw5, stats
 from .cells import CELL_KEYS, METRICS, group, included, order, summary_frame
+from .misclassified import correct
 from .protocol import PROTOCOL
 
-# The HW5 report's Table 1: best test accuracy (%) over 100 epochs (``hw5_report`` in the tables).
-HW5_TABLE = {
-    ("nmodel", 5000): 97.35, ("nmodel", 2000): 97.22, ("nmodel", 1000): 97.31,
-    ("bmodel", 5000): 98.73, ("bmodel", 2000): 98.73, ("bmodel", 1000): 98.73,
-    ("wmodel", 5000): 98.65, ("wmodel", 2000): 98.42, ("wmodel", 1000): 98.50,
-}
 TWO_SOURCE_METRICS = {"val_selected_test_acc": "val_selected", "final_test_acc": "final"}  # kept predictions
 
 
 def compute(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
-    """Table 1 of the complete runs: per cell, the seeds, each metric's mean, sd and 95 % t interval over
-    seeds (NaN with one seed), and the HW5 report's number with the difference. With the test ``labels``,
-    val-selected and final test accuracy also get a 95 % interval over seeds and test images
+    """Table 1 of the complete runs, whatever cells they make: per cell, the seeds, each metric's mean, sd and 95 %
+    t interval over seeds (NaN with one seed), and the HW5 report's number with the difference. With the test
+    ``labels``, val-selected and final test accuracy also get a 95 % interval over seeds and test images
     (``{metric}_both_low``, ``_both_high``: ``stats.two_source`` on the kept predictions; NaN where a run
     kept none, and always for best test accuracy, whose epoch keeps none). Empty (with its columns) when
     there is no complete run."""
@@ -53,7 +48,7 @@ def compute(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.D
             row.update({f"{metric}_both_low": both.low if both else np.nan,
                         f"{metric}_both_high": both.high if both else np.nan})
         # The HW5 report's number only beside a run of its protocol: a 3-epoch run is no reproduction of it.
-        row["hw5_report"] = HW5_TABLE.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
+        row["hw5_report"] = hw5.TABLE1.get(key[:2], np.nan) if key[2] == PROTOCOL else np.nan
         row["difference"] = row["best_test_acc"] - row["hw5_report"]
         rows[key] = row
     keys = sorted(rows, key=order)  # the HW5 report's row and column order, protocol before variants
@@ -134,10 +129,10 @@ def _two_source_accuracy(runs: list[Record], which: str, labels: np.ndarray | No
     """A cell's mean test accuracy with its interval over seeds and test images; None without predictions."""
     if labels is None:
         return None
-    predicted = [r.predicted(which) for r in runs]
-    if any(p is None or p.shape != np.shape(labels) for p in predicted):
+    rows = [correct(r, which, labels) for r in runs]
+    if any(row is None for row in rows):
         return None
-    return stats.two_source(100.0 * np.stack([p == labels for p in predicted]))
+    return stats.two_source(100.0 * np.stack(rows))
 
 
 def _estimate_text(row: pd.Series, metric: str, digits: int) -> str:
