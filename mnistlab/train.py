@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -236,7 +236,7 @@ def environment(device: torch.device, fused_adam: bool) -> dict[str, object]:
 
 def utc_now() -> str:
     """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_name(configs: list[Config]) -> str:
@@ -289,12 +289,27 @@ def _log(writer, row: dict) -> None:
                 writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
 
 
+class _NoBar:
+    """What the loop calls on a progress bar, when none is shown: tqdm is imported only for a bar that is."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(enabled: bool, configs: list[Config], initial: int):
+    if not enabled:
+        return _NoBar()
     # Plain text on stdout, not a widget: it reads the same in JupyterLab, a terminal and a papermill report.
     from tqdm import tqdm
 
     return tqdm(total=configs[0].epochs, initial=initial, desc=run_name(configs), unit="epoch", file=sys.stdout,
-                disable=not enabled, mininterval=2.0)
+                mininterval=2.0)
 
 
 def _postfix(records: list[Record]) -> str:

@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import origin, paths
@@ -103,7 +103,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
-                             started=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+                             started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
                              about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()],
                              also=also_shown)
