@@ -6,7 +6,7 @@ PROFILE ?= quick
 STAMP := $(VENV)/.installed
 PYTHON_VERSION ?= 3.12
 
-.PHONY: setup data report test test-fast lint bench lab clean gpu-bundle gpu-report gpu-check
+.PHONY: setup data report test test-fast lint bench lab clean gpu-bundle gpu-rehearsal
 
 setup: $(STAMP) data
 
@@ -57,15 +57,15 @@ lab: setup
 clean:
 	rm -rf build .pytest_cache
 
-# An offline bundle for a GPU node with PyTorch but no network (wheels for PYTHON_VERSION, MNIST, MathJax),
-# and the script that installs it there, runs the GPU check, the tests, the GPU benchmark and the paper sweep,
-# and packs them. gpu-check: the few-minute first check, on the node's own torch (needs the MNIST files).
-GPU_BUNDLE ?= build/gpu-bundle
+# The GPU path (docs/gpu.md). gpu-bundle: build/gpu-wheels, what a GPU node lacks (wheels for Python 3.10-3.12 of
+# the notebook stack and Dask, MNIST, MathJax), and the size of what would travel to it (the checkout's files and
+# that folder; the node takes 64 MiB). gpu-rehearsal: scripts/gpu-node.sh end to end on this CPU, in a fresh
+# virtual environment holding only the node's packages, from a copy of the checkout as it would travel (a few
+# minutes; the first one also installs torch into build/gpu-rehearsal/node). On a node: scripts/gpu-node.sh OUTDIR.
+# GPU_TRAVEL_LIMIT_MIB=56 makes "what travels fits, with 8 MiB to spare" a check (off until reports/ is slimmed).
+GPU_TRAVEL_LIMIT_MIB ?=
 gpu-bundle: $(STAMP)
-	PYTHON=$(BIN)/python PYTHON_VERSION=$(PYTHON_VERSION) scripts/gpu-bundle.sh $(GPU_BUNDLE)
+	$(BIN)/python scripts/gpu_bundle.py $(if $(GPU_TRAVEL_LIMIT_MIB),--limit-mib $(GPU_TRAVEL_LIMIT_MIB))
 
-gpu-report:
-	PYTHON=$(PYTHON) scripts/gpu-report.sh $(GPU_BUNDLE)
-
-gpu-check:
-	PYTHON=$(PYTHON) scripts/gpu-check.sh
+gpu-rehearsal: $(STAMP)
+	$(BIN)/python scripts/gpu_rehearsal.py $(if $(GPU_TRAVEL_LIMIT_MIB),--limit-mib $(GPU_TRAVEL_LIMIT_MIB))

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                    "would run, where) and stop: nothing is written, locked or run")
     p.add_argument("--timeout", type=_duration, metavar="SECONDS", help="the longest one notebook may run, e.g. 3600, "
                    "90m or 6h; one that runs longer is stopped and marked failed, the others go on; default: no limit")
+    p.add_argument("--cuda-graphs", action="store_true", help="capture every run's training step as a CUDA graph "
+                   "(GPU workers only; check graphs on the node first: benchmarks/gpu_check.py, docs/gpu.md)")
 
     p = commands.add_parser("render", help="render an executed notebook (papermill's output) as an HTML page whose "
                             "maths works offline: MathJax is copied into _static/ beside it")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                            keep_older_code=args.keep_older_code, also=args.also,
                            scheduler=args.scheduler, cluster=args.cluster, cluster_file=args.cluster_file,
                            dry_run=args.dry_run, timeout=args.timeout, allow_other_files=args.allow_other_files,
-                           worker_timeout=args.worker_timeout)
+                           worker_timeout=args.worker_timeout, cuda_graphs=args.cuda_graphs)
             return 0 if args.dry_run or result.ok else 1
         elif args.command == "render":
             from pathlib import Path

@@ -252,7 +252,7 @@ def _graphs_available(device: torch.device) -> bool:
 
 def utc_now() -> str:
     """The time now, UTC, ISO 8601 to the second (a segment's ``started``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (datetime.UTC needs 3.11)
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_name(configs: list[Config]) -> str:

@@ -16,7 +16,7 @@ import torch
 from mnistlab import MODELS, CheckpointError, Config, Record, run, runner
 from mnistlab.data import MNISTSplits, Split
 from mnistlab.records import val_selected
-from mnistlab.syncs import HostTransfers
+from syncs import HostTransfers
 
 TINY = dict(hidden_size=64, epochs=2, train_size=2000, device="cpu")  # the CPU, also on a CUDA host
 

@@ -23,7 +23,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import paths
@@ -112,7 +112,7 @@ def hold(out: Path) -> Iterator[str]:
         note = f"took over the lock of a sweep that ended without releasing it ({_describe(previous)})" \
             if previous else ""
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": datetime.now(UTC).isoformat(timespec="seconds")}
+                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode(), 0)

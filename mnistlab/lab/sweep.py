@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import origin, paths
@@ -40,7 +40,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
           also: list[str | Path] | None = None, scheduler: str | None = None, cluster: str | None = None,
           cluster_file: str | Path | None = None,
           notebooks: str | Path | None = None, dry_run: bool = False, timeout: float | None = None,
-          allow_other_files: bool = False, worker_timeout: float | None = None) -> SweepResult:
+          allow_other_files: bool = False, worker_timeout: float | None = None,
+          cuda_graphs: bool = False) -> SweepResult:
     """Run every params file and seed, then the pages; write sweep.json and index.html.
 
     ``params``: folders of *.yaml or files. ``out``: relative to the project root (default
@@ -55,7 +56,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     before anything runs (``render.check``). ``out`` must be new, empty or a sweep's (``lock.check_out``):
     never the sources or the project root, and a folder of other files only with ``allow_other_files``.
     ``worker_timeout``: seconds without a worker that can run the notebooks before the sweep ends with a
-    ``schedule.ClusterError`` (default ``schedule.WORKER_TIMEOUT``).
+    ``schedule.ClusterError`` (default ``schedule.WORKER_TIMEOUT``). ``cuda_graphs``: every run captures its
+    training step as a CUDA graph (GPU workers only; ``benchmarks/gpu_check.py`` checks graphs on a node first);
+    it changes no run's identity, so runs already up to date are kept as they are.
     """
     started = time.time()
     params = [Path(p) for p in (params if isinstance(params, (list, tuple)) else [params])]
@@ -78,7 +81,11 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             print(note, flush=True)
         with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster, cluster_file=cluster_file,
                              worker_timeout=worker_timeout or schedule.WORKER_TIMEOUT) as (dask_client, shape):
-            planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"]), timeout=timeout))
+            if cuda_graphs and not shape["gpus"]:
+                raise ParamsError("--cuda-graphs: CUDA graphs need GPU workers, and this cluster has none; "
+                                  "leave the option out to train eagerly")
+            planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"], cuda_graphs),
+                                            timeout=timeout))
                        for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
             tasks = [task for _, _, task in planned]
             if not dry_run:
@@ -103,7 +110,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
-                             started=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+                             started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
                              about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()],
                              also=also_shown)
@@ -120,10 +127,14 @@ def _notebook_seeds(job: Job, per_seed: bool) -> list[tuple[int, ...]]:
     return [(seed,) for seed in job.spec.seeds] if per_seed else [tuple(job.spec.seeds)]
 
 
-def _run_task(job: Job, seeds: tuple[int, ...], notebooks: Path, out: Path, threads: int | None) -> Task:
-    """The train notebook for ``seeds`` of one params file, its records and checkpoint under ``out``."""
+def _run_task(job: Job, seeds: tuple[int, ...], notebooks: Path, out: Path, threads: int | None,
+              cuda_graphs: bool = False) -> Task:
+    """The train notebook for ``seeds`` of one params file, its records and checkpoint under ``out``; with
+    ``cuda_graphs``, its step captured as a CUDA graph."""
     name = job.name if len(seeds) == len(job.spec.seeds) and len(seeds) > 1 else job.spec.name(seeds[0])
     spec = job.spec.with_seeds(seeds, job.spec.checkpoint.with_name(f"{name}{job.spec.checkpoint.suffix}"))
+    if cuda_graphs:
+        spec = replace(spec, cuda_graphs=True, given={**spec.given, "cuda_graphs": True})
     cost = spec.config.hidden_size * spec.config.epochs * spec.config.train_size * len(seeds)
     return Task(name=name, source=notebooks / "train.ipynb", output=out / "runs" / f"{name}.ipynb",
                 html=out / "runs" / f"{name}.html", parameters=spec.to_params(), site_root=out,
