@@ -118,15 +118,21 @@ class WeightNormProduct(torch.autograd.Function):
 
 
 class FusedWeightNorm(StackedModel):
-    """wmodel's stack with each layer a ``WeightNormProduct``: the same function, another rounding."""
+    """wmodel's stack with each weight-normalised layer a ``WeightNormProduct``: the same function, another rounding."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.name != "wmodel":
+        if "fc1.parametrizations.weight.original1" not in self.parameter_keys:
             return super().forward(x)
         if x.dim() == 2:
             x = x.expand(self.size, *x.shape)
-        z = WeightNormProduct.apply(x, self.v1, self.g1, self.b1)  # (K, B, H)
-        return WeightNormProduct.apply(F.relu(z), self.v2, self.g2, self.b2)  # (K, B, 10)
+        z = self._layer(x, "fc1")  # (K, B, H)
+        return self._layer(F.relu(z), "fc2")  # (K, B, 10)
+
+    def _layer(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        v = self.stacked(f"{name}.parametrizations.weight.original1").transpose(1, 2)  # (K, in, out)
+        g = self.stacked(f"{name}.parametrizations.weight.original0").transpose(1, 2)  # (K, 1, out)
+        b = self.stacked(f"{name}.bias")[:, None, :]  # (K, 1, out)
+        return WeightNormProduct.apply(x, v, g, b)
 
 
 class GradsNone(Stack):
@@ -137,7 +143,7 @@ class GradsNone(Stack):
         for p in self.model.parameters():
             p.grad = None
 
-    def step(self, index: torch.Tensor) -> None:
+    def step(self, index: torch.Tensor, distortions=None) -> None:
         x, y = self.split.x[index], self.split.y[index]
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)

@@ -8,7 +8,9 @@ Nothing here knows the models: any registered model stacks. ``torch.func.stack_m
 the K networks' parameters and buffers into (K, ...) tensors, and ``vmap`` over ``functional_call``
 runs the one network's own forward on each slice. Batch norm's running statistics are stacked buffers
 too, so each network updates its own in place; dropout draws a different mask per network
-(``randomness="different"``); weight norm is computed from each network's own g and v.
+(``randomness="different"``); weight norm is computed from each network's own g and v, as the same
+formula in operations vmap batches (``torch._weight_norm`` has no batching rule: vmap would run it once
+per network, K times the kernels and the memory traffic).
 
 Each seed is still its own run: its initial weights are those ``build_model`` makes after
 ``torch.manual_seed(seed)`` (as a single run builds them), it shuffles with its own generator (in
@@ -25,6 +27,7 @@ import copy
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.utils.parametrizations import _WeightNorm
 
 from .models import build_model
 
@@ -45,8 +48,10 @@ class StackedModel(nn.Module):
             self.register_parameter(_attribute(key), nn.Parameter(tensor.detach().clone()))
         for key, tensor in buffers.items():
             self.register_buffer(_attribute(key), tensor.clone())
-        # The network whose forward every slice runs, without tensors of its own (a list: not a submodule).
-        self._network = [copy.deepcopy(models[0]).to("meta")]
+        # The network as built, and the one whose forward every slice runs, both without tensors of their own (in
+        # lists: not submodules).
+        self._template = [copy.deepcopy(models[0]).to("meta")]
+        self._network = [_batchable(copy.deepcopy(self._template[0]))]
 
     @classmethod
     def from_seeds(cls, name: str, hidden_size: int, seeds: list[int], dropout: float = 0.0) -> StackedModel:
@@ -57,6 +62,11 @@ class StackedModel(nn.Module):
             models.append(build_model(name, hidden_size, dropout))
         return cls(models)
 
+    @property
+    def parameter_keys(self) -> list[str]:
+        """The network's parameter names, as its state dict gives them (``fc1.weight``, ...)."""
+        return list(self._parameter_keys)
+
     def stacked(self, key: str) -> torch.Tensor:
         """One network's state-dict entry ``key`` (e.g. ``fc1.weight``) for all K networks: (K, ...)."""
         return getattr(self, _attribute(key))
@@ -66,7 +76,7 @@ class StackedModel(nn.Module):
         device = next(iter(self.state_dict().values())).device
         models = []
         for k in range(self.size):
-            model = copy.deepcopy(self._network[0]).to_empty(device=device)
+            model = copy.deepcopy(self._template[0]).to_empty(device=device)
             model.load_state_dict({key: self.stacked(key)[k] for key in self._parameter_keys + self._buffer_keys})
             models.append(model.train(self.training))
         return models
@@ -88,8 +98,31 @@ class StackedModel(nn.Module):
         return functional_call(self._network[0], (parameters, buffers), (x,))
 
     def extra_repr(self) -> str:
-        return f"{self.size} x {self._network[0]!r}"
+        return f"{self.size} x {self._template[0]!r}"
 
 
 def _attribute(key: str) -> str:
     return key.replace(".", _SEPARATOR)
+
+
+class _BatchedWeightNorm(nn.Module):
+    """torch's weight norm, w = g v / ||v|| with the norm over every dimension but ``dim``, in operations that vmap
+    batches; the same function as ``_WeightNorm``, rounded its own way."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        others = [d for d in range(v.dim()) if d != self.dim % v.dim()]
+        return v * (g / v.norm(dim=others, keepdim=True))
+
+
+def _batchable(network: nn.Module) -> nn.Module:
+    """``network`` with torch's weight-norm parametrizations computed by ``_BatchedWeightNorm``."""
+    for module in network.modules():
+        for parametrizations in getattr(module, "parametrizations", {}).values():
+            for i, parametrization in enumerate(parametrizations):
+                if isinstance(parametrization, _WeightNorm):
+                    parametrizations[i] = _BatchedWeightNorm(parametrization.dim)
+    return network

@@ -241,3 +241,19 @@ def test_cuda_graphs_give_the_eager_histories(name, small_data):
                 assert x[key] == pytest.approx(y[key], abs=loss_tol)
             for key in ("train_acc", "val_acc", "test_acc"):
                 assert x[key] == pytest.approx(y[key], abs=acc_tol)
+
+
+def test_a_weight_normalised_stack_batches_its_weight_norm_and_unstacks_to_torchs():
+    """The stack computes w = g v / ||v|| in operations vmap batches (torch's own kernel has no batching rule and
+    would run once per network); the networks it gives back are torch's weight-normalised modules."""
+    from torch.nn.utils.parametrizations import _WeightNorm
+
+    stacked = StackedModel.from_seeds("wmodel", 32, SEEDS)
+    x = torch.randn(len(SEEDS), 20, 784)
+    with torch.no_grad():
+        for k, model in enumerate(stacked.unstack()):
+            assert isinstance(model.fc1.parametrizations.weight[0], _WeightNorm)
+            torch.testing.assert_close(stacked(x)[k], model(x[k]), rtol=1e-5, atol=1e-5)
+    with torch.autograd.profiler.profile() as prof:
+        stacked(x)
+    assert not any("_weight_norm" in event.name for event in prof.function_events)
