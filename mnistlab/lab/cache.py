@@ -16,6 +16,8 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 
+RENDERER = "mnistlab.lab.render"  # turns every page into HTML: its code and templates are part of every page's key
+
 
 def key(value: Any) -> str:
     """A short, stable digest of a JSON-able value (what was asked of a run or page)."""
@@ -24,6 +26,30 @@ def key(value: Any) -> str:
 
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def code_of(notebook: Path) -> dict[str, str]:
+    """The code a page's notebook runs, as digests by file (``origin.file_digest``: its syntax tree): the package
+    modules its code cells import, transitively; modules beside the notebook that it imports (a page's own
+    helpers) and theirs; and the renderer with its templates. Part of a page's key, so an edit of, say,
+    ``backprop.py`` or ``stats.py`` redoes the page (retraining is never asked: runs are keyed by their training
+    identity, and other training code is refused by its fingerprint)."""
+    from .. import origin
+
+    names = [*origin.notebook_imports(notebook), RENDERER]
+    modules = dict(origin.imported([n for n in names if n.split(".")[0] == "mnistlab"], "mnistlab", origin.PACKAGE))
+    for top in sorted({name.split(".")[0] for name in names}):
+        beside = notebook.parent / top
+        where = beside if (beside / "__init__.py").is_file() else beside.with_name(f"{top}.py")
+        if where.is_file() or where.is_dir():
+            modules.update({f"{notebook.parent.name}:{name}": path
+                            for name, path in origin.imported([n for n in names if n.split(".")[0] == top], top,
+                                                              where).items()})
+    digests = {name: origin.file_digest(path) for name, path in sorted(modules.items())}
+    templates = Path(__file__).parent / "templates"
+    digests.update({f"templates/{path.relative_to(templates).as_posix()}": file_hash(path)
+                    for path in sorted(templates.rglob("*")) if path.is_file()})
+    return digests
 
 
 def stamp(manifest: Path, value_key: str, files: list[Path]) -> None:

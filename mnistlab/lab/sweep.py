@@ -218,14 +218,15 @@ def _record_folder(folder: str | Path) -> Path:
 
 def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None,
                others: list[Path] = ()) -> Task:
-    """A page over the sweep: redone when its notebook or any record it reads changed."""
+    """A page over the sweep: redone when its notebook, the code it imports (``cache.code_of``) or any record it
+    reads changed."""
     source = notebooks / f"{name}.ipynb"
     parameters = {}
     records = sorted({out / run.record_file for run in runs if run.record_file} | set(others))
     if name == "analysis":
         parameters = {"records_dir": paths.relative(out / "runs"),
                       "records": [paths.relative(record) for record in records]}
-    inputs = {"notebook": cache.file_hash(source), "parameters": parameters,
+    inputs = {"notebook": cache.file_hash(source), "code": cache.code_of(source), "parameters": parameters,
               "records": [cache.file_hash(record) for record in records] if name == "analysis" else []}
     if name == "analysis" and DEVIATIONS.is_file():  # the page shows them
         inputs["deviations"] = cache.file_hash(DEVIATIONS)
