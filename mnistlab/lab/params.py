@@ -98,7 +98,7 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
         if not found or not found[0].is_file():
             raise ParamsError(f"{paths.relative(path)}: no params file (a folder of *.yaml, or one .yaml file)")
         files += found
-    result, errors, owners = [], [], {}
+    result, errors, owners, trained = [], [], {}, {}
     for file in files:
         try:
             job = _job(file, out, seeds)
@@ -110,6 +110,13 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
             errors.append(f"{paths.relative(file)}: run name {job.name!r} is also {other}'s; "
                           "rename one file, or sweep them into different --out folders")
         owners.setdefault(job.name, file)
+        for config in job.spec.configs():  # the same run twice would count as two seeds of one cell
+            same = trained.setdefault(_identity(config), file)
+            if same != file:
+                errors.append(f"{paths.relative(file)}: seed {config.seed} has the same settings as in "
+                              f"{paths.relative(same)}: the same run twice, which the tables would count as two "
+                              "seeds; remove the seed from one file, or change a setting")
+                break
         result.append(job)
     if errors:
         raise ParamsError("\n".join(errors))
@@ -128,6 +135,10 @@ def _job(file: Path, out: Path, seeds: list[int] | None) -> Job:
         raise ParamsError(f"data_dir {params['data_dir']!r} is not a folder (relative paths are taken from the "
                           "project root)")
     return Job(file=file, params=given, spec=spec)
+
+
+def _identity(config) -> str:
+    return repr(sorted(config.identity().items()))
 
 
 def _short(error: Exception) -> str:

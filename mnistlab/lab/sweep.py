@@ -65,8 +65,16 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
     folders = [_record_folder(folder) for folder in also or []]
-    others = sorted(path for folder in folders for path in folder.glob("*.json"))
+    others, also_notes = also_records(folders, todo)
     also_shown = sorted({paths.shown(folder) for folder in folders})
+    also_older = older_records(others)
+    if also_older and not keep_older_code and not dry_run:
+        raise ParamsError(_older_also_text(also_older) + ". The pages would compare them with this code's runs as if "
+                          "one code had made both: rerun with --keep-older-code to read them anyway, or leave the "
+                          "folder out")
+    if also_older:
+        also_notes.append(_older_also_text(also_older) + (": read anyway (--keep-older-code)" if keep_older_code else
+                                                          ": the sweep stops unless --keep-older-code"))
     from . import lock, progress, render, schedule
 
     lock.check_out(out, sources=[*params, notebooks], writes=_writes(todo, out), other_files=allow_other_files,
@@ -89,7 +97,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                                                           workers=workers),
                                      pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()],
                                      notes=since_last_sweep(out, [job.spec.name(seed) for job in todo
-                                                                  for seed in job.spec.seeds], also_shown))
+                                                                  for seed in job.spec.seeds], also_shown)
+                                     + also_notes)
             print(the_plan.text(), flush=True)
             if dry_run:
                 return the_plan
@@ -209,6 +218,70 @@ def since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
     return notes
 
 
+def also_records(folders: list[Path], todo: list[Job]) -> tuple[list[Path], list[str]]:
+    """The record files of ``--also`` folders that the pages read beside this sweep's runs, and notes on those left
+    out: a file that is not a regular file (a link to a device, a FIFO: never read), or a record of a run this
+    sweep trains itself (the same settings and seed), which would count as a second seed of it."""
+    from ..config import Config
+
+    own = {repr(sorted(config.identity().items())) for job in todo for config in job.spec.configs()}
+    files, notes, same = [], [], []
+    for path in sorted(path for folder in folders for path in folder.glob("*.json")):
+        if not is_regular_file(path):
+            notes.append(f"--also: {paths.shown(path)} is not a regular file (a FIFO or a device?); not read")
+            continue
+        try:
+            config = Record.load(path).config
+            known = Config(**{k: v for k, v in config.items() if k in Config.field_names()})
+        except (RecordError, ValueError, TypeError):
+            files.append(path)  # the analysis says what is wrong with it
+            continue
+        if repr(sorted(known.identity().items())) in own:
+            same.append(paths.shown(path))
+            continue
+        files.append(path)
+    if same:
+        notes.append(f"--also: {len(same)} record(s) are of runs this sweep trains itself, with the same settings and "
+                     f"seed ({', '.join(same[:3])}{' ...' if len(same) > 3 else ''}): this sweep's own are read "
+                     "instead, each run counted once")
+    return files, notes
+
+
+def older_records(files: list[Path]) -> list[tuple[Path, list[str]]]:
+    """The records among ``files`` trained by other training code than this checkout's (``origin.same_numbers``),
+    each with the fingerprinted files that differ (all of them when the record does not say)."""
+    now = origin.code()
+    stale = []
+    for path in files:
+        try:
+            code = Record.load(path).code
+        except RecordError:
+            continue
+        if not origin.same_numbers(code.get("fingerprint"), now):
+            recorded = code.get("files") or {}
+            stale.append((path, sorted(name for name in {*recorded, *now["files"]}
+                                       if recorded.get(name) != now["files"].get(name))))
+    return stale
+
+
+def _older_also_text(stale: list[tuple[Path, list[str]]]) -> str:
+    names = ", ".join(paths.shown(path) for path, _ in stale[:4]) + (" ..." if len(stale) > 4 else "")
+    changed = sorted({name for _, names in stale for name in names})
+    return (f"--also: {len(stale)} record(s) were trained by other training code than this checkout's ({names}); "
+            f"changed since: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}")
+
+
+def is_regular_file(path: Path) -> bool:
+    """``path`` is (or links to) a regular file: not a FIFO, which would block its reader for ever, nor a device
+    such as /dev/zero, which would be read until memory runs out."""
+    import stat
+
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def _record_folder(folder: str | Path) -> Path:
     path = paths.resolve(folder)
     if not path.is_dir():
@@ -222,7 +295,8 @@ def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], thr
     reads changed."""
     source = notebooks / f"{name}.ipynb"
     parameters = {}
-    records = sorted({out / run.record_file for run in runs if run.record_file} | set(others))
+    own = sorted({out / run.record_file for run in runs if run.record_file})
+    records = [*own, *sorted(set(others) - set(own))]  # a run's own record first: it counts where two are alike
     if name == "analysis":
         parameters = {"records_dir": paths.relative(out / "runs"),
                       "records": [paths.relative(record) for record in records]}
