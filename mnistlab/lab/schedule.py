@@ -45,7 +45,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import paths
 from ..config import ConfigError
-from .params import ParamsError
+from .params import MAX_BYTES, ParamsError, read_text
 
 DEFAULT_SLURM = "params/clusters/slurm.yaml"
 CONNECT_SECONDS = 30  # to reach a --scheduler
@@ -410,8 +410,10 @@ def slurm_cluster(workers: int | None = None, cluster_file: str | os.PathLike | 
 
     file = paths.resolve(cluster_file or DEFAULT_SLURM)
     try:
-        options = yaml.safe_load(Path(file).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        options = yaml.safe_load(read_text(Path(file), MAX_BYTES, "a cluster file")) or {}
+    except ParamsError as error:
+        raise ParamsError(f"{paths.relative(file)}: {error}") from None
+    except yaml.YAMLError as error:
         raise ParamsError(f"{paths.relative(file)}: cannot read the cluster options ({error})") from None
     if not isinstance(options, dict):
         raise ParamsError(f"{paths.relative(file)}: expected a mapping of SLURMCluster options")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from dataclasses import asdict, replace
@@ -24,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import origin, paths
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, read_regular
 from ..records import Record, RecordError
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
-from .params import Job, ParamsError, jobs
+from .params import Job, ParamsError, jobs, read_text
 from .protocol import DEVIATIONS
 from .results import PageResult, RunResult, SweepResult
 
@@ -64,6 +65,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     if not (notebooks / "train.ipynb").is_file():
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
+    about = [_readme(p / "README.md") for p in params if os.path.lexists(p / "README.md")]
     folders = [_record_folder(folder) for folder in also or []]
     others, also_notes = also_records(folders, todo)
     also_shown = sorted({paths.shown(folder) for folder in folders})
@@ -114,7 +116,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         result = SweepResult(params=[paths.relative(p) for p in params],
                              started=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
-                             about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()],
+                             about=about,
                              also=also_shown)
         atomic_write_text(out / "sweep.json", json.dumps(report(result), indent=1) + "\n")
         from .site import write_site
@@ -151,7 +153,7 @@ def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
             continue  # it will run anyway
         for path in task.records:
             try:
-                code = Record.load(path).code
+                code = load_record(path).code
             except RecordError:
                 continue
             if not origin.same_numbers(code.get("fingerprint"), now):
@@ -177,7 +179,7 @@ def _code_of(task: Task) -> dict:
     """The training code that made ``task``'s first readable record (``Record.code``)."""
     for path in task.records:
         try:
-            return Record.load(path).code
+            return load_record(path).code
         except RecordError:
             continue
     return {}
@@ -190,8 +192,8 @@ def since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
     rerun with an option forgotten would do without a word; the files of the runs left out stay in ``runs/``.
     A missing or unreadable ``sweep.json``, or a part of it that is not what a sweep writes, says nothing."""
     try:
-        before = json.loads((out / "sweep.json").read_text())
-    except (OSError, ValueError):
+        before = json.loads(read_regular(out / "sweep.json", MAX_SWEEP_JSON, follow=False))
+    except (OSError, ValueError):  # a FIFO, a device or a link there too: never read
         return []
     if not isinstance(before, dict):
         return []
@@ -282,6 +284,25 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+MAX_README = 1 << 20  # bytes of a params folder's README.md, shown on the index
+MAX_SWEEP_JSON = 64 << 20  # bytes of the last sweep.json read back (a study of thousands of runs is a few MB)
+
+
+def _readme(path: Path) -> str:
+    try:
+        return read_text(path, MAX_README, "a params folder's README.md")
+    except ParamsError as error:
+        raise ParamsError(f"{paths.relative(path)}: {error}") from None
+
+
+def load_record(path: Path) -> Record:
+    """A record of the report folder, read only when it is a regular file there (``RecordError`` else): a link
+    planted in place of one (to /dev/zero, say) or a FIFO is never read."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RecordError(f"{paths.relative(path)} is a link or not a regular file; not read")
+    return Record.load(path)
+
+
 def _record_folder(folder: str | Path) -> Path:
     path = paths.resolve(folder)
     if not path.is_dir():
@@ -300,10 +321,10 @@ def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], thr
     if name == "analysis":
         parameters = {"records_dir": paths.relative(out / "runs"),
                       "records": [paths.relative(record) for record in records]}
-    inputs = {"notebook": cache.file_hash(source), "code": cache.code_of(source), "parameters": parameters,
-              "records": [cache.file_hash(record) for record in records] if name == "analysis" else []}
+    inputs = {"notebook": cache.file_hash(source, follow=True), "code": cache.code_of(source), "parameters": parameters,
+              "records": [cache.file_hash(record, follow=True) for record in records] if name == "analysis" else []}
     if name == "analysis" and DEVIATIONS.is_file():  # the page shows them
-        inputs["deviations"] = cache.file_hash(DEVIATIONS)
+        inputs["deviations"] = cache.file_hash(DEVIATIONS, follow=True)
     return Task(name=name, source=source, output=out / f"{name}.ipynb", html=out / f"{name}.html",
                 parameters=parameters, site_root=out, key=cache.key(inputs), threads=threads)
 
@@ -380,7 +401,7 @@ def _results(job: Job, seeds: tuple[int, ...], task: Task, outcome: Outcome | No
                            notebook=_relative_if(task.output, out), html=_relative_if(task.html, out),
                            record_file=_relative_if(record_path, out))
         try:
-            result.record = Record.load(record_path)
+            result.record = load_record(record_path)
         except RecordError as error:
             result.error = result.error or _public(str(error), out)
             result.record_file = None
@@ -458,7 +479,7 @@ def _forget_foreign_records(planned: list[tuple[Job, tuple[int, ...], Task]]) ->
             continue
         for seed, path in zip(seeds, task.records):
             try:
-                foreign = _foreign(job, seed, Record.load(path))
+                foreign = _foreign(job, seed, load_record(path))
             except RecordError:
                 continue
             if foreign:
