@@ -126,3 +126,133 @@ def test_a_run_counts_once_however_many_records_it_has(tmp_path, data_dir):
     assert table["seeds"].tolist() == [2]
     assert cells.excluded(records) == ["nmodel-hs16-seed0 [epochs=2]: a second record of the same settings and "
                                        "seed, counted once"]
+
+
+# Nothing written through a link --------------------------------------------------------------------------------
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone(tmp_path):
+    """A symlink planted at <out>/.sweep.lock: the sweep followed it, truncated the target and wrote its JSON there.
+    Now it is refused, in words, and the target keeps every byte; a FIFO there is refused without waiting."""
+    import os
+
+    from mnistlab.lab import lock
+    from mnistlab.lab.params import ParamsError
+
+    out = tmp_path / "site"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (out / lock.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(ParamsError, match=r"site/.sweep.lock is a link: a sweep never writes through one"):
+        with lock.hold(out):
+            pass
+    assert victim.read_text() == "keep me\n"
+    (out / lock.LOCK_NAME).unlink()
+    os.mkfifo(out / lock.LOCK_NAME)
+    with pytest.raises(ParamsError, match=r"is not a regular file"):
+        with lock.hold(out):
+            pass
+
+
+@pytest.mark.parametrize("folder", ["runs", "checkpoints", "_static", "runs/tensorboard"])
+def test_a_folder_the_sweep_writes_into_may_not_be_a_link(tmp_path, folder):
+    """runs/ as a link to another folder would have the sweep write records and delete stale ones there."""
+    from mnistlab.lab import lock
+    from mnistlab.lab.params import ParamsError
+
+    out = tmp_path / "site"
+    (out / "runs").mkdir(parents=True)
+    (out / "sweep.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if (out / folder).exists():
+        (out / folder).rmdir()
+    (out / folder).symlink_to(elsewhere)
+    with pytest.raises(ParamsError, match=rf"{folder} is a link"):
+        lock.check_out(out)
+
+
+def test_manifests_and_the_files_they_list_are_never_read_through_a_link_or_from_a_device(tmp_path):
+    """A run is up to date only when its files are the ones it wrote: a link planted in place of one (to /dev/zero,
+    which would be read until memory ran out) or a FIFO as its manifest makes it not up to date, at once."""
+    import os
+
+    from mnistlab.lab import cache
+
+    page = tmp_path / "analysis.html"
+    page.write_text("<p>page</p>")
+    manifest = tmp_path / ".analysis.done"
+    cache.stamp(manifest, "k", [page])
+    assert cache.fresh(manifest, "k")
+    page.unlink()
+    page.symlink_to("/dev/zero")
+    assert cache.stale(manifest, "k") == "analysis.html is missing"  # not read: a link
+    page.unlink()
+    page.write_text("<p>page</p>")
+    assert cache.fresh(manifest, "k")
+    manifest.unlink()
+    os.mkfifo(manifest)
+    assert cache.stale(manifest, "k").startswith("its manifest is unreadable")
+
+
+# Every file read from a params folder is checked as it is read -------------------------------------------------
+
+def finishes(function, seconds: float = 20):
+    """``function()``'s exception or result, or a failure when it has not returned in ``seconds`` (it would hang)."""
+    import threading
+
+    outcome = {}
+
+    def call():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome.get("error", outcome.get("value"))
+
+
+def test_every_params_file_is_checked_for_kind_and_size_as_it_is_read(tmp_path):
+    """Only a folder's first file was checked: a FIFO among the .yaml files hung --dry-run, a link to /dev/zero was
+    read until memory ran out (st_size is 0 for both). Every file is now refused, named, at once."""
+    import os
+
+    from helpers import write_params
+    from mnistlab.lab.params import ParamsError, jobs
+
+    params = tmp_path / "params"
+    write_params(params, "a", {"model": "nmodel"})
+    os.mkfifo(params / "b.yaml")
+    (params / "c.yaml").symlink_to("/dev/zero")
+    (params / "d.yaml").write_text("model: nmodel\n" + "#" * (64 * 1024))
+    error = finishes(lambda: jobs([params], tmp_path / "site"))
+    assert isinstance(error, ParamsError)
+    lines = str(error).splitlines()
+    assert lines[0].endswith("b.yaml: it is a FIFO; a params file must be a regular file")
+    assert lines[1].endswith("c.yaml: it is a character device; a params file must be a regular file")
+    assert lines[2].endswith("d.yaml: more than 65536 bytes; a params file is at most 65536 bytes")
+
+
+def test_a_readme_or_last_sweep_json_that_is_a_fifo_or_device_is_never_waited_on(tmp_path, data_dir):
+    """A params folder's README.md (shown on the index) that is a FIFO would have hung the sweep after its training;
+    it is now read, and refused, before anything runs. A FIFO as the last sweep.json says nothing."""
+    import os
+
+    from helpers import project_env, write_params
+    from mnistlab.lab.params import ParamsError
+    from mnistlab.lab.sweep import since_last_sweep, sweep
+
+    root = make_project(tmp_path / "project")
+    params = write_params(root / "params", "a", {"model": "nmodel"}).parent
+    os.mkfifo(params / "README.md")
+    with project_env(root, data_dir):
+        error = finishes(lambda: sweep(params, "site"))
+    assert isinstance(error, ParamsError) and "params/README.md: it is a FIFO" in str(error)
+    assert not (root / "site").exists()
+    (root / "site").mkdir()
+    os.mkfifo(root / "site" / "sweep.json")
+    assert finishes(lambda: since_last_sweep(root / "site", ["a-seed0"], [])) == []
