@@ -256,3 +256,86 @@ def test_a_readme_or_last_sweep_json_that_is_a_fifo_or_device_is_never_waited_on
     (root / "site").mkdir()
     os.mkfifo(root / "site" / "sweep.json")
     assert finishes(lambda: since_last_sweep(root / "site", ["a-seed0"], [])) == []
+
+
+# Nothing from data runs in a browser; nothing written through a planted link; braces in a run's name -----------
+
+HOSTILE = "<img src=x onerror=\"document.title='PWNED'\"> $\\href{javascript:document.title='PWNED'}{click}$ *em*"
+
+
+def hostile_record(tmp_path):
+    """The issue's record: made by this code (so --also reads it), its processor's name (and more of its text) an
+    HTML element whose onerror runs script, and TeX that MathJax would make a javascript: link of."""
+    from helpers import make_record
+
+    record = make_record("bmodel", seed=0, code=origin.code())
+    data = record.to_dict()
+    for segment in data["provenance"]["segments"]:
+        segment["hardware"]["name"] = HOSTILE
+        segment["device_name"] = HOSTILE
+    return data
+
+
+def test_record_text_shown_as_markdown_is_escaped_before_it_becomes_html():
+    """nbconvert passes raw HTML in Markdown into the page: a record's processor name reached analysis.html as a live
+    <img onerror=...>. The analysis page's Markdown of record text (where the runs trained) escapes it."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    from mnistlab import Record
+    from mnistlab.lab import provenance
+
+    record = Record.from_dict(hostile_record(None))
+    html = markdown2html_mistune(provenance.machines_note([record]))
+    assert "<img" not in html and "&lt;img src=x onerror=&quot;" in html
+    assert '<span class="tex2jax_ignore">' in html and "<em>" not in html
+
+
+@pytest.mark.slow
+def test_a_hostile_record_a_planted_link_and_braces_in_a_name_through_a_real_sweep(tmp_path, data_dir):
+    """One real sweep, three of the issue's cases:
+    - a record through --also whose text is HTML and TeX: in analysis.html and the index, shown, never live (and, in
+      headless Chromium when it is installed, no script ran and no javascript: link was made);
+    - a link planted at runs/.<run>.partial.ipynb: papermill wrote the executed notebook through it, and the published
+      notebook became the link; the target is now untouched and the notebook a file;
+    - a params file named nmodel-{{v2}}.yaml: papermill's str.format() of its paths wrote the notebook elsewhere,
+      leaving a stray .partial.ipynb, every run; now the notebook lands where it should.
+    The sweep's own run asks for a GPU this machine lacks, so it fails in its first cells, without training."""
+    import json
+    import os
+    import subprocess
+
+    from helpers import project_env, write_params
+    from mnistlab.lab.sweep import sweep
+
+    root = make_project(tmp_path / "project")
+    params = write_params(root / "params", "nmodel-{{v2}}", {"model": "nmodel", "hidden_size": 16, "epochs": 1,
+                                                             "device": "cuda:7"})
+    also = root / "elsewhere" / "runs"
+    also.mkdir(parents=True)
+    (also / "bmodel-hs16-seed0.json").write_text(json.dumps(hostile_record(tmp_path)))
+    runs = root / "site" / "runs"
+    runs.mkdir(parents=True)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (runs / ".nmodel-{{v2}}-seed0.partial.ipynb").symlink_to(victim)
+    with project_env(root, data_dir, OMP_NUM_THREADS="1"):
+        result = sweep(params, "site", also=["elsewhere/runs"], workers=1, timeout=600)
+    assert victim.read_text() == "keep me\n"
+    notebook = runs / "nmodel-{{v2}}-seed0.ipynb"
+    assert notebook.is_file() and not notebook.is_symlink()
+    assert sorted(p.name for p in runs.glob(".*partial*")) == []
+    assert "cuda:7" in result.runs[0].error and "wrote no notebook" not in result.runs[0].error
+    page = (root / "site" / "analysis.html").read_text()
+    assert {p.name: p.status for p in result.pages}["analysis"] == "complete"
+    assert "document.title" in page  # the text is shown ...
+    assert "<img src=x" not in page and "onerror=\"document" not in page  # ... never as an element
+    assert "<img src=x" not in (root / "site" / "index.html").read_text()
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                          "--virtual-time-budget=20000", "--dump-dom", (root / "site" / "analysis.html").as_uri()],
+                         capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)}).stdout
+    assert "<mjx-container" in dom  # MathJax ran over the page
+    assert "PWNED" not in dom.split("</title>")[0] and 'href="javascript:' not in dom
