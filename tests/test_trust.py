@@ -263,7 +263,7 @@ def test_a_readme_or_last_sweep_json_that_is_a_fifo_or_device_is_never_waited_on
 HOSTILE = "<img src=x onerror=\"document.title='PWNED'\"> $\\href{javascript:document.title='PWNED'}{click}$ *em*"
 
 
-def hostile_record(tmp_path):
+def hostile_record():
     """The issue's record: made by this code (so --also reads it), its processor's name (and more of its text) an
     HTML element whose onerror runs script, and TeX that MathJax would make a javascript: link of."""
     from helpers import make_record
@@ -284,7 +284,7 @@ def test_record_text_shown_as_markdown_is_escaped_before_it_becomes_html():
     from mnistlab import Record
     from mnistlab.lab import provenance
 
-    record = Record.from_dict(hostile_record(None))
+    record = Record.from_dict(hostile_record())
     html = markdown2html_mistune(provenance.machines_note([record]))
     assert "<img" not in html and "&lt;img src=x onerror=&quot;" in html
     assert '<span class="tex2jax_ignore">' in html and "<em>" not in html
@@ -299,7 +299,7 @@ def test_a_hostile_record_a_planted_link_and_braces_in_a_name_through_a_real_swe
       notebook became the link; the target is now untouched and the notebook a file;
     - a params file named nmodel-{{v2}}.yaml: papermill's str.format() of its paths wrote the notebook elsewhere,
       leaving a stray .partial.ipynb, every run; now the notebook lands where it should.
-    The sweep's own run asks for a GPU this machine lacks, so it fails in its first cells, without training."""
+    The sweep's own runs ask for a GPU this machine lacks, so they fail in their first cells, without training."""
     import json
     import os
     import subprocess
@@ -308,23 +308,25 @@ def test_a_hostile_record_a_planted_link_and_braces_in_a_name_through_a_real_swe
     from mnistlab.lab.sweep import sweep
 
     root = make_project(tmp_path / "project")
-    params = write_params(root / "params", "nmodel-{{v2}}", {"model": "nmodel", "hidden_size": 16, "epochs": 1,
-                                                             "device": "cuda:7"})
+    failing = {"model": "nmodel", "hidden_size": 16, "epochs": 1, "device": "cuda:7"}
+    params = write_params(root / "params", "nmodel-{{v2}}", failing).parent
+    write_params(params, "plain", {**failing, "hidden_size": 17})
     also = root / "elsewhere" / "runs"
     also.mkdir(parents=True)
-    (also / "bmodel-hs16-seed0.json").write_text(json.dumps(hostile_record(tmp_path)))
+    (also / "bmodel-hs16-seed0.json").write_text(json.dumps(hostile_record()))
     runs = root / "site" / "runs"
     runs.mkdir(parents=True)
     victim = tmp_path / "precious.txt"
     victim.write_text("keep me\n")
-    (runs / ".nmodel-{{v2}}-seed0.partial.ipynb").symlink_to(victim)
+    (runs / ".plain-seed0.partial.ipynb").symlink_to(victim)
     with project_env(root, data_dir, OMP_NUM_THREADS="1"):
         result = sweep(params, "site", also=["elsewhere/runs"], workers=1, timeout=600)
     assert victim.read_text() == "keep me\n"
-    notebook = runs / "nmodel-{{v2}}-seed0.ipynb"
-    assert notebook.is_file() and not notebook.is_symlink()
+    for name in ("nmodel-{{v2}}-seed0", "plain-seed0"):
+        notebook = runs / f"{name}.ipynb"
+        assert notebook.is_file() and not notebook.is_symlink()
     assert sorted(p.name for p in runs.glob(".*partial*")) == []
-    assert "cuda:7" in result.runs[0].error and "wrote no notebook" not in result.runs[0].error
+    assert all("cuda:7" in run.error and "wrote no notebook" not in run.error for run in result.runs)
     page = (root / "site" / "analysis.html").read_text()
     assert {p.name: p.status for p in result.pages}["analysis"] == "complete"
     assert "&lt;img src=x onerror=" in page  # the text is shown ...

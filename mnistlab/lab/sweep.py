@@ -49,7 +49,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     training code (``origin.code``) stops the sweep before anything runs, naming the runs and the files
     that changed, unless ``force`` (retrain them) or ``keep_older_code`` (keep them as they are).
     ``also``: folders of another sweep's records (e.g. ``reports/paper/runs``) that the analysis reads
-    beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run.
+    beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run. Records
+    there of other training code stop the sweep as its own runs' do (``keep_older_code`` reads them anyway), and a
+    record of a run this sweep trains itself is left out (``also_records``).
     The plan (which runs are up to date and why, which will run, where) is printed first; ``dry_run``
     prints it and returns it (a ``progress.Plan``), touching nothing. ``timeout``: seconds each notebook
     may take; one that takes longer is stopped and fails alone. MathJax and the templates are checked
