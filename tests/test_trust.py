@@ -260,7 +260,8 @@ def test_a_readme_or_last_sweep_json_that_is_a_fifo_or_device_is_never_waited_on
 
 # Nothing from data runs in a browser; nothing written through a planted link; braces in a run's name -----------
 
-HOSTILE = "<img src=x onerror=\"document.title='PWNED'\"> $\\href{javascript:document.title='PWNED'}{click}$ *em*"
+HOSTILE = ("<img src=x onerror=\"document.title='PWNED'\"> $\\href{javascript:document.title='PWNED'}{click}$ *em* "
+           "[link](javascript:document.title='PWNED')")
 
 
 def hostile_record():
@@ -287,7 +288,9 @@ def test_record_text_shown_as_markdown_is_escaped_before_it_becomes_html():
     record = Record.from_dict(hostile_record())
     html = markdown2html_mistune(provenance.machines_note([record]))
     assert "<img" not in html and "&lt;img src=x onerror=&quot;" in html
-    assert '<span class="tex2jax_ignore">' in html and "<em>" not in html
+    assert '<span class="tex2jax_ignore">' in html and "<em>" not in html and "<a " not in html
+    assert provenance.markdown_text("cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread") == \
+        "cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread"  # plain text as it was
 
 
 @pytest.mark.slow

@@ -144,17 +144,19 @@ def machines_note(records: Iterable[Record]) -> str:
             "difference between runs made on different processors.")
 
 
-# Markdown's punctuation, each written with a backslash so that it shows as itself (CommonMark's escapes).
-_MARKDOWN = frozenset("\\`*_{}[]()#+-.!|~$^")
+# What makes Markdown of plain text something else: code, emphasis, links and images, a backslash escape.
+_MARKDOWN = frozenset("\\`*_[]")
 
 
 def markdown_text(value: Any) -> str:
     """``value`` (text from a record, a params file or a path) as Markdown that shows it as written and runs
     nothing: HTML's characters as entities (nbconvert passes raw HTML in Markdown into the page, where an
-    ``<img onerror=...>`` from a record ran), Markdown's punctuation backslash-escaped (no link, emphasis or
-    heading), inside a span that MathJax leaves alone (no ``$...$`` from data is typeset)."""
-    text = "".join("\\" + ch if ch in _MARKDOWN else html.escape(ch) for ch in str(value))
-    return f'<span class="tex2jax_ignore">{text}</span>'
+    ``<img onerror=...>`` from a record ran), Markdown's code, emphasis and link characters backslash-escaped, its
+    lines joined (no heading or list can start), and, where it holds TeX's delimiters (``$``, ``\\``), inside a
+    span that MathJax leaves alone. Plain text such as a processor's name comes back as it was."""
+    value = " ".join(str(value).splitlines())
+    text = "".join("\\" + ch if ch in _MARKDOWN else html.escape(ch) for ch in value)
+    return f'<span class="tex2jax_ignore">{text}</span>' if "$" in value or "\\" in value else text
 
 
 def _where(record: Record) -> str:
