@@ -115,7 +115,7 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
         if not found:  # each file found is checked as it is read (``read_text``): a FIFO among them, say
             raise ParamsError(f"{paths.relative(path)}: no params file (a folder of *.yaml, or one .yaml file)")
         files += found
-    result, errors, owners, trained = [], [], {}, {}
+    result, errors, owners = [], [], {}
     for file in files:
         try:
             job = _job(file, out, seeds)
@@ -127,13 +127,6 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
             errors.append(f"{paths.relative(file)}: run name {job.name!r} is also {other}'s; "
                           "rename one file, or sweep them into different --out folders")
         owners.setdefault(job.name, file)
-        for config in job.spec.configs():  # the same run twice would count as two seeds of one cell
-            same = trained.setdefault(_identity(config), file)
-            if same != file:
-                errors.append(f"{paths.relative(file)}: seed {config.seed} has the same settings as in "
-                              f"{paths.relative(same)}: the same run twice, which the tables would count as two "
-                              "seeds; remove the seed from one file, or change a setting")
-                break
         result.append(job)
     if errors:
         raise ParamsError("\n".join(errors))
@@ -154,8 +147,23 @@ def _job(file: Path, out: Path, seeds: list[int] | None) -> Job:
     return Job(file=file, params=given, spec=spec)
 
 
-def _identity(config) -> str:
+def identity(config) -> str:
+    """A run's training identity (``Config.identity``, its seed included) as a key."""
     return repr(sorted(config.identity().items()))
+
+
+def same_runs(todo: list[Job]) -> list[str]:
+    """Notes on params files that train a run another file trains too (the same settings and seed; where they train
+    may differ, as when one asks for a GPU): each is trained, and the tables count the run once (``cells.included``),
+    where two records of it counted as two seeds."""
+    first, notes = {}, []
+    for job in todo:
+        for config in job.spec.configs():
+            other = first.setdefault(identity(config), job)
+            if other is not job:
+                notes.append(f"{paths.relative(job.file)} trains seed {config.seed} with the same settings as "
+                             f"{paths.relative(other.file)}: the tables count that run once")
+    return notes
 
 
 def _short(error: Exception) -> str:

@@ -29,7 +29,7 @@ from ..atomic import atomic_write_text, read_regular
 from ..records import Record, RecordError
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
-from .params import Job, ParamsError, jobs, read_text
+from .params import Job, ParamsError, identity, jobs, read_text, same_runs
 from .protocol import DEVIATIONS
 from .results import PageResult, RunResult, SweepResult
 
@@ -70,6 +70,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     about = [_readme(p / "README.md") for p in params if os.path.lexists(p / "README.md")]
     folders = [_record_folder(folder) for folder in also or []]
     others, also_notes = also_records(folders, todo)
+    also_notes = same_runs(todo) + also_notes
     also_shown = sorted({paths.shown(folder) for folder in folders})
     also_older = older_records(others)
     if also_older and not keep_older_code and not dry_run:
@@ -228,7 +229,7 @@ def also_records(folders: list[Path], todo: list[Job]) -> tuple[list[Path], list
     sweep trains itself (the same settings and seed), which would count as a second seed of it."""
     from ..config import Config
 
-    own = {repr(sorted(config.identity().items())) for job in todo for config in job.spec.configs()}
+    own = {identity(config) for job in todo for config in job.spec.configs()}
     files, notes, same = [], [], []
     for path in sorted(path for folder in folders for path in folder.glob("*.json")):
         if not is_regular_file(path):
@@ -240,7 +241,7 @@ def also_records(folders: list[Path], todo: list[Job]) -> tuple[list[Path], list
         except (RecordError, ValueError, TypeError):
             files.append(path)  # the analysis says what is wrong with it
             continue
-        if repr(sorted(known.identity().items())) in own:
+        if identity(known) in own:
             same.append(paths.shown(path))
             continue
         files.append(path)
