@@ -1,6 +1,6 @@
 """What a sweep shows can be trusted (issue 32): nothing shown as right that other code made, nothing written
 through a link planted in a report folder, nothing from data run in a browser, no wait or read without a bound.
-Each test names the case of docs/reliability.md it holds."""
+docs/reliability.md names these tests beside the cases they hold."""
 
 from __future__ import annotations
 
