@@ -1,15 +1,26 @@
-"""Writing a file so that readers see either the old one or the whole new one, and failing in words.
+"""Writing a file so that readers see either the old one or the whole new one, and failing in words; reading one
+that may be hostile.
 
 Everything mnistlab writes (records, checkpoints, notebooks, pages, manifests, ``sweep.json``) goes
 through ``atomic_write_bytes``: a temporary file beside the target, fsync, rename. A write that fails
-raises ``WriteError`` naming the file, the cause and what to do, and leaves the old file as it was.
+raises ``WriteError`` naming the file, the cause and what to do, and leaves the old file as it was. The
+rename replaces a link planted at the target; it never writes through it.
+
+``read_regular`` reads a file that someone else may have put there (a params file, a manifest, a record
+in a report folder): through one descriptor, opened without waiting (a FIFO would block its reader for
+ever), checked to be a regular file (``/dev/zero`` would be read until memory runs out), never past
+``limit`` bytes (``st_size`` is 0 for both), and, with ``follow=False``, not through a link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _UMASK = os.umask(0o022)
@@ -72,3 +83,69 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class ReadError(OSError):
+    """A file that is not one to read: a link where none may be, not a regular file, or larger than allowed. Its
+    message names the file and what it is (``kind``: "a FIFO", "a link", ...)."""
+
+    kind = ""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+_KINDS = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+          stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike, *, follow: bool = True) -> Iterator[int]:
+    """A descriptor of ``path`` checked to be a regular file (``ReadError`` else); with ``follow=False`` a link
+    there is refused too. Opening never waits, not even for a FIFO's writer."""
+    from .paths import relative
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow:
+            link = ReadError(errno.ELOOP, f"{relative(path)} is a link; it is not followed here", str(path))
+            link.kind = "a link"
+            raise link from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS.items() if test(mode)), "a special file")
+            error = ReadError(errno.EINVAL, f"{relative(path)} is {kind}, not a regular file", str(path))
+            error.kind = kind
+            raise error
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str | os.PathLike, limit: int | None = None, *, follow: bool = True) -> bytes:
+    """The bytes of ``path``, a regular file (``open_regular``) of at most ``limit`` bytes (``ReadError`` else),
+    counted as they are read."""
+    from .paths import relative
+
+    chunks, total = [], 0
+    with open_regular(path, follow=follow) as fd:
+        while chunk := os.read(fd, CHUNK if limit is None else min(CHUNK, limit + 1 - total)):
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise ReadError(errno.EFBIG, f"{relative(path)} is larger than {limit} bytes", str(path))
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def sha256_regular(path: str | os.PathLike, *, follow: bool = False) -> str:
+    """The SHA-256 of ``path``, a regular file not reached through a link (``open_regular``), read in chunks."""
+    digest = hashlib.sha256()
+    with open_regular(path, follow=follow) as fd:
+        while chunk := os.read(fd, CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--also", action="append", metavar="RECORDS_DIR", help="another sweep's records (e.g. "
                    "reports/paper/runs) for the analysis to read beside this sweep's; may be repeated")
     p.add_argument("--keep-older-code", action="store_true", help="keep up-to-date runs that other training code "
-                   "made (without this, or --force, the sweep stops and names them)")
+                   "made, and read --also records of other training code (without this, or --force for the runs, "
+                   "the sweep stops and names them)")
     p.add_argument("--workers", type=_positive_int, help="Dask workers of the local cluster, or SLURM jobs; "
                    "default: one per GPU, else 1")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786")

@@ -139,12 +139,16 @@ def sizes(name: str, hidden_size: int, batch_size: int, dropout: float = 0.0) ->
             "computed": computed, "activations": sum(outputs)}
 
 
+def plugin_names() -> list[str]:
+    """The module names in ``$MNISTLAB_PLUGINS`` (comma-separated; blanks ignored)."""
+    return [name.strip() for name in os.environ.get(PLUGINS_VARIABLE, "").split(",") if name.strip()]
+
+
 def plugins() -> list[ModuleType]:
     """The modules named in ``$MNISTLAB_PLUGINS``, imported (so they register their models), in order; ``import
     mnistlab`` calls it last, so a plugin may ``from mnistlab import register_model``."""
-    names = [name.strip() for name in os.environ.get(PLUGINS_VARIABLE, "").split(",") if name.strip()]
     modules = []
-    for name in names:
+    for name in plugin_names():
         try:
             modules.append(importlib.import_module(name))
         except ImportError as error:

@@ -1,11 +1,24 @@
 """What made a record: the code that decides its numbers, and the hardware that computed them.
 
 ``code()``: the package version; the git commit and whether the code was changed since (when the
-package runs from a checkout); and a fingerprint, the SHA-256 of the files that decide a run's numbers
-(``FINGERPRINTED``: data loading, the models, the training loop and the record's arithmetic, and the
-code cells of ``notebooks/train.ipynb``), with each file's own digest so that a difference can be
-named file by file. The CLI, the paths, the config's validation and the lab are left out: they cannot
-change a result.
+package runs from a checkout); and a fingerprint of the code that decides a run's numbers, with each
+file's own digest so that a difference can be named file by file.
+
+Which files: never a list written by hand, which would fall behind the code (it once left out
+``config.py``, where the validation split is cut). ``fingerprinted()`` walks, without importing anything,
+the imports of what trains (``ROOTS``: the training loop, ``spec``, the run the train notebook makes, and
+``runner``, which loads its data and trains it),
+in the module and inside its functions, transitively, within the package, with every package's
+``__init__.py`` on the way; plus the modules named in ``MNISTLAB_PLUGINS`` (models from outside the
+package) and the modules of their own packages they import; plus the code cells of
+``notebooks/train.ipynb``. Left out: ``same_numbers.py`` (the table of fingerprints checked to give these
+numbers: a ``--record`` would change the fingerprint it records) and whatever training does not import (the
+CLI, the lab, the pages).
+
+How: a file's digest is the SHA-256 of its syntax tree (``ast``), without docstrings, line numbers,
+comments or layout, written out in a form that Python 3.10 to 3.13 share (empty fields left out), so that
+a blank line, a comment or a reworded docstring is still this code; a file that does not parse is hashed
+byte for byte. A notebook's digest is that of its code cells' trees, in order.
 
 ``hardware(device)``: the CPU's model, family and the kernel set torch dispatches to
 (``torch.backends.cpu.get_cpu_capability()``), or the GPU's name and compute capability. Two EPYC
@@ -14,35 +27,111 @@ generations both read "AMD EPYC" and differ in the last bits of every run.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import paths
+from .models import PLUGINS_VARIABLE as PLUGINS, plugin_names
 from .version import __version__
 
 PACKAGE = Path(__file__).resolve().parent
-# The files whose contents decide a run's numbers, relative to the package; the train notebook separately.
-FINGERPRINTED = ("config.py", "datasets.py", "data.py", "models.py", "augment.py", "optim.py", "resources.py",
-                 "train.py", "steps.py", "stacked.py", "checkpoints.py", "records.py")
+ROOTS = ("mnistlab.train", "mnistlab.spec", "mnistlab.runner")  # what trains a run; all they import is fingerprinted
+NOT_FINGERPRINTED = ("mnistlab.same_numbers",)  # imported by this module; it cannot change a number
 NOTEBOOK = "notebooks/train.ipynb"
 
 
-def code() -> dict[str, Any]:
+def code(plugins: Iterable[str] | None = None) -> dict[str, Any]:
     """The training code on disk now: version, git commit and dirty flag (None outside a checkout), fingerprint.
+    ``plugins``: module names of models from outside the package (default: ``$MNISTLAB_PLUGINS``).
     (What a process trains with is what it imported: ``train.CODE``, read when ``mnistlab.train`` is imported.)"""
-    files = {f"mnistlab/{name}": _digest((PACKAGE / name).read_bytes()) for name in FINGERPRINTED}
+    sources = fingerprinted(plugins)
+    files = {name: file_digest(path) for name, path in sources.items()}
     notebook = paths.project_root() / NOTEBOOK
     if notebook.is_file():
-        files[NOTEBOOK] = _digest(_code_cells(notebook))
+        files[NOTEBOOK] = notebook_digest(notebook)
     fingerprint = _digest(json.dumps(files, sort_keys=True).encode())
-    commit, dirty = _git(sorted(files))
+    checkout = [name for name, path in sources.items() if path.is_relative_to(PACKAGE.parent)]
+    commit, dirty = _git(sorted([*checkout, *([NOTEBOOK] if NOTEBOOK in files else [])]))
     return {"mnistlab": __version__, "fingerprint": fingerprint, "files": files, "git_commit": commit,
             "git_dirty": dirty}
+
+
+def fingerprinted(plugins: Iterable[str] | None = None) -> dict[str, Path]:
+    """The source files whose change can change a run's numbers, by the name a record gives them
+    (``mnistlab/config.py``; a plugin's relative to the folder above its top-level package)."""
+    files = {_shown(path): path for path in imported(ROOTS, "mnistlab", PACKAGE).values()}
+    for name in plugin_modules() if plugins is None else plugins:
+        top = name.split(".")[0]
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            raise ImportError(f"{PLUGINS} names {name!r}, which is not a Python module that can be found")
+        folder = Path(spec.origin).resolve().parent
+        base = folder if spec.submodule_search_locations else Path(spec.origin).resolve()
+        for path in imported([name], top, base).values():
+            files[path.relative_to(folder.parent if spec.submodule_search_locations else folder).as_posix()] = path
+    return dict(sorted(files.items()))
+
+
+def plugin_modules() -> list[str]:
+    """The modules of models from outside the package: those ``$MNISTLAB_PLUGINS`` names (``models.plugin_names``)."""
+    return plugin_names()
+
+
+def imported(roots: Iterable[str], package: str, where: Path) -> dict[str, Path]:
+    """The modules of ``package`` (found at ``where``: its folder, or its one file) that ``roots`` import,
+    transitively and including the roots: module name -> file. Static: nothing is imported or run. A name
+    imported from a package that is not a module of its own (``from . import __version__``) means the package's
+    ``__init__.py``; imports of other packages are left out, and so is ``NOT_FINGERPRINTED``."""
+    found: dict[str, Path] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in found or name in NOT_FINGERPRINTED:
+            continue
+        file = _module_file(name, package, where)
+        if file is None:
+            continue
+        found[name] = file
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # a module's packages run first
+        todo += _imports(file, name)
+    return found
+
+
+def notebook_imports(notebook: Path) -> list[str]:
+    """The modules a notebook's code cells import (every name an import statement names)."""
+    names = []
+    for tree in _cell_trees(notebook):
+        if isinstance(tree, ast.AST):
+            names += _imported_names(tree, "", is_package=False)
+    return names
+
+
+def file_digest(path: Path) -> str:
+    """The digest of a Python file's code: its syntax tree without docstrings (``_canonical``)."""
+    data = path.read_bytes()
+    try:
+        tree = ast.parse(data, filename=str(path))
+    except (SyntaxError, ValueError):
+        return _digest(data)
+    return _digest(json.dumps(_canonical(_without_docstrings(tree))).encode())
+
+
+def notebook_digest(notebook: Path) -> str:
+    """The digest of a notebook's code cells, in order: their outputs, metadata and prose cannot change a
+    result, nor can their comments or layout (a cell that does not parse, such as one with IPython magics,
+    counts by its text)."""
+    cells = [_canonical(tree) if isinstance(tree, ast.AST) else tree
+             for tree in _cell_trees(notebook)]
+    return _digest(json.dumps(cells).encode())
 
 
 def same_numbers(fingerprint: str | None, now: dict[str, Any] | None = None) -> bool:
@@ -85,14 +174,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _code_cells(notebook: Path) -> bytes:
-    """The notebook's code, cell by cell: its outputs, metadata and prose cannot change a result."""
-    cells = json.loads(notebook.read_text()).get("cells", [])
-    sources = ["".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-               for cell in cells if cell.get("cell_type") == "code"]
-    return json.dumps(sources).encode()
-
-
 def _git(files: list[str]) -> tuple[str | None, bool | None]:
     """HEAD of the checkout the package runs from, and whether any fingerprinted file differs from it."""
     checkout = PACKAGE.parent
@@ -120,3 +201,91 @@ def _cpuinfo() -> dict[str, str]:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
+
+
+def _module_file(name: str, package: str, where: Path) -> Path | None:
+    """The file of module ``name`` if it belongs to ``package`` (at ``where``), else None."""
+    parts = name.split(".")
+    if parts[0] != package:
+        return None
+    if where.is_file():  # a package of one module
+        return where if len(parts) == 1 else None
+    base = where.joinpath(*parts[1:])
+    for file in (base / "__init__.py", base.with_name(base.name + ".py") if len(parts) > 1 else None):
+        if file is not None and file.is_file():
+            return file
+    return None
+
+
+def _imports(file: Path, name: str) -> list[str]:
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError):
+        return []
+    return _imported_names(tree, name, is_package=file.name == "__init__.py")
+
+
+def _imported_names(tree: ast.AST, name: str, is_package: bool) -> list[str]:
+    """Every module an import statement of ``tree`` (module ``name``) may mean, anywhere in it (a function's
+    own imports too): ``from .x import y`` gives ``x`` and ``x.y`` (``y`` may be a module)."""
+    here = name.split(".") if is_package else name.split(".")[:-1]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 > len(here) or not name:
+                    continue
+                base = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            else:
+                base = node.module.split(".")
+            names.append(".".join(base))
+            names += [".".join([*base, alias.name]) for alias in node.names if alias.name != "*"]
+    return names
+
+
+def _cell_trees(notebook: Path) -> list:
+    """Each code cell's syntax tree, or its text (stripped) when it does not parse (IPython magics)."""
+    cells = json.loads(notebook.read_text()).get("cells", [])
+    trees = []
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        try:
+            trees.append(ast.parse(source))
+        except (SyntaxError, ValueError):
+            trees.append(source.strip())
+    return trees
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring of its module, classes and functions removed (in place)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return tree
+
+
+def _canonical(node: Any) -> Any:
+    """A syntax tree as plain JSON data that Python 3.10-3.13 write alike: node type and fields, without the
+    empty fields newer versions add (``type_params=[]``) or leave out, positions, ``kind`` (``u''``) or type
+    comments."""
+    if isinstance(node, ast.AST):
+        fields = {}
+        for field, value in ast.iter_fields(node):
+            if value is None or value == [] or field in ("kind", "type_comment"):
+                continue
+            fields[field] = _canonical(value)
+        return [type(node).__name__, fields]
+    if isinstance(node, list):
+        return [_canonical(item) for item in node]
+    return [type(node).__name__, repr(node)]
+
+
+def _shown(path: Path) -> str:
+    return path.relative_to(PACKAGE.parent).as_posix()

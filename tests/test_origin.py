@@ -1,6 +1,7 @@
 """What a record says made it: the code fingerprint follows the files that decide the numbers, and only those."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,89 @@ def test_the_fingerprint_ignores_what_cannot_change_a_result(copy):
     notebook.write_text(json.dumps(cells))
     assert fingerprint(copy) == before
     code = next(cell for cell in cells["cells"] if cell["cell_type"] == "code")
-    code["source"] = [*code["source"], "\n# edited"]
+    code["source"] = [*code["source"], "\n# edited\n\n"]  # a comment and blank lines: still this code
+    notebook.write_text(json.dumps(cells))
+    assert fingerprint(copy) == before
+    code["source"] = [*code["source"], "\nepochs = 3"]
     notebook.write_text(json.dumps(cells))
     assert fingerprint(copy)["files"]["notebooks/train.ipynb"] != before["files"]["notebooks/train.ipynb"]
+
+
+@pytest.mark.slow
+def test_the_fingerprint_covers_the_validation_split_and_the_run_spec(copy):
+    """config.py cuts the validation split (TRAIN_SIZE) and spec.py passes it to data loading: both decide numbers
+    (a hand-written list of files once left them out, and a changed split kept its fingerprint)."""
+    before = fingerprint(copy)
+    edit(copy / "mnistlab" / "config.py", "FULL_TRAIN_SIZE = 50_000,", "FULL_TRAIN_SIZE = 55_000,")
+    after = fingerprint(copy)
+    assert after["fingerprint"] != before["fingerprint"]
+    assert [name for name in after["files"] if after["files"][name] != before["files"].get(name)] == \
+        ["mnistlab/config.py"]
+    assert "mnistlab/spec.py" in after["files"] and "mnistlab/same_numbers.py" not in after["files"]
+
+
+@pytest.mark.slow
+def test_layout_comments_and_docstrings_are_still_this_code(copy):
+    """A blank line, a comment or a reworded docstring in a fingerprinted file cannot change a number: the same
+    fingerprint, so a sweep does not stop as "other training code" over it; a changed constant does change it."""
+    before = fingerprint(copy)
+    models = copy / "mnistlab" / "models.py"
+    models.write_text(models.read_text().replace("\n\n", "\n\n\n# a comment\n", 1) + "\n\n")
+    edit(copy / "mnistlab" / "train.py", '"""', '"""Reworded. ')
+    edit(copy / "mnistlab" / "steps.py", "\nimport torch\n", "\nimport torch  # the tensors\n")
+    assert fingerprint(copy) == before
+    edit(copy / "mnistlab" / "data.py", "0.3081", "0.3082")
+    assert fingerprint(copy)["files"]["mnistlab/data.py"] != before["files"]["mnistlab/data.py"]
+
+
+# In a child: a tiny run trained as the train notebook trains it, then every mnistlab module that process loaded.
+LOADED = """
+import json, sys
+import mnistlab
+spec = mnistlab.RunSpec.from_params(model="bmodel", hidden_size=8, epochs=1, train_size=200, out_dir=sys.argv[1],
+                                    run_name="tiny", checkpoint=sys.argv[1] + "/tiny.pt", tensorboard=True)
+mnistlab.runner.check(spec)
+mnistlab.runner.run(spec, progress=True)
+print(json.dumps(sorted(name for name in sys.modules if name == "mnistlab" or name.startswith("mnistlab."))))
+"""
+
+
+@pytest.mark.slow
+def test_every_module_a_training_run_loads_is_fingerprinted(tmp_path, data_dir):
+    """The fingerprint's files are derived from the imports of what trains, never listed by hand: every mnistlab
+    module a real (tiny) training run loads is among them, but the table of fingerprints checked to give the same
+    numbers (which a --record changes)."""
+    env = {**os.environ, "MNISTLAB_DATA": str(data_dir), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", LOADED, str(tmp_path)], capture_output=True, text=True,
+                            check=True, env=env, timeout=600)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "mnistlab.train" in loaded and "mnistlab.config" in loaded
+    covered = {name.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+               for name in origin.fingerprinted()}
+    assert sorted(set(loaded) - covered - set(origin.NOT_FINGERPRINTED)) == []
+
+
+def test_plugin_modules_and_what_they_import_are_fingerprinted(tmp_path, monkeypatch):
+    """Models from outside the package (``MNISTLAB_PLUGINS``): the plugin's file and the modules of its own package
+    that it imports are fingerprinted, each named; a change to one changes the fingerprint."""
+    package = tmp_path / "layerplug"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .layers import norm\n")
+    (package / "layers.py").write_text("import math\n\n\ndef norm(x):\n    return x / math.sqrt(2)\n")
+    (package / "unused.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(origin.PLUGINS, " layerplug , ")
+    assert origin.plugin_modules() == ["layerplug"]
+    before = origin.code()
+    assert {"layerplug/__init__.py", "layerplug/layers.py"} <= set(before["files"])
+    assert "layerplug/unused.py" not in before["files"]
+    (package / "layers.py").write_text("import math\n\n\ndef norm(x):\n    return x / math.sqrt(3)\n")
+    after = origin.code()
+    assert after["fingerprint"] != before["fingerprint"]
+    assert [name for name in after["files"] if after["files"][name] != before["files"][name]] == ["layerplug/layers.py"]
+    monkeypatch.setenv(origin.PLUGINS, "no_such_plugin_module")
+    with pytest.raises(ImportError, match="no_such_plugin_module"):
+        origin.code()
 
 
 def test_hardware_names_the_cpu_precisely():

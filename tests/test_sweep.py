@@ -321,7 +321,7 @@ def test_another_sweeps_records_are_read_beside_and_a_plan_says_when_they_are_le
     (other / "bmodel-hs1000.json").write_bytes((ROOT / "tests" / "data" / "record-v1-bmodel-hs1000.json").read_bytes())
     params = root / "params" / "a.yaml"
     with project_env(root, data_dir):
-        result = sweep(params, "site", also=["paper/runs"])
+        result = sweep(params, "site", also=["paper/runs"], keep_older_code=True)  # a record of format 1: code unknown
         assert not result.runs[0].executed and {page.name: page.executed for page in result.pages}["analysis"]
         read = nbformat.read(root / "site" / "analysis.ipynb", as_version=4).metadata.papermill.parameters["records"]
         assert sorted(read) == ["paper/runs/bmodel-hs1000.json", "site/runs/a-seed0.json"]

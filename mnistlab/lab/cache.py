@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, read_regular, sha256_regular
+
+RENDERER = "mnistlab.lab.render"  # turns every page into HTML: its code and templates are part of every page's key
 
 
 def key(value: Any) -> str:
@@ -22,8 +24,37 @@ def key(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+MAX_MANIFEST = 1 << 20  # bytes; a manifest lists a few files
+
+
+def file_hash(path: Path, follow: bool = False) -> str:
+    """The SHA-256 of a regular file (``ReadError``, an ``OSError``, for a FIFO or a device), read through a link
+    only with ``follow`` (a source, not a file of the report folder)."""
+    return sha256_regular(path, follow=follow)
+
+
+def code_of(notebook: Path) -> dict[str, str]:
+    """The code a page's notebook runs, as digests by file (``origin.file_digest``: its syntax tree): the package
+    modules its code cells import, transitively; modules beside the notebook that it imports (a page's own
+    helpers) and theirs; and the renderer with its templates. Part of a page's key, so an edit of, say,
+    ``backprop.py`` or ``stats.py`` redoes the page (retraining is never asked: runs are keyed by their training
+    identity, and other training code is refused by its fingerprint)."""
+    from .. import origin
+
+    names = [*origin.notebook_imports(notebook), RENDERER]
+    modules = dict(origin.imported([n for n in names if n.split(".")[0] == "mnistlab"], "mnistlab", origin.PACKAGE))
+    for top in sorted({name.split(".")[0] for name in names}):
+        beside = notebook.parent / top
+        where = beside if (beside / "__init__.py").is_file() else beside.with_name(f"{top}.py")
+        if where.is_file() or where.is_dir():
+            modules.update({f"{notebook.parent.name}:{name}": path
+                            for name, path in origin.imported([n for n in names if n.split(".")[0] == top], top,
+                                                              where).items()})
+    digests = {name: origin.file_digest(path) for name, path in sorted(modules.items())}
+    templates = Path(__file__).parent / "templates"
+    digests.update({f"templates/{path.relative_to(templates).as_posix()}": hashlib.sha256(path.read_bytes()).hexdigest()
+                    for path in sorted(templates.rglob("*")) if path.is_file()})
+    return digests
 
 
 def stamp(manifest: Path, value_key: str, files: list[Path]) -> None:
@@ -40,7 +71,7 @@ def fresh(manifest: Path, value_key: str) -> bool:
 def stale(manifest: Path, value_key: str) -> str | None:
     """Why the work of ``manifest`` is not up to date, in a few words; None when it is (``fresh``)."""
     try:
-        entry = json.loads(manifest.read_text())
+        entry = json.loads(read_regular(manifest, MAX_MANIFEST, follow=False))
     except FileNotFoundError:
         return "never finished here"
     except (OSError, ValueError) as error:

@@ -30,13 +30,37 @@ def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] =
 
 
 def included(records: Iterable[Record]) -> list[Record]:
-    """The complete runs with a test accuracy: what Table 1, the comparisons and the claims use."""
-    return [r for r in records if r.status == "complete" and r.summary["best_test_acc"] is not None]
+    """The complete runs with a test accuracy: what Table 1, the comparisons and the claims use. A run is counted
+    once: a second record of the same settings and seed (two params files, or another sweep's folder read beside
+    this one's) would count as a second seed and narrow every interval (``duplicates``)."""
+    records = list(records)
+    twice = duplicates(records)
+    return [r for i, r in enumerate(records)
+            if i not in twice and r.status == "complete" and r.summary["best_test_acc"] is not None]
+
+
+def duplicates(records: Sequence[Record]) -> dict[int, int]:
+    """The records that repeat an earlier complete run's settings and seed: index -> the earlier one's index."""
+    first: dict[tuple, int] = {}
+    twice = {}
+    for i, record in enumerate(records):
+        if record.status != "complete" or record.summary["best_test_acc"] is None:
+            continue
+        key = (cell(record), record.config["seed"])
+        if key in first:
+            twice[i] = first[key]
+        else:
+            first[key] = i
+    return twice
 
 
 def excluded(records: Iterable[Record]) -> list[str]:
-    """The runs Table 1 leaves out, each with why: diverged, or no epoch with a test accuracy."""
-    notes = []
+    """The runs Table 1 leaves out, each with why: diverged, no epoch with a test accuracy, or a second record of
+    a run already counted."""
+    records = list(records)
+    twice = duplicates(records)
+    notes = [f"{run_name(records[i])}: a second record of the same settings and seed, counted once"
+             for i in sorted(twice)]
     for record in records:
         if record.status != "complete":
             reason = getattr(record, "diverged_reason", None) or f"at epoch {record.diverged_epoch}"

@@ -90,7 +90,9 @@ def _forget_other_runs(task: Task) -> None:
     for record in task.records:
         record.unlink(missing_ok=True)
     for checkpoint in task.checkpoints if task.spec is not None else ():
-        if checkpoint.exists():
+        if checkpoint.is_symlink() or (checkpoint.exists() and not checkpoint.is_file()):
+            checkpoint.unlink()  # never read nor written through a link, nor a FIFO or device: no run wrote it
+        elif checkpoint.exists():
             from ..checkpoints import owned_by  # imports torch: only when there is a checkpoint to judge
 
             if not owned_by(task.spec, checkpoint):
@@ -110,6 +112,8 @@ def _papermill(task: Task) -> str:
 
     partial = task.partial
     task.output.parent.mkdir(parents=True, exist_ok=True)
+    # A notebook left by a killed run, or a link planted there: papermill opens the path and writes through it.
+    partial.unlink(missing_ok=True)
     threads = str(task.threads or len(os.sched_getaffinity(0)))
     # Dask pins its workers to one thread; the kernel is a process of its own and gets what the task says.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -122,7 +126,8 @@ def _papermill(task: Task) -> str:
             deadline = time.monotonic() + task.timeout
             limits["timeout_func"] = lambda cell: max(1, int(deadline - time.monotonic()) + 1)
         try:
-            papermill.execute_notebook(task.source, partial, parameters=task.parameters, kernel_name="python3",
+            papermill.execute_notebook(_literal(task.source), _literal(partial), parameters=task.parameters,
+                                       kernel_name="python3",
                                        cwd=task.source.parent, progress_bar=False, log_output=False, config=ipc,
                                        autosave_cell_every=AUTOSAVE_SECONDS, **limits)
         except PapermillExecutionError as failure:
@@ -131,9 +136,12 @@ def _papermill(task: Task) -> str:
             error = f"timed out: the notebook ran longer than --timeout {task.timeout:g} s and was stopped"
         except Exception as failure:  # the kernel died, or papermill could not start it
             error = f"{type(failure).__name__}: {failure}"
-    if not partial.exists():
+    if not partial.exists() or partial.is_symlink():
         task.output.unlink(missing_ok=True)  # papermill never started it: an older notebook would mislead
         task.html.unlink(missing_ok=True)
+        if partial.is_symlink():  # planted while the notebook ran: neither read nor published
+            partial.unlink()
+            raise RuntimeError(f"{paths.relative(partial, task.site_root)} became a link while the notebook ran")
         raise RuntimeError(error or "papermill wrote no notebook")
     notebook = nbformat.read(partial, as_version=4)
     # Published: name files as the project does, never by this machine's absolute paths (tracebacks and
@@ -146,6 +154,12 @@ def _papermill(task: Task) -> str:
     nbformat.write(notebook, partial)
     os.replace(partial, task.output)
     return error
+
+
+def _literal(path: Path) -> str:
+    """``path`` as papermill takes it: papermill formats its paths with the parameters (``str.format``), so a brace
+    in a run's name (``nmodel-{{v2}}.yaml``) made it write the notebook elsewhere, after the run had trained."""
+    return str(path).replace("{", "{{").replace("}", "}}")
 
 
 # A Unix socket's path must fit in sockaddr_un's sun_path: 108 bytes on Linux, 104 on macOS, the final NUL

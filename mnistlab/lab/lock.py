@@ -8,20 +8,25 @@ study published run by run does) unless it is empty or holds only ``runs/`` and 
 without a file this sweep writes; ``other_files=True`` (``--allow-other-files``) lets a sweep into a
 folder of other files, never into the sources.
 
-``<out>/.sweep.lock`` is held with ``flock`` for the whole sweep. The kernel lets go of it when
-the holder dies, however it dies, so a lock left by a killed sweep is stale by construction: the
-next sweep takes it and says whose it was. The file's content (pid, host, start time) is only
+A folder a sweep writes into (``runs/``, ``checkpoints/``, ``_static/``, ``runs/tensorboard/``) that is a link is
+refused: the sweep would write and delete files wherever it points.
+
+``<out>/.sweep.lock`` is held with ``flock`` for the whole sweep; it is opened without following a link. The
+kernel lets go of it when the holder dies, however it dies, so a lock left by a killed sweep is stale by
+construction: the next sweep takes it and says whose it was. The file's content (pid, host, start time) is only
 there to name the holder to a sweep that is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +39,9 @@ MADE_BY_A_SWEEP = ("sweep.json", LOCK_NAME)  # a folder holding either was made 
 RUN_MANIFESTS = "runs/.*.done"  # written last by a sweep for each run it finished: a published study's runs
 SWEEP_FOLDERS = ("runs", "checkpoints")  # what a sweep writes into besides its own top-level files
 SOURCES = ("notebooks", "params", ".git")  # of the project root; the package's own folder is added
+# The folders under --out a sweep writes into: none of them may be a link (the top-level files are written by rename,
+# which replaces a link rather than writing through it; .sweep.lock is opened without following one).
+LINKS_REFUSED = ("runs", "checkpoints", "_static", "runs/tensorboard")
 
 
 def check_out(out: Path, *, sources: Iterable[Path] = (), writes: Iterable[Path] = (), other_files: bool = False,
@@ -71,6 +79,11 @@ def check_out(out: Path, *, sources: Iterable[Path] = (), writes: Iterable[Path]
         return
     if not real.is_dir():
         raise ParamsError(f"--out {shown} is a file, not a folder")
+    links = [name for name in LINKS_REFUSED if (real / name).is_symlink()]
+    if links:
+        raise ParamsError(f"--out {shown}: {', '.join(links)} is a link; a sweep writes its runs, checkpoints and "
+                          "assets into these folders and never through a link (the files it points to would be "
+                          "overwritten or deleted). Replace the link by a folder, or sweep into another --out")
     if other_files or made_by_a_sweep(real):
         return
     others = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in real.iterdir()
@@ -97,11 +110,20 @@ class LockError(ParamsError):
 @contextlib.contextmanager
 def hold(out: Path) -> Iterator[str]:
     """Hold ``<out>/.sweep.lock`` while the block runs; yield a note on a stale lock taken over ('' if none)."""
+    lock = out / LOCK_NAME
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a link (one planted there would have its target truncated and written over), never a FIFO
+        # or device (opening one does not wait: O_NONBLOCK), and the file this process opened is the one checked.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ParamsError(f"{paths.relative(lock)} is a link: a sweep never writes through one (it would "
+                              "overwrite the file it points to). Remove the link and run again") from None
         raise ParamsError(f"cannot write to {paths.relative(out)}: {error.strerror or error}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ParamsError(f"{paths.relative(lock)} is not a regular file; remove it and run again")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,13 +1,15 @@
 """Params files: YAML mappings of train-notebook parameters, read strictly, one run per file and seed.
 
-A params file is data a colleague (or a stranger) hands you, so it is read defensively: at most
-64 KiB, no anchors or aliases (a few hundred bytes of aliases expand to gigabytes), no duplicated
-keys (YAML would silently keep the last), and numbers as YAML 1.2 reads them (``1e-3`` is a
-float, not the string YAML 1.1 makes of it). Every problem names the file and the key.
+A params file is data a colleague (or a stranger) hands you, so it is read defensively: a regular
+file (never a FIFO or a device, checked as it is read), at most 64 KiB counted as it is read, no
+anchors or aliases (a few hundred bytes of aliases expand to gigabytes), no duplicated keys (YAML
+would silently keep the last), and numbers as YAML 1.2 reads them (``1e-3`` is a float, not the
+string YAML 1.1 makes of it). Every problem names the file and the key.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from .. import paths
+from ..atomic import ReadError, read_regular
 from ..config import ConfigError
 from ..spec import RunSpec
 
@@ -56,13 +59,27 @@ _StrictLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E5, -2.5e+3 (1.1
     list("-+0123456789."))
 
 
+def read_text(file: Path, limit: int, what: str) -> str:
+    """A small text file given to the sweep (a params file, a folder's README.md, a cluster file), checked as it is
+    read (``atomic.read_regular``): a regular file, of at most ``limit`` bytes, in UTF-8. A FIFO would block the
+    sweep for ever and ``/dev/zero`` fill the memory, and both have a size of 0; ParamsError for either."""
+    try:
+        return read_regular(file, limit).decode()
+    except ReadError as error:
+        if error.errno == errno.EFBIG:
+            raise ParamsError(f"more than {limit} bytes; {what} is at most {limit} bytes") from None
+        raise ParamsError(f"it is {error.kind or 'not a regular file'}; {what} must be a regular file") from None
+    except OSError as error:
+        raise ParamsError(f"cannot read it ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"not UTF-8 text; {what} must be") from None
+
+
 def read(file: Path) -> dict[str, Any]:
     """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values."""
     try:
-        size = file.stat().st_size
-        if size > MAX_BYTES:
-            raise ParamsError(f"{size} bytes; a params file is at most {MAX_BYTES} bytes")
-        params = yaml.load(file.read_text(), Loader=_StrictLoader)  # noqa: S506 (a safe loader, made stricter)
+        text = read_text(file, MAX_BYTES, "a params file")
+        params = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader, made stricter)
     except yaml.MarkedYAMLError as error:
         where = f"line {error.problem_mark.line + 1}: " if error.problem_mark else ""
         raise ParamsError(f"not a valid params file: {where}{error.problem}") from None
@@ -94,8 +111,8 @@ def jobs(params: list[Path], out: Path, seeds: list[int] | None = None) -> list[
     """Every params file read and validated before anything runs; one ParamsError listing every problem."""
     files = []
     for path in params:
-        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
-        if not found or not found[0].is_file():
+        found = sorted(path.glob("*.yaml")) if path.is_dir() else [path] if path.exists() else []
+        if not found:  # each file found is checked as it is read (``read_text``): a FIFO among them, say
             raise ParamsError(f"{paths.relative(path)}: no params file (a folder of *.yaml, or one .yaml file)")
         files += found
     result, errors, owners = [], [], {}
@@ -128,6 +145,25 @@ def _job(file: Path, out: Path, seeds: list[int] | None) -> Job:
         raise ParamsError(f"data_dir {params['data_dir']!r} is not a folder (relative paths are taken from the "
                           "project root)")
     return Job(file=file, params=given, spec=spec)
+
+
+def identity(config) -> str:
+    """A run's training identity (``Config.identity``, its seed included) as a key."""
+    return repr(sorted(config.identity().items()))
+
+
+def same_runs(todo: list[Job]) -> list[str]:
+    """Notes on params files that train a run another file trains too (the same settings and seed; where they train
+    may differ, as when one asks for a GPU): each is trained, and the tables count the run once (``cells.included``),
+    where two records of it counted as two seeds."""
+    first, notes = {}, []
+    for job in todo:
+        for config in job.spec.configs():
+            other = first.setdefault(identity(config), job)
+            if other is not job:
+                notes.append(f"{paths.relative(job.file)} trains seed {config.seed} with the same settings as "
+                             f"{paths.relative(other.file)}: the tables count that run once")
+    return notes
 
 
 def _short(error: Exception) -> str:

@@ -72,7 +72,8 @@ class Plan:
             seeds = f" ({count(len(step.runs), 'run')})" if len(step.runs) > 1 else ""
             lines.append(f"  {step.task.name}{seeds}: {step.state}: {step.why}")
         if self.pages:
-            when = "redone: --force" if self.force else "each redone when its notebook or the records it reads changed"
+            when = "redone: --force" if self.force else \
+                "each redone when its notebook, the code it imports or the records it reads changed"
             lines.append(f"  then the pages {', '.join(self.pages)} ({when}) and the index")
         lines += [f"note: {note}" for note in self.notes]
         if self.stops:

@@ -8,6 +8,7 @@ and the run pages.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
@@ -125,7 +126,7 @@ def machines_note(records: Iterable[Record]) -> str:
         return "No complete run."
     places = {_where(r) for r in runs}
     if len(places) == 1:
-        return f"All {count(len(runs), 'complete run')} trained on {next(iter(places))}."
+        return f"All {count(len(runs), 'complete run')} trained on {markdown_text(next(iter(places)))}."
     table = machines(runs)
     mixed = int((table["processors"] > 1).sum())
     by_seed: dict[tuple, list[Record]] = {}  # the runs a paired comparison pairs: one hidden size, settings, seed
@@ -141,6 +142,21 @@ def machines_note(records: Iterable[Record]) -> str:
             "last bits from one CPU generation to the next (about 0.1 point of accuracy between two EPYC "
             "generations, on the quick profile), and no interval on this page covers that: it is part of any "
             "difference between runs made on different processors.")
+
+
+# What makes Markdown of plain text something else: code, emphasis, links and images, a backslash escape.
+_MARKDOWN = frozenset("\\`*_[]")
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` (text from a record, a params file or a path) as Markdown that shows it as written and runs
+    nothing: HTML's characters as entities (nbconvert passes raw HTML in Markdown into the page, where an
+    ``<img onerror=...>`` from a record ran), Markdown's code, emphasis and link characters backslash-escaped, its
+    lines joined (no heading or list can start), and, where it holds TeX's delimiters (``$``, ``\\``), inside a
+    span that MathJax leaves alone. Plain text such as a processor's name comes back as it was."""
+    value = " ".join(str(value).splitlines())
+    text = "".join("\\" + ch if ch in _MARKDOWN else html.escape(ch) for ch in value)
+    return f'<span class="tex2jax_ignore">{text}</span>' if "$" in value or "\\" in value else text
 
 
 def _where(record: Record) -> str:

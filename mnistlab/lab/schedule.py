@@ -11,7 +11,8 @@ Workers of a remote cluster need the project, the data and the sweep's output fo
 filesystem, and a ``python3`` Jupyter kernel. One notebook runs at a time per worker process
 (papermill changes the working directory, which threads would share).
 
-Nothing waits for ever. A scheduler that cannot be reached in ``CONNECT_SECONDS``, no worker (with
+Nothing waits for ever. A scheduler that cannot be reached, or does not answer as a Dask scheduler, in
+``CONNECT_SECONDS`` (an HTTP server on the port: ``_connect``), and any question to it (``_workers``), no worker (with
 the GPU the runs ask for) within ``worker_timeout`` seconds (``WORKER_TIMEOUT``; ``--worker-timeout``),
 a SLURM job submission that fails (no ``sbatch``, a wrong partition or account: at once), and, once the
 runs are submitted, no such worker for ``worker_timeout`` seconds at a stretch or the scheduler gone for
@@ -45,7 +46,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import paths
 from ..config import ConfigError
-from .params import ParamsError
+from .params import MAX_BYTES, ParamsError, read_text
 
 DEFAULT_SLURM = "params/clusters/slurm.yaml"
 CONNECT_SECONDS = 30  # to reach a --scheduler
@@ -106,7 +107,7 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
         if warning:
             print(warning, file=sys.stderr, flush=True)
         try:
-            dask_client = Client(scheduler, timeout=f"{CONNECT_SECONDS}s")
+            dask_client = _connect(scheduler, CONNECT_SECONDS)
         except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS settings
             raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
                                f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
@@ -140,6 +141,31 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
             dask_client.register_plugin(PinGPU(visible))
         with guarded(dask_client, worker_timeout, bool(gpus), "the local cluster"):
             yield dask_client, {"gpus": bool(gpus), "threads": threads}
+
+
+def _connect(scheduler: str, seconds: float):
+    """``Client(scheduler)``, or ``TimeoutError`` after ``seconds`` whatever answers there. Dask's own timeout
+    bounds the connection, not what follows: a server that accepts it and answers something else (an HTTP server)
+    kept the sweep waiting for ever, ``--dry-run`` too. The attempt runs in a thread of its own, left behind (a
+    daemon: it does not keep the process alive) when it does not end in time."""
+    from dask.distributed import Client
+
+    outcome: dict = {}
+
+    def attempt() -> None:
+        try:
+            outcome["client"] = Client(scheduler, timeout=f"{seconds}s")
+        except BaseException as error:  # handed to the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=attempt, name="mnistlab-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if "client" in outcome:
+        return outcome["client"]
+    if "error" in outcome:
+        raise outcome["error"]
+    raise TimeoutError(f"something accepted the connection but did not answer as a Dask scheduler in {seconds:g} s")
 
 
 @contextlib.contextmanager
@@ -187,10 +213,20 @@ def plain_tcp_warning(address: str) -> str | None:
             "(distributed.comm.tls.*), or a scheduler on loopback reached through an SSH tunnel")
 
 
+def _workers(dask_client, where: str, seconds: float = CONNECT_SECONDS) -> dict:
+    """The scheduler's workers (address -> info), asked with a bound: ``Client.scheduler_info()`` waits for ever on
+    a scheduler that keeps the connection open and stops answering (stopped, or not what it seemed)."""
+    try:
+        info = dask_client.sync(dask_client.scheduler.identity, n_workers=-1, callback_timeout=seconds)
+    except TimeoutError:
+        raise ClusterError(f"{where}: the Dask scheduler did not answer within {seconds:g} s") from None
+    return info.get("workers", {}) if isinstance(info, dict) else {}
+
+
 def _first_worker(dask_client, timeout: float, where: str, hint: str, failed=None) -> None:
     """Wait up to ``timeout`` s for a worker; ``failed()`` (polled) may name a reason to stop at once."""
     deadline = time.monotonic() + timeout
-    while not dask_client.scheduler_info().get("workers"):
+    while not _workers(dask_client, where):
         reason = failed() if failed else None
         if reason:
             raise ClusterError(f"{where}: {reason}. Nothing ran")
@@ -223,11 +259,14 @@ class Watchdog(threading.Thread):
                     self.lost = True
                     return self._fire(f"{self.where}: lost the Dask scheduler (no answer for {LOST_SECONDS} s)")
                 continue
-            lost_since = None
             try:
-                workers = self.dask_client.scheduler_info().get("workers", {}).values()
+                workers = _workers(self.dask_client, self.where, LOST_SECONDS).values()
+            except ClusterError:  # connected, but no answer in LOST_SECONDS: as good as lost
+                self.lost = True
+                return self._fire(f"{self.where}: lost the Dask scheduler (no answer for {LOST_SECONDS} s)")
             except Exception:  # the scheduler went away between the two calls: the next round says so
                 continue
+            lost_since = None
             able = [w for w in workers if not self.gpus or w.get("resources", {}).get("GPU")]
             if able:
                 idle_since = None
@@ -410,8 +449,10 @@ def slurm_cluster(workers: int | None = None, cluster_file: str | os.PathLike | 
 
     file = paths.resolve(cluster_file or DEFAULT_SLURM)
     try:
-        options = yaml.safe_load(Path(file).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        options = yaml.safe_load(read_text(Path(file), MAX_BYTES, "a cluster file")) or {}
+    except ParamsError as error:
+        raise ParamsError(f"{paths.relative(file)}: {error}") from None
+    except yaml.YAMLError as error:
         raise ParamsError(f"{paths.relative(file)}: cannot read the cluster options ({error})") from None
     if not isinstance(options, dict):
         raise ParamsError(f"{paths.relative(file)}: expected a mapping of SLURMCluster options")
@@ -472,7 +513,7 @@ def slots(dask_client, gpus: bool) -> int:
     """How many notebooks the cluster can run at once now: its workers' threads, or on GPUs its workers with a GPU
     (each takes one notebook at a time); 1 while it has none, or cannot say, so that the first run waits there."""
     try:
-        workers = dask_client.scheduler_info().get("workers", {}).values()
+        workers = _workers(dask_client, "the cluster", LOST_SECONDS).values()
     except Exception:  # the scheduler is going away: the watchdog says so
         return 1
     if gpus:
@@ -481,5 +522,5 @@ def slots(dask_client, gpus: bool) -> int:
 
 
 def _cluster_has_gpus(dask_client) -> bool:
-    workers = dask_client.scheduler_info().get("workers", {}).values()
+    workers = _workers(dask_client, "the cluster").values()
     return any(worker.get("resources", {}).get("GPU") for worker in workers)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from dataclasses import asdict, replace
@@ -24,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import origin, paths
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, read_regular
 from ..records import Record, RecordError
 from . import cache
 from .execute import Outcome, Task, execute, up_to_date
-from .params import Job, ParamsError, jobs
+from .params import Job, ParamsError, identity, jobs, read_text, same_runs
 from .protocol import DEVIATIONS
 from .results import PageResult, RunResult, SweepResult
 
@@ -49,7 +50,9 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     training code (``origin.code``) stops the sweep before anything runs, naming the runs and the files
     that changed, unless ``force`` (retrain them) or ``keep_older_code`` (keep them as they are).
     ``also``: folders of another sweep's records (e.g. ``reports/paper/runs``) that the analysis reads
-    beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run.
+    beside this sweep's, to compare with them; nothing of theirs is trained or listed as this sweep's run. Records
+    there of other training code stop the sweep as its own runs' do (``keep_older_code`` reads them anyway), and a
+    record of a run this sweep trains itself is left out (``also_records``).
     The plan (which runs are up to date and why, which will run, where) is printed first; ``dry_run``
     prints it and returns it (a ``progress.Plan``), touching nothing. ``timeout``: seconds each notebook
     may take; one that takes longer is stopped and fails alone. MathJax and the templates are checked
@@ -67,9 +70,19 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     if not (notebooks / "train.ipynb").is_file():
         raise ParamsError(f"{paths.relative(notebooks / 'train.ipynb')}: no such notebook")
     todo = jobs(params, out, seeds)  # everything validated before anything runs or is locked
+    about = [_readme(p / "README.md") for p in params if os.path.lexists(p / "README.md")]
     folders = [_record_folder(folder) for folder in also or []]
-    others = sorted(path for folder in folders for path in folder.glob("*.json"))
+    others, also_notes = also_records(folders, todo)
+    also_notes = same_runs(todo) + also_notes
     also_shown = sorted({paths.shown(folder) for folder in folders})
+    also_older = older_records(others)
+    if also_older and not keep_older_code and not dry_run:
+        raise ParamsError(_older_also_text(also_older) + ". The pages would compare them with this code's runs as if "
+                          "one code had made both: rerun with --keep-older-code to read them anyway, or leave the "
+                          "folder out")
+    if also_older:
+        also_notes.append(_older_also_text(also_older) + (": read anyway (--keep-older-code)" if keep_older_code else
+                                                          ": the sweep stops unless --keep-older-code"))
     from . import lock, progress, render, schedule
 
     lock.check_out(out, sources=[*params, notebooks], writes=_writes(todo, out), other_files=allow_other_files,
@@ -96,7 +109,8 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                                                           workers=workers),
                                      pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()],
                                      notes=since_last_sweep(out, [job.spec.name(seed) for job in todo
-                                                                  for seed in job.spec.seeds], also_shown))
+                                                                  for seed in job.spec.seeds], also_shown)
+                                     + also_notes)
             print(the_plan.text(), flush=True)
             if dry_run:
                 return the_plan
@@ -112,7 +126,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         result = SweepResult(params=[paths.relative(p) for p in params],
                              started=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
                              wall_seconds=round(time.time() - started, 1), runs=runs, pages=pages,
-                             about=[(p / "README.md").read_text() for p in params if (p / "README.md").is_file()],
+                             about=about,
                              also=also_shown)
         atomic_write_text(out / "sweep.json", json.dumps(report(result), indent=1) + "\n")
         from .site import write_site
@@ -153,7 +167,7 @@ def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
             continue  # it will run anyway
         for path in task.records:
             try:
-                code = Record.load(path).code
+                code = load_record(path).code
             except RecordError:
                 continue
             if not origin.same_numbers(code.get("fingerprint"), now):
@@ -179,7 +193,7 @@ def _code_of(task: Task) -> dict:
     """The training code that made ``task``'s first readable record (``Record.code``)."""
     for path in task.records:
         try:
-            return Record.load(path).code
+            return load_record(path).code
         except RecordError:
             continue
     return {}
@@ -192,8 +206,8 @@ def since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
     rerun with an option forgotten would do without a word; the files of the runs left out stay in ``runs/``.
     A missing or unreadable ``sweep.json``, or a part of it that is not what a sweep writes, says nothing."""
     try:
-        before = json.loads((out / "sweep.json").read_text())
-    except (OSError, ValueError):
+        before = json.loads(read_regular(out / "sweep.json", MAX_SWEEP_JSON, follow=False))
+    except (OSError, ValueError):  # a FIFO, a device or a link there too: never read
         return []
     if not isinstance(before, dict):
         return []
@@ -220,6 +234,89 @@ def since_last_sweep(out: Path, names: list[str], also: list[str]) -> list[str]:
     return notes
 
 
+def also_records(folders: list[Path], todo: list[Job]) -> tuple[list[Path], list[str]]:
+    """The record files of ``--also`` folders that the pages read beside this sweep's runs, and notes on those left
+    out: a file that is not a regular file (a link to a device, a FIFO: never read), or a record of a run this
+    sweep trains itself (the same settings and seed), which would count as a second seed of it."""
+    from ..config import Config
+
+    own = {identity(config) for job in todo for config in job.spec.configs()}
+    files, notes, same = [], [], []
+    for path in sorted(path for folder in folders for path in folder.glob("*.json")):
+        if not is_regular_file(path):
+            notes.append(f"--also: {paths.shown(path)} is not a regular file (a FIFO or a device?); not read")
+            continue
+        try:
+            config = Record.load(path).config
+            known = Config(**{k: v for k, v in config.items() if k in Config.field_names()})
+        except (RecordError, ValueError, TypeError):
+            files.append(path)  # the analysis says what is wrong with it
+            continue
+        if identity(known) in own:
+            same.append(paths.shown(path))
+            continue
+        files.append(path)
+    if same:
+        notes.append(f"--also: {len(same)} record(s) are of runs this sweep trains itself, with the same settings and "
+                     f"seed ({', '.join(same[:3])}{' ...' if len(same) > 3 else ''}): this sweep's own are read "
+                     "instead, each run counted once")
+    return files, notes
+
+
+def older_records(files: list[Path]) -> list[tuple[Path, list[str]]]:
+    """The records among ``files`` trained by other training code than this checkout's (``origin.same_numbers``),
+    each with the fingerprinted files that differ (all of them when the record does not say)."""
+    now = origin.code()
+    stale = []
+    for path in files:
+        try:
+            code = Record.load(path).code
+        except RecordError:
+            continue
+        if not origin.same_numbers(code.get("fingerprint"), now):
+            recorded = code.get("files") or {}
+            stale.append((path, sorted(name for name in {*recorded, *now["files"]}
+                                       if recorded.get(name) != now["files"].get(name))))
+    return stale
+
+
+def _older_also_text(stale: list[tuple[Path, list[str]]]) -> str:
+    names = ", ".join(paths.shown(path) for path, _ in stale[:4]) + (" ..." if len(stale) > 4 else "")
+    changed = sorted({name for _, names in stale for name in names})
+    return (f"--also: {len(stale)} record(s) were trained by other training code than this checkout's ({names}); "
+            f"changed since: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}")
+
+
+def is_regular_file(path: Path) -> bool:
+    """``path`` is (or links to) a regular file: not a FIFO, which would block its reader for ever, nor a device
+    such as /dev/zero, which would be read until memory runs out."""
+    import stat
+
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+MAX_README = 1 << 20  # bytes of a params folder's README.md, shown on the index
+MAX_SWEEP_JSON = 64 << 20  # bytes of the last sweep.json read back (a study of thousands of runs is a few MB)
+
+
+def _readme(path: Path) -> str:
+    try:
+        return read_text(path, MAX_README, "a params folder's README.md")
+    except ParamsError as error:
+        raise ParamsError(f"{paths.relative(path)}: {error}") from None
+
+
+def load_record(path: Path) -> Record:
+    """A record of the report folder, read only when it is a regular file there (``RecordError`` else): a link
+    planted in place of one (to /dev/zero, say) or a FIFO is never read."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RecordError(f"{paths.relative(path)} is a link or not a regular file; not read")
+    return Record.load(path)
+
+
 def _record_folder(folder: str | Path) -> Path:
     path = paths.resolve(folder)
     if not path.is_dir():
@@ -229,17 +326,19 @@ def _record_folder(folder: str | Path) -> Path:
 
 def _page_task(name: str, notebooks: Path, out: Path, runs: list[RunResult], threads: int | None,
                others: list[Path] = ()) -> Task:
-    """A page over the sweep: redone when its notebook or any record it reads changed."""
+    """A page over the sweep: redone when its notebook, the code it imports (``cache.code_of``) or any record it
+    reads changed."""
     source = notebooks / f"{name}.ipynb"
     parameters = {}
-    records = sorted({out / run.record_file for run in runs if run.record_file} | set(others))
+    own = sorted({out / run.record_file for run in runs if run.record_file})
+    records = [*own, *sorted(set(others) - set(own))]  # a run's own record first: it counts where two are alike
     if name == "analysis":
         parameters = {"records_dir": paths.relative(out / "runs"),
                       "records": [paths.relative(record) for record in records]}
-    inputs = {"notebook": cache.file_hash(source), "parameters": parameters,
-              "records": [cache.file_hash(record) for record in records] if name == "analysis" else []}
+    inputs = {"notebook": cache.file_hash(source, follow=True), "code": cache.code_of(source), "parameters": parameters,
+              "records": [cache.file_hash(record, follow=True) for record in records] if name == "analysis" else []}
     if name == "analysis" and DEVIATIONS.is_file():  # the page shows them
-        inputs["deviations"] = cache.file_hash(DEVIATIONS)
+        inputs["deviations"] = cache.file_hash(DEVIATIONS, follow=True)
     return Task(name=name, source=source, output=out / f"{name}.ipynb", html=out / f"{name}.html",
                 parameters=parameters, site_root=out, key=cache.key(inputs), threads=threads)
 
@@ -316,7 +415,7 @@ def _results(job: Job, seeds: tuple[int, ...], task: Task, outcome: Outcome | No
                            notebook=_relative_if(task.output, out), html=_relative_if(task.html, out),
                            record_file=_relative_if(record_path, out))
         try:
-            result.record = Record.load(record_path)
+            result.record = load_record(record_path)
         except RecordError as error:
             result.error = result.error or _public(str(error), out)
             result.record_file = None
@@ -394,7 +493,7 @@ def _forget_foreign_records(planned: list[tuple[Job, tuple[int, ...], Task]]) ->
             continue
         for seed, path in zip(seeds, task.records):
             try:
-                foreign = _foreign(job, seed, Record.load(path))
+                foreign = _foreign(job, seed, load_record(path))
             except RecordError:
                 continue
             if foreign:
