@@ -107,9 +107,16 @@ def table(claims: Iterable) -> pd.DataFrame:
     rows = []
     for claim in claims:
         whose = "the HW5 report" if "HW5" in str(getattr(claim, "source", "")) else "this project's question"
-        rows.append({"claim": f"{claim.name}: {claim.says}", "whose": whose, "verdict": claim.verdict,
+        rows.append({"claim": f"{claim.name} — {claim.says}", "whose": whose, "verdict": claim.verdict,
                      "deciding number (95 % interval)": deciding(claim), "rule": rule(claim)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def styled(frame: pd.DataFrame):
+    """``table``'s frame for a page: text left-aligned, no index column, each verdict in bold."""
+    left = [{"selector": "th", "props": "text-align: left"}, {"selector": "td", "props": "text-align: left"}]
+    return (frame.style.set_uuid("findings").hide(axis="index").set_table_styles(left)
+            .map(lambda _: "font-weight: bold", subset=["verdict"]))
 
 
 def _number(text: str) -> float:

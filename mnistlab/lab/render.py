@@ -119,11 +119,10 @@ def figure_folder(html: Path) -> Path:
 
 
 def _image_files(nb, html: Path) -> None:
-    """Every PNG a page shows, as a file in ``figure_folder(html)`` rather than inline. A figure ``plots.show``
-    marked (``FIGURE`` in its output's metadata) is written as it is, with its SVG where the notebook has it or
-    its kernel wrote one there, and the page links both; any other image is re-encoded with at most 256 colours
-    (``web_png``: about a third of the bytes, the same picture), the notebook keeping the original. The folder
-    holds exactly this render's files."""
+    """Every PNG a page shows, as a file in ``figure_folder(html)`` rather than inline, re-encoded with at most 256
+    colours (``web_png``: about a third of the bytes, the same picture; the notebook keeps the original). A figure
+    ``plots.show`` marked (``FIGURE`` in its output's metadata) is named by it, and its SVG, where the notebook has
+    it or its kernel wrote one there, is linked beside its PNG. The folder holds exactly this render's files."""
     folder = figure_folder(html)
     kept, names = set(), set()
     for index, cell in enumerate(nb.cells):
@@ -133,11 +132,11 @@ def _image_files(nb, html: Path) -> None:
             if "image/png" not in data:
                 continue
             meta = output.get("metadata", {}).get(FIGURE)
-            png = base64.b64decode(data["image/png"])
+            png = web_png(base64.b64decode(data["image/png"]))
             if isinstance(meta, dict):
                 name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(meta.get("name") or "")).strip(".-") or f"figure-{index}"
             else:
-                name, png = f"cell-{index}-{number}", web_png(png)
+                name = f"cell-{index}-{number}"
             while name in names:
                 name += "-again"
             names.add(name)
@@ -201,7 +200,6 @@ def check() -> None:
 
 def _exporter():
     from nbconvert import HTMLExporter
-
     from traitlets.config import Config
 
     # The code colours are in the site's stylesheet (assets.stylesheet), not in each page.
