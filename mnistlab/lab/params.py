@@ -56,8 +56,9 @@ _StrictLoader.add_implicit_resolver(  # YAML 1.2 floats: 1e-3, 1E5, -2.5e+3 (1.1
     list("-+0123456789."))
 
 
-def read(file: Path) -> dict[str, Any]:
-    """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values."""
+def read(file: Path, reserved: tuple[str, ...] = SET_BY_SWEEP) -> dict[str, Any]:
+    """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values, or sets
+    one of ``reserved`` (a sweep's: what it sets for each run; ``mnistlab train -f`` reserves none)."""
     try:
         size = file.stat().st_size
         if size > MAX_BYTES:
@@ -66,14 +67,16 @@ def read(file: Path) -> dict[str, Any]:
     except yaml.MarkedYAMLError as error:
         where = f"line {error.problem_mark.line + 1}: " if error.problem_mark else ""
         raise ParamsError(f"not a valid params file: {where}{error.problem}") from None
+    except FileNotFoundError:
+        raise ParamsError("no such file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ParamsError(f"cannot read it as YAML ({_short(error)})") from None
     if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
         raise ParamsError("expected a mapping of train-notebook parameter names to values; "
                           f"got {type(params).__name__}")
-    reserved = sorted(set(params) & set(SET_BY_SWEEP))
-    if reserved:
-        raise ParamsError(f"{', '.join(reserved)} is set by the sweep for each run; remove it from the file")
+    clash = sorted(set(params) & set(reserved))
+    if clash:
+        raise ParamsError(f"{', '.join(clash)} is set by the sweep for each run; remove it from the file")
     return params
 
 
