@@ -95,8 +95,8 @@ def test_a_scheduler_without_workers_ends_the_sweep_in_its_worker_timeout(projec
         out, err = sweep.communicate(timeout=120)
         assert sweep.returncode == 2, err
         # while it waited, it said so, and for how long
-        assert f"waiting for a Dask worker to join the scheduler at tcp://127.0.0.1:{port}: the sweep waits up to 5 s " \
-               "in all (--worker-timeout), then stops" in out, out
+        assert f"waiting for a Dask worker to join the scheduler at tcp://127.0.0.1:{port}: the sweep waits up to " \
+               "5 s in all (--worker-timeout), then stops" in out, out
         assert "no Dask worker joined within 5 s (--worker-timeout); start workers with `dask worker" in err
         assert "Nothing ran" in err and "Traceback" not in err
         assert time.monotonic() - started < 90
