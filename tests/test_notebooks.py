@@ -119,7 +119,8 @@ def test_readme_names_the_kernel_the_notebooks_open_with():
 
 @pytest.mark.slow
 def test_make_lab_starts_jupyterlab_as_root_too():
-    """`make lab` (the README's way in) serves JupyterLab; as root, which Jupyter refuses by default, too."""
+    """`make lab` (the README's way in) serves JupyterLab on the project root; as root, which Jupyter refuses by
+    default, too."""
     import os
     import signal
     import socket
@@ -140,6 +141,11 @@ def test_make_lab_starts_jupyterlab_as_root_too():
             except OSError:
                 time.sleep(0.5)
         assert status == 200, f"JupyterLab did not answer (exit status {process.poll()})"
+        # its file browser shows the project root: the notebooks, the params files and the reports
+        import json
+
+        listed = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=30))
+        assert {"notebooks", "params", "reports"} <= {item["name"] for item in listed["content"]}, listed
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=60)[0]

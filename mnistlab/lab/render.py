@@ -48,12 +48,12 @@ def render(notebook: str | os.PathLike, html: str | os.PathLike, site_root: str 
     """Write ``notebook`` as ``html``, a page of the site at ``site_root``; return ``html``.
 
     The stylesheet and MathJax 3 are loaded from the site's ``assets.static_folder`` (copied there when missing)
-    and, when
-    ``index``, the page opens with the site's navigation (its index, its pages, this page's notebook), all by
-    relative URLs. ``records``: the run's record, or the records of every seed the notebook trained; for each one
-    that was resumed, a note says so above the cell tagged ``training`` (at the top of the page when there is
-    none). Test markers are left out; figures shown by ``plots.show`` are written beside the page. ``pages``: the
-    site's pages (``PAGES`` names) the navigation links; default: those already in ``site_root``.
+    and, when ``index``, the page opens with the site's navigation (its index, its pages, this page's notebook),
+    all by relative URLs; without ``index`` (a page of its own) it links only its notebook. ``records``: the run's
+    record, or the records of every seed the notebook trained; for each one that was resumed, a note says so above
+    the cell tagged ``training`` (at the top of the page when there is none). Test markers are left out; images
+    are written beside the page. ``pages``: the site's pages (``PAGES`` names) the navigation links; default:
+    those already in ``site_root``.
     """
     import nbformat
 
@@ -209,8 +209,11 @@ def _exporter():
 
 
 def _relative_url(target: Path, start: Path) -> str:
-    """``target`` as a URL relative to the folder ``start``, with forward slashes on every system."""
-    return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(start))).as_posix()
+    """``target`` as a URL relative to the folder ``start``: forward slashes on every system, percent-encoded (a
+    run named by its params file may hold any character)."""
+    from urllib.parse import quote
+
+    return quote(Path(os.path.relpath(os.path.abspath(target), os.path.abspath(start))).as_posix())
 
 
 def rerender(notebook: Path, html: Path, site_root: Path, records: Iterable[Record] | None = None,
