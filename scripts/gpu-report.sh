@@ -105,6 +105,8 @@ pack() {  # whatever exists, always: the report (no checkpoints), every log, eac
     mkdir -p "$(dirname "$ARCHIVE")"
     local report=()
     [[ -d $REPO/$OUT ]] && report=(-C "$REPO" --exclude="$OUT/checkpoints" "$OUT")
+    # a report in reports/ loads its stylesheet and MathJax from reports/_static, shared by every report there
+    [[ -d $REPO/$OUT && $(dirname "$OUT") = reports && -d $REPO/reports/_static ]] && report+=(reports/_static)
     if tar -czf "$ARCHIVE" "${report[@]}" -C "$(dirname "$RESULTS")" \
            --transform "s|^$(basename "$RESULTS")|gpu-report|" "$(basename "$RESULTS")"; then
         echo "gpu-report: archive $(du -h "$ARCHIVE" | cut -f1): $(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")"
