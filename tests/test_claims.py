@@ -350,8 +350,8 @@ def test_a_fourth_model_gets_compared_and_changes_no_verdict_of_the_hw5_report()
     errors = misclassified.find(sweep, LABELS)
     assert errors.every == "both models" and np.flatnonzero(errors.wrong["both models"]).tolist() == list(range(20))
     # The HW5 report's cells this sweep lacks; lmodel's cells are none of them.
-    assert claims.cells.missing_configs(sweep) == ["nmodel-hs5000", "nmodel-hs2000", "bmodel-hs5000", "bmodel-hs2000",
-                                                   "bmodel-hs1000", "wmodel-hs5000", "wmodel-hs2000", "wmodel-hs1000"]
+    assert claims.cells.missing_configs(sweep) == ["nmodel-hs2000", "nmodel-hs5000", "bmodel-hs1000", "bmodel-hs2000",
+                                                   "bmodel-hs5000", "wmodel-hs1000", "wmodel-hs2000", "wmodel-hs5000"]
     assert found(sweep)["Table 1 ordering"].verdict == stats.UNTESTED
 
 
@@ -407,7 +407,7 @@ def test_seed_agreement_counts_the_images_same_seed_and_different_seed_runs_pred
     assert (one_size["same_seed"], one_size["different_seed"]) == (pytest.approx(10.0), pytest.approx(11.0))
     assert one_size["relation"] == "one hidden size, other model" and one_size["pairing"] == comparisons.PAIRED
     assert (one_size["same_seed_pairs"], one_size["different_seed_pairs"]) == (3, 6)
-    across = pairs.loc[("bmodel-hs2000", "bmodel-hs1000")]
+    across = pairs.loc[("bmodel-hs1000", "bmodel-hs2000")]  # the pages' order: hidden sizes increasing
     assert across["pairing"] == comparisons.UNPAIRED and across["relation"] == "different hidden sizes, one model"
     assert (across["same_seed"], across["different_seed"]) == (0.0, pytest.approx(1.0))  # 2 of 200 images
     summary = comparisons.agreement_summary(comparisons.seed_agreement(records, labels=LABELS))

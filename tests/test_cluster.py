@@ -92,8 +92,11 @@ def test_a_scheduler_without_workers_ends_the_sweep_in_its_worker_timeout(projec
         started = time.monotonic()
         sweep = start_sweep(project, env, str(params), "--out", "site", "--scheduler", f"tcp://127.0.0.1:{port}",
                             "--worker-timeout", "5")
-        _, err = sweep.communicate(timeout=120)
+        out, err = sweep.communicate(timeout=120)
         assert sweep.returncode == 2, err
+        # while it waited, it said so, and for how long
+        assert f"waiting for a Dask worker to join the scheduler at tcp://127.0.0.1:{port}: the sweep waits up to " \
+               "5 s in all (--worker-timeout), then stops" in out, out
         assert "no Dask worker joined within 5 s (--worker-timeout); start workers with `dask worker" in err
         assert "Nothing ran" in err and "Traceback" not in err
         assert time.monotonic() - started < 90
@@ -125,8 +128,10 @@ def test_workers_that_die_and_a_scheduler_that_dies_end_the_sweep(project, data_
             child.kill()
         processes[1].kill()
         killed = time.monotonic()
-        _, err = sweep.communicate(timeout=120)
+        out, err = sweep.communicate(timeout=120)
         assert sweep.returncode == 2, err
+        assert f"the scheduler at {address}: no Dask worker is there to run the notebooks; waiting up to 5 s " \
+               "(--worker-timeout) for one, then the sweep stops" in out, out
         assert f"the scheduler at {address}: no Dask worker for 5 s (--worker-timeout)" in err, err
         assert time.monotonic() - killed < 60
         assert "Traceback" not in err and "KeyboardInterrupt" not in err

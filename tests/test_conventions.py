@@ -89,3 +89,65 @@ def test_every_committed_notebook_is_valid_and_the_sources_are_lean():
         if path.startswith("notebooks/"):
             kept = [cell for cell in notebook.cells if cell.get("outputs")]
             assert all("NBVAL_CHECK_OUTPUT" in cell.source for cell in kept), f"{path}: outputs left uncleared"
+
+
+# One number per fact: what the docs say twice, or say of the code or the records, is checked against its source.
+
+def test_the_quick_profile_is_said_the_way_a_sweep_runs_it(tmp_path):
+    """It was "9 runs in 9 notebooks" (the sweep), "9 runs in 3 notebooks" (performance.md) and "one after another
+    in one notebook" (the params files' comments)."""
+    import re
+
+    from mnistlab.lab.params import jobs
+    from mnistlab.lab.sweep import _notebook_seeds
+
+    todo = jobs([ROOT / "params" / "quick"], tmp_path / "site")
+    runs = sum(len(job.spec.seeds) for job in todo)
+    on_cpu = sum(len(_notebook_seeds(job, per_seed=True)) for job in todo)
+    on_gpus = sum(len(_notebook_seeds(job, per_seed=False)) for job in todo)
+    sweeps = (ROOT / "docs" / "sweeps.md").read_text()
+    assert f"The quick profile is {runs} runs" in sweeps and f"each is a notebook of its own, {on_cpu}\nnotebooks" \
+        in sweeps and f"a params file's three seeds train together, {on_gpus} notebooks" in sweeps
+    paths = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "params" / "quick").iterdir()]
+    for path in paths:
+        text = " ".join(path.read_text().replace("\n#", "\n").split())  # comments' lines joined
+        assert "one after another in one notebook" not in text, path
+        for said_runs, said_notebooks, gpus in re.findall(r"(\d+) runs in (\d+) notebooks( on GPUs)?", text):
+            assert (int(said_runs), int(said_notebooks)) == (runs, on_gpus if gpus else on_cpu), (path, said_runs)
+
+
+def test_the_setup_time_and_the_runs_costs_are_the_measured_ones():
+    """The README states what setup took and what the defaults cost; performance.md lists the same measurements,
+    and the per-run costs are the published records' own."""
+    import re
+
+    from mnistlab.lab import cells
+    from mnistlab.lab.site import training_text
+
+    readme, performance = (ROOT / "README.md").read_text(), (ROOT / "docs" / "performance.md").read_text()
+    setup = re.search(r"first setup took (\d+ min \d+ s) here", readme.replace("\n", " ")).group(1)
+    assert f"| {setup} |" in performance
+    records = cells.load_records(ROOT / "reports" / "paper" / "runs")
+    minutes = {}
+    for record in records:
+        minutes.setdefault(record.config["hidden_size"], []).append(record.summary["seconds"] / 60)
+    ranges = {h: f"{round(min(m))}-{round(max(m))}" for h, m in minutes.items()}
+    said = (f"{ranges[1000]} minutes per run at H = 1000, {ranges[2000]} at H = 2000 and {ranges[5000]} at "
+            "H = 5000")
+    assert said in " ".join(readme.split()), said
+    assert f"{ranges[1000]} min at H = 1000, {ranges[2000]} min at H = 2000, {ranges[5000]} min at H = 5000" in \
+        " ".join(performance.split())
+    total = re.search(r"UTC: (.+?) of training in all", training_text(records)).group(1)
+    assert f"{total} of training" in " ".join(performance.split())
+
+
+def test_the_docs_say_when_a_checkpoint_is_saved_as_training_saves_it():
+    """`--help-notebook` said "saved after each epoch", docs/notebooks.md "after the first and last epoch and once
+    a minute": the docs say what ``train.CHECKPOINT_SECONDS`` does."""
+    from mnistlab import train
+
+    assert train.CHECKPOINT_SECONDS == 60  # "once a minute" below
+    for path in ("docs/notebooks.md", "docs/performance.md"):
+        text = " ".join((ROOT / path).read_text().split())
+        assert "once a minute" in text and "CHECKPOINT_SECONDS" in text, path
+        assert "after each epoch" not in text and "saved after every epoch" not in text, path

@@ -119,7 +119,8 @@ def test_readme_names_the_kernel_the_notebooks_open_with():
 
 @pytest.mark.slow
 def test_make_lab_starts_jupyterlab_as_root_too():
-    """`make lab` (the README's way in) serves JupyterLab; as root, which Jupyter refuses by default, too."""
+    """`make lab` (the README's way in) serves JupyterLab on the project root; as root, which Jupyter refuses by
+    default, too."""
     import os
     import signal
     import socket
@@ -140,6 +141,11 @@ def test_make_lab_starts_jupyterlab_as_root_too():
             except OSError:
                 time.sleep(0.5)
         assert status == 200, f"JupyterLab did not answer (exit status {process.poll()})"
+        # its file browser shows the project root: the notebooks, the params files and the reports
+        import json
+
+        listed = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=30))
+        assert {"notebooks", "params", "reports"} <= {item["name"] for item in listed["content"]}, listed
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
@@ -173,3 +179,23 @@ def test_refresh_stores_the_checked_outputs_anew_and_clears_the_rest(tmp_path):
     assert [cell.source for cell in refreshed.cells] == [cell.source for cell in cells]  # no injected cell kept
     assert [(cell.execution_count, cell.outputs) for cell in refreshed.cells] == [
         (None, []), (None, []), (3, [new_output("stream", name="stdout", text="42\n")])]
+
+
+@pytest.mark.slow
+def test_a_bare_nbval_run_trains_the_train_notebook_on_small_parameters_and_says_so(tmp_path):
+    """`pytest --nbval notebooks/` (make nbval) used to sit in train.ipynb's 100-epoch wmodel: notebooks/conftest.py
+    gives it params/ci.yaml's parameters, in memory, and pytest's header says so. A cell that trained the protocol
+    would outlive the cell timeout."""
+    import os
+
+    before = (ROOT / "notebooks" / "train.ipynb").read_bytes()
+    result = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-x",
+                             "--nbval-cell-timeout", "240", "notebooks/train.ipynb"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "MNISTLAB_NBVAL_OUT": str(tmp_path)})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "notebooks/conftest.py: train.ipynb runs with the small parameters of params/ci.yaml" in result.stdout
+    (path,) = tmp_path.glob("*.json")
+    record = mnistlab.Record.load(path)
+    assert {key: record.config[key] for key in CI_PARAMS if key in record.config} == \
+        {key: value for key, value in CI_PARAMS.items() if key in record.config}
+    assert (ROOT / "notebooks" / "train.ipynb").read_bytes() == before  # the committed notebook is unchanged

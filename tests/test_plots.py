@@ -64,24 +64,117 @@ def test_missing_configs_lists_the_seeds_cells_without_a_protocol_run():
                 "test_loss": 0.1, "test_acc": 98.0, "seconds": 1.0} for e in range(1, config.epochs + 1)]
     missing = cells.missing_configs([Record(config=config.to_dict(), history=history),
                                      record("nmodel", 5000, 0, [97.0])])  # 1 epoch: not the protocol
-    assert len(missing) == 8 and "wmodel-hs2000" not in missing and missing[0] == "nmodel-hs5000"
+    assert len(missing) == 8 and "wmodel-hs2000" not in missing and missing[0] == "nmodel-hs1000"
 
 
-def test_curves_draw_error_on_a_log_axis_with_bands_over_seeds_only():
+def test_curves_read_to_a_tenth_of_a_point_with_one_legend_outside_the_data():
+    """Figures 3-6 at 1280 px: accuracy on a linear axis with a gridline every 0.1 point, loss labelled without
+    crowding, one legend for the figure and outside every panel, hidden sizes in increasing order, a band only over
+    the seeds of one cell, and a training accuracy of exactly 100 % inside the axis (no spikes off a log axis)."""
+    perfect = record("wmodel", 1000, 0, [98.0, 98.2])
+    for row in perfect.history:
+        row["train_acc"] = 100.0
     records = [record("nmodel", 1000, s, [97.0 + s, 97.5]) for s in (0, 1)] + \
-              [record("wmodel", 1000, 0, [98.0, 98.2]), record("wmodel", 2000, 0, [98.1, 98.3])]
+              [perfect, record("wmodel", 2000, 0, [98.1, 98.3])]
     fig = plots.curves(cells.history_frame(records), hue="model")
-    test_error = fig.axes[3]
-    assert test_error.get_title() == "test error" and test_error.get_yscale() == "log"
-    # wmodel spans two hidden sizes: two lines, never one band over H.
-    labels = [t.get_text() for t in test_error.get_legend().get_texts()]
-    assert labels == ["nmodel", "wmodel (H=2000, epochs=2)", "wmodel (H=1000, epochs=2)"]
+    train_loss, test_loss, train_acc, test_acc = fig.axes
+    assert (train_loss.get_title(), test_loss.get_title()) == ("training", "test")
+    assert train_loss.get_yscale() == "log" and test_acc.get_yscale() == "linear"
+    assert test_acc.get_ylabel() == "accuracy (%)"
+    low, high = test_acc.get_ylim()
+    assert 97.5 >= low and high >= 98.3 and high - low <= 3
+    lines = np.union1d(np.round(test_acc.yaxis.get_minorticklocs(), 6), np.round(test_acc.get_yticks(), 6))
+    steps = np.diff(lines[(lines >= low) & (lines <= high)])  # every gridline, major or minor
+    assert steps.size and np.allclose(steps, 0.1), steps  # read off to 0.1 point
+    assert max(train_acc.get_ylim()) >= 100.0  # all training images right: on the axis, not off it
+    assert len(test_loss.get_yticklabels()) <= 8
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["nmodel", "wmodel (H=1000, epochs=2)",
+                                                          "wmodel (H=2000, epochs=2)"]  # H increasing
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert all(box.x0 >= ax.get_window_extent().x1 for ax in fig.axes), "the legend covers a panel"
     # A standard-deviation band only where there are two seeds (nmodel).
-    bands = [sum(len(path.vertices) for path in band.get_paths()) for band in test_error.collections]
+    bands = [sum(len(path.vertices) for path in band.get_paths()) for band in test_acc.collections]
     assert sum(vertices > 0 for vertices in bands) == 1
-    # A 0.1-point difference in error is a visible distance on the axis: 2.0 vs 1.9 % is not squashed.
-    lo, hi = test_error.get_ylim()
-    assert math.log10(hi / lo) < 1.5
+    assert fig.get_figwidth() * fig.dpi <= 1280  # fits the page at 1280 px without being scaled down much
+
+
+def test_figures_3_to_6_come_with_honest_captions_and_alt_text_from_the_data():
+    records = [record(model, h, seed, [96.0 + seed / 10, 97.0 + (model != "nmodel") + h / 10000])
+               for model in ("nmodel", "bmodel", "wmodel") for h in (1000, 5000) for seed in (0, 1, 2)]
+    history = cells.history_frame(records)
+    shown = plots.models_figure(history, 1000)
+    assert shown.name == "figures-3-4-h1000" and "**Figures 3 and 4 at H = 1000.**" in shown.caption
+    assert "Top row: loss" in shown.caption and "bottom row: accuracy (%), its Figure 4" in shown.caption
+    assert "mean over 3 seeds" in shown.caption and "one standard deviation over seeds only" in shown.caption
+    # the alt text names what the figure shows and its last numbers, from the records
+    assert shown.alt.startswith("Line charts of loss and accuracy against epoch for nmodel, bmodel, wmodel at H = 1000")
+    assert "Test accuracy at the last epoch (epoch 2): nmodel 97.10 %, bmodel 98.10 %, wmodel 98.10 %" in shown.alt
+    sizes = plots.sizes_figure(history)
+    assert sizes.name == "figures-5-6-nmodel" and "**Figures 5 and 6: nmodel at each hidden size.**" in sizes.caption
+    assert "H = 1000 97.10 %, H = 5000 97.50 %" in sizes.alt  # increasing H
+    one = plots.models_figure(cells.history_frame(records[::3]), 1000)  # seed 0 only
+    assert "One seed per line: no band." in one.caption
+
+
+def test_an_accuracy_axis_says_which_epochs_it_cuts_off():
+    """An axis that starts above the first epochs' accuracy cuts them off: the caption says up to which epoch."""
+    accs = [90.0, 97.0, 97.2, 97.3, 97.3, 97.4, 97.4, 97.4, 97.5, 97.5]
+    history = cells.history_frame([record("nmodel", 1000, 0, accs)])
+    words = plots.curves_words(history, "model", ["test"])
+    low, _ = plots.accuracy_range(plots._with_lines(history[history["phase"] == "test"], "model"))
+    assert low > 90.0 and "values below an axis are cut off (test up to epoch 1)" in words["axes"]
+
+
+def test_the_forest_plot_shows_each_difference_with_both_intervals_in_increasing_h():
+    import pandas as pd
+
+    frame = pd.DataFrame([
+        {"a": "bmodel", "b": "wmodel", "hidden_size": 5000, "settings": "protocol", "metric": "val_selected_test_acc",
+         "seeds": 5, "difference": -0.02, "low": -0.12, "high": 0.07, "seed_low": -0.10, "seed_high": 0.06,
+         "verdict": "within noise"},
+        {"a": "bmodel", "b": "wmodel", "hidden_size": 1000, "settings": "protocol", "metric": "val_selected_test_acc",
+         "seeds": 5, "difference": 0.07, "low": -0.01, "high": 0.15, "seed_low": 0.01, "seed_high": 0.13,
+         "verdict": "within noise"},
+        {"a": "wmodel", "b": "nmodel", "hidden_size": 1000, "settings": "protocol", "metric": "val_selected_test_acc",
+         "seeds": 5, "difference": 1.33, "low": 1.08, "high": 1.58, "seed_low": 1.12, "seed_high": 1.54,
+         "verdict": "supported"}])
+    shown = plots.forest(frame)
+    ax = shown.figure.axes[0]
+    rows = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())), reverse=True)
+    assert [label for _, label in rows] == ["bmodel − wmodel, H = 1000", "bmodel − wmodel, H = 5000",
+                                            "wmodel − nmodel, H = 1000"]  # top to bottom, H increasing in each pair
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 4]
+    assert sorted(tuple(line.get_xdata()) for line in thick) == [(-0.12, 0.07), (-0.01, 0.15), (1.08, 1.58)]
+    assert "bmodel − wmodel, H = 1000: +0.07 [-0.01, +0.15]" in shown.alt
+    assert "over seeds and the 10,000 test images" in shown.caption and "mean over 5 seeds" in shown.caption
+
+
+def test_show_gives_a_page_the_png_its_alt_text_and_the_svg(monkeypatch, tmp_path):
+    """What a sweep's page needs of a figure: its PNG and alt text in the notebook; the SVG in the page's figure
+    folder when the sweep says where (render.FIGURES_ENV), else in the notebook."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from mnistlab.lab import render
+
+    shell = InteractiveShell.instance()
+    shown_outputs = []
+    monkeypatch.setattr(shell.display_pub, "publish", lambda data, metadata=None, **kw: shown_outputs.append(
+        (data, metadata)))
+    history = cells.history_frame([record("nmodel", 1000, 0, [97.0, 97.5])])
+    monkeypatch.delenv(render.FIGURES_ENV, raising=False)
+    plots.show(plots.models_figure(history, 1000))
+    (figure, meta), (caption, _) = shown_outputs
+    assert figure["image/png"] and figure["image/svg+xml"].lstrip().startswith("<?xml")
+    assert meta == {"mnistlab": {"name": "figures-3-4-h1000", "alt": figure["text/plain"]}}
+    assert caption["text/markdown"].startswith("**Figures 3 and 4 at H = 1000.**")
+    monkeypatch.setenv(render.FIGURES_ENV, str(tmp_path / "page_files"))
+    shown_outputs.clear()
+    plots.show(plots.models_figure(history, 1000))
+    assert "image/svg+xml" not in shown_outputs[0][0]
+    assert (tmp_path / "page_files" / "figures-3-4-h1000.svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_wrong_digits_caption_true_and_predicted_labels():

@@ -1,5 +1,6 @@
 """The site without a browser: escaping, relative links, honest provenance, one number format, no machine paths."""
 
+import base64
 import hashlib
 import math
 import re
@@ -16,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 import helpers
 from helpers import urls
 from mnistlab.lab import assets, formatting as fmt
-from mnistlab.lab.render import render
+from mnistlab.lab.render import render, web_png
 from mnistlab.lab.results import PageResult, RunResult, SweepResult
 from mnistlab.lab.site import public_text, write_site
 from mnistlab.paths import project_root
@@ -340,7 +341,7 @@ def test_the_analysis_says_which_seeds_trained_on_which_processor():
             _trained_on(helpers.make_record("bmodel", hidden_size=32, seed=0), **intel)]  # paired with nothing
     where = provenance.machines(runs)
     trained_on = {(m, h): text for m, h, text in zip(where["model"], where["hidden_size"], where["trained_on"])}
-    assert list(trained_on) == [("nmodel", 16), ("bmodel", 32), ("bmodel", 16)]  # Table 1's order, larger H first
+    assert list(trained_on) == [("nmodel", 16), ("bmodel", 16), ("bmodel", 32)]  # the models' order, H increasing
     assert list(where["processors"]) == [2, 1, 1]
     assert trained_on["nmodel", 16] == ("cpu: AMD EPYC (family 25 model 1, AVX2), 1 thread: seed 0; "
                                         "cpu: Intel Xeon (family 6 model 167, AVX512), 1 thread: seed 1")
@@ -361,3 +362,164 @@ def test_the_analysis_says_which_seeds_trained_on_which_processor():
     one = provenance.machines_note(runs[2:4])
     assert one == one_processor
     assert provenance.machines_note([]) == "No complete run." and provenance.machines([]).empty
+
+
+# A light site: one stylesheet and MathJax, images as files, code folded, navigation on top --------------------
+
+def notebook_with_figures(path: Path) -> Path:
+    """A notebook that shows a plain image and a figure ``plots.show`` marked, with its SVG."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, 3))
+    figure.add_subplot().plot([1, 2, 3], [3, 1, 2])
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    data = base64.b64encode(png.getvalue()).decode()
+    plain = new_output("display_data", data={"image/png": data, "text/plain": "<Figure>"})
+    marked = new_output("display_data", data={"image/png": data, "image/svg+xml": "<svg>a figure</svg>",
+                                              "text/plain": "alt"},
+                        metadata={"mnistlab": {"name": "figure-3", "alt": "Line chart: loss falls from 3 to 1."}})
+    cells = [new_markdown_cell("# Figures"), new_code_cell("plot()  # PLAIN", outputs=[plain]),
+             new_code_cell("plots.show(shown)  # MARKED", outputs=[marked])]
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def test_a_page_links_one_stylesheet_and_mathjax_and_carries_neither(tmp_path):
+    """nbconvert's lab template inlines about 260 KB of CSS into every page; the site's pages link it once."""
+    page = render(notebook_with_training_cell(tmp_path / "nb.ipynb"), tmp_path / "site" / "runs" / "nb.html",
+                  tmp_path / "site", make_record())
+    html = page.read_text()
+    assert re.search(r'<link href="../_static/mnistlab.css" rel="stylesheet"/?>', html)
+    assert 'src="../_static/tex-svg-full.js"' in html
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", html, re.S)
+    assert sum(len(style) for style in styles) < 1000, "CSS inlined into the page"
+    assert len(html.encode()) < 20_000
+    css = (tmp_path / "site" / "_static" / "mnistlab.css").read_text()
+    assert ".jp-Notebook" in css and "nav.mnistlab-nav" in css and ".highlight" in css  # lab, ours, code colours
+
+
+def test_a_page_opens_with_navigation_and_keeps_its_code_folded(tmp_path):
+    out = tmp_path / "site"
+    for name in ("analysis", "data"):
+        (out / f"{name}.html").parent.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.html").write_text("<p>page</p>")
+    (out / "runs").mkdir()
+    html = render(notebook_with_training_cell(out / "runs" / "a-seed0.ipynb"), out / "runs" / "a-seed0.html",
+                  out).read_text()
+    nav = html[html.index("<nav "):html.index("</nav>")]
+    assert urls(nav) == ["../index.html", "../analysis.html", "../data.html", "a-seed0.ipynb"]  # no backprop page
+    assert html.index("</nav>") < html.index("SETTINGS CELL")
+    # each code cell folded behind "code", its output shown; no In [ ] / Out[ ] prompts
+    assert html.count('<details class="mnistlab-code"><summary>code</summary>') == 3
+    assert html.index('<details class="mnistlab-code">') < html.index("SETTINGS CELL") < html.index("</details>")
+    assert "In&nbsp;[" not in html and "Out[" not in html and "settings\n" in html
+    # a page of the site names itself, not linked
+    analysis = render(notebook_with_training_cell(tmp_path / "analysis.ipynb"), out / "analysis.html", out,
+                      pages=["analysis", "data", "backprop"]).read_text()
+    assert re.search(r'<span aria-current="page" class="page">Findings and analysis</span>', analysis)
+    assert urls(analysis[:analysis.index("</nav>")]).count("analysis.html") == 0
+
+
+def test_images_are_files_beside_the_page_with_their_alt_text_and_figures_link_png_and_svg(tmp_path):
+    source = notebook_with_figures(tmp_path / "nb.ipynb")
+    before = source.read_bytes()
+    html = render(source, tmp_path / "site" / "analysis.html", tmp_path / "site").read_text()
+    files = tmp_path / "site" / "analysis_files"
+    assert sorted(p.name for p in files.iterdir()) == ["cell-1-0.png", "figure-3.png", "figure-3.svg"]
+    assert "data:image" not in html  # no image inline
+    images = re.findall(r"<img ([^>]*)>", html)
+    assert len(images) == 2 and 'src="analysis_files/cell-1-0.png"' in images[0]
+    assert 'alt="Line chart: loss falls from 3 to 1."' in images[1] and 'src="analysis_files/figure-3.png"' in images[1]
+    assert 'alt="A figure of this notebook; no description was stored with it."' in images[0]
+    assert 'This figure as a file: <a download="" href="analysis_files/figure-3.png">PNG</a>, ' \
+           '<a download="" href="analysis_files/figure-3.svg">SVG</a>' in html
+    assert (files / "figure-3.svg").read_text() == "<svg>a figure</svg>"
+    original = base64.b64decode(nbformat.read(source, as_version=4).cells[1].outputs[0].data["image/png"])
+    for png in ("figure-3.png", "cell-1-0.png"):  # re-encoded for the page, never larger
+        assert (files / png).read_bytes() == web_png(original) and len(web_png(original)) <= len(original)
+    assert source.read_bytes() == before  # the notebook keeps its outputs
+    # rendered again without the plain image: its file goes, the figure's stay
+    notebook = nbformat.read(source, as_version=4)
+    notebook.cells[1].outputs = []
+    nbformat.write(notebook, source)
+    render(source, tmp_path / "site" / "analysis.html", tmp_path / "site")
+    assert sorted(p.name for p in files.iterdir()) == ["figure-3.png", "figure-3.svg"]
+
+
+def test_web_png_is_the_same_picture_in_fewer_bytes():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((60, 80, 3), np.uint8)
+    pixels[:, :, 0] = np.arange(80)  # 80 colours: exact in a palette
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=0)
+    smaller = web_png(buffer.getvalue())
+    assert len(smaller) < len(buffer.getvalue())
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(smaller)).convert("RGB")), pixels)
+
+
+def test_published_reports_share_one_static_folder(tmp_path, monkeypatch):
+    """The reports in the project's reports/ load one stylesheet and one MathJax from reports/_static/; a site
+    anywhere else has its own."""
+    source = assets.mathjax_script()
+    monkeypatch.setenv("MNISTLAB_ROOT", str(tmp_path / "project"))
+    monkeypatch.setenv("MNISTLAB_DATA", str(source.parent.parent))
+    reports = tmp_path / "project" / "reports"
+    for name in ("paper", "lr"):
+        page = render(notebook_with_training_cell(tmp_path / f"{name}.ipynb"), reports / name / "runs" / "a.html",
+                      reports / name, make_record())
+        assert 'href="../../_static/mnistlab.css"' in page.read_text()
+        index = write_site(reports / name, sweep([run_result("a", make_record(), html="runs/a.html")])).read_text()
+        assert '<link rel="stylesheet" href="../_static/mnistlab.css">' in index
+    assert sorted(p.relative_to(reports).as_posix() for p in reports.rglob("_static")) == ["_static"]
+    elsewhere = render(notebook_with_training_cell(tmp_path / "x.ipynb"), tmp_path / "build" / "x.html",
+                       tmp_path / "build")
+    assert 'href="_static/mnistlab.css"' in elsewhere.read_text() and (tmp_path / "build" / "_static").is_dir()
+
+
+def test_a_page_rendered_anew_leaves_its_run_up_to_date(tmp_path):
+    """The manifest that vouched for the notebook, record and page vouches for the new page; one that vouched for
+    less (a record changed since) is left as it is: a sweep redoes that run, and only that one."""
+    from mnistlab.lab import cache
+    from mnistlab.lab.render import rerender
+
+    runs = tmp_path / "site" / "runs"
+    runs.mkdir(parents=True)
+    notebook = notebook_with_training_cell(runs / "a-seed0.ipynb")
+    record = runs / "a-seed0.json"
+    make_record().save(record)
+    html = runs / "a-seed0.html"
+    html.write_text("<p>a page of an older template</p>")
+    manifest = runs / ".a-seed0.done"
+    cache.stamp(manifest, "key", [notebook, html, record])
+    html.write_text("<p>a page changed by hand</p>")
+    assert cache.only_derived_stale(manifest, "key", html) and not cache.fresh(manifest, "key")
+    assert rerender(notebook, html, tmp_path / "site", [Record.load(record)])
+    assert cache.fresh(manifest, "key") and "mnistlab-nav" in html.read_text()
+    record.write_text(record.read_text().replace('"seed": 0', '"seed": 0 '))  # the run's result changed
+    assert not rerender(notebook, html, tmp_path / "site", [Record.load(record)])
+    assert not cache.fresh(manifest, "key") and not cache.only_derived_stale(manifest, "key", html)
+
+
+def test_the_index_says_when_the_runs_were_trained_and_how_much_training_they_took(tmp_path):
+    """From the records, not from the sweep that last rendered them (a re-render took 23 s for a 45-run study)."""
+    runs = [run_result(f"r{seed}", make_record(seed=seed, epochs=4, seconds=900.0)) for seed in range(3)]
+    html = write_site(tmp_path, sweep(runs), rendered="2026-12-07 10:00 UTC").read_text()
+    training = html[html.index('id="training"'):html.index("</p>", html.index('id="training"'))]
+    # each run: epochs of 900, 1800, 2700, 3600 s from 2026-11-20 10:00 UTC
+    assert "Trained between 2026-11-20 10:00 and 2026-11-20 12:30 UTC: 7 h 30 min of training in all, the sum of " \
+           "the epoch times of 3 runs." in training
+    swept = html[html.index('id="swept"'):]
+    assert "took 1 min 15 s" in swept and "last re-rendered 2026-12-07 10:00 UTC from the executed notebooks" in swept
+    assert html.index('id="pages"') < html.index('id="table1"') < html.index('id="runs"')  # the pages first
+    assert "No run has a record: nothing was trained." in write_site(tmp_path / "none", sweep([])).read_text()

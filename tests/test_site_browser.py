@@ -22,7 +22,7 @@ from mnistlab.lab.render import render
 from mnistlab.lab.results import PageResult, RunResult, SweepResult
 from mnistlab.lab.site import write_site
 from mnistlab.paths import project_root
-from test_site import make_record, notebook_with_training_cell
+from test_site import make_record, notebook_with_figures, notebook_with_training_cell
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,7 +85,9 @@ def site(tmp_path_factory):
                   "train_size": 50000, "validation": False, "seed": record.config["seed"]}
         runs.append(RunResult(name=name, params=params, status="complete", executed=True,
                               record=record, html=f"runs/{page.name}", record_file=f"runs/{name}.json"))
-    pages = [PageResult("backprop", "complete", True, "", "backprop.html")]
+    render(notebook_with_figures(out / "analysis.ipynb"), out / "analysis.html", out)  # figures as plots.show shows
+    pages = [PageResult("analysis", "complete", True, "", "analysis.html"),
+             PageResult("backprop", "complete", True, "", "backprop.html")]
     write_site(out, SweepResult(params=["params/ci.yaml"], started="2026-11-27T06:00:00Z", wall_seconds=60.0,
                                 runs=runs, pages=pages))
     # One executed notebook rendered on its own, as the README says (`mnistlab render`), into a folder of its own.
@@ -291,3 +293,27 @@ def test_one_notebook_rendered_alone_has_offline_maths(browser, server):
     assert f"{server}single/_static/tex-svg-full.js" in browser.requests
     assert "index.html" not in facts["links"], "a page rendered alone links to an index that is not there"
     assert not left_the_machine(browser.requests), left_the_machine(browser.requests)
+
+
+# Each image's size as drawn, its alt text, and how wide the page is.
+IMAGES = """JSON.stringify({window: window.innerWidth, page: document.documentElement.scrollWidth,
+  images: [...document.images].map(img => ({alt: img.alt, drawn: img.getBoundingClientRect().width,
+                                            natural: img.naturalWidth}))})"""
+
+
+@pytest.mark.slow
+def test_a_page_of_figures_at_1280_px_has_navigation_alt_text_and_the_figures_files(browser, server, tmp_path):
+    browser.requests.clear()
+    facts = browser.open(f"{server}analysis.html")
+    statuses = assert_links_and_images(browser, facts)
+    assert {"index.html", "backprop.html", "analysis_files/figure-3.png", "analysis_files/figure-3.svg",
+            "analysis.ipynb"} <= set(statuses), statuses  # navigation, the figure's files, the notebook
+    assert facts["links"][0] == "index.html"
+    layout = json.loads(browser.evaluate(IMAGES))
+    assert layout["window"] == 1280 and layout["page"] <= layout["window"], layout  # no sideways scrolling
+    assert all(image["alt"] for image in layout["images"]), layout["images"]
+    assert all(0 < image["drawn"] <= layout["window"] for image in layout["images"]), layout["images"]
+    assert "Line chart: loss falls from 3 to 1." in [image["alt"] for image in layout["images"]]
+    assert "MARKED" not in facts["text"], "code shown unfolded"  # in the notebook, behind the "code" toggle
+    assert not left_the_machine(browser.requests), browser.requests
+    print(f"screenshot: {browser.screenshot(tmp_path / 'analysis-1280.png')}")

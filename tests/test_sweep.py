@@ -47,20 +47,25 @@ def test_sweep_writes_notebooks_records_pages_and_index(sweep_site):
 
 
 @pytest.mark.slow
-def test_every_page_renders_without_an_error_and_embeds_its_figures(sweep_site):
+def test_every_page_renders_without_an_error_and_shows_its_figures(sweep_site):
     """The pages as the sweep makes them from the real notebooks: no error output, no traceback on the page, and
-    the figures embedded in the HTML (nothing loaded from elsewhere): Figure 1's two grids of digits on the data
-    page, at least one on the analysis page and on each run's."""
+    the figures as files of the site beside the page (nothing loaded from elsewhere, nothing inline): Figure 1's
+    two grids of digits on the data page, at least one on the analysis page and on each run's."""
     pages = ["analysis", "data", "backprop", "runs/nmodel-tiny-seed0", "runs/<b>x-seed0"]
     for page in pages:
         notebook = nbformat.read(sweep_site.out / f"{page}.ipynb", as_version=4)
         errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
                   if output.get("output_type") == "error"]
         assert not errors, (page, errors)
-        html = (sweep_site.out / f"{page}.html").read_text()
+        path = sweep_site.out / f"{page}.html"
+        html = path.read_text()
         assert html.startswith("<!DOCTYPE html>") and "Traceback" not in html, page
-        figures = re.findall(r'<img [^>]*src="data:image/png;base64,', html)  # the template's CSS has a PNG too
+        assert "data:image" not in html, page
+        figures = re.findall(r'<img [^>]*src="([^"]+)"', html)
         assert len(figures) >= (0 if page == "backprop" else 2 if page == "data" else 1), (page, len(figures))
+        for src in figures:
+            src = unquote(src)
+            assert src.startswith(f"{Path(page).name}_files/") and (path.parent / src).is_file(), (page, src)
 
 
 @pytest.mark.slow
@@ -307,6 +312,32 @@ def test_runs_of_other_training_code_are_never_reused_silently(finished_sweep, t
     assert retrained.runs[0].executed
     assert retrained.runs[0].record.code["fingerprint"] != first.code["fingerprint"]
     assert retrained.runs[0].record.code["files"]["mnistlab/models.py"] == first.code["files"]["mnistlab/models.py"]
+
+
+@pytest.mark.slow
+def test_a_page_changed_or_gone_is_rendered_again_and_its_run_never_retrained(finished_sweep, tmp_path, data_dir,
+                                                                             capsys):
+    """A run's manifest vouches for its page too; a page edited, or re-rendered by a newer template, used to make its
+    run "to run" again: hours of training for a page. Now the page is rendered again from its notebook and the run
+    stays up to date; `mnistlab render --site` re-renders the whole report and leaves every run up to date."""
+    root = copy_project(finished_sweep, tmp_path / "project")
+    params, runs = root / "params" / "a.yaml", root / "site" / "runs"
+    kept = {name: (runs / name).read_bytes() for name in ("a-seed0.ipynb", "a-seed0.json")}
+    (runs / "a-seed0.html").write_text("<p>edited by hand</p>")
+    with project_env(root, data_dir, OMP_NUM_THREADS="1"):
+        (step,) = sweep(params, "site", dry_run=True).steps
+        assert step.state == "up to date" and "re-rendered from its notebook, without training" in step.why
+        again = sweep(params, "site")
+        assert again.ok and not again.runs[0].executed
+        assert "a-seed0: page re-rendered from its notebook (its notebook and records unchanged: nothing retrained)" \
+            in capsys.readouterr().out
+        assert "mnistlab-nav" in (runs / "a-seed0.html").read_text()
+        (runs / "a-seed0.html").unlink()  # gone
+        assert cli.main(["render", "--site", "site"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "runs/a-seed0.html: re-rendered; up to date" in lines and "site/index.html: re-rendered" in lines
+        assert all(step.state == "up to date" for step in sweep(params, "site", dry_run=True).steps)
+    assert {name: (runs / name).read_bytes() for name in kept} == kept  # the run's notebook and record untouched
 
 
 @pytest.mark.slow

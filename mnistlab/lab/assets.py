@@ -1,16 +1,22 @@
-"""The files the site serves itself so that no page loads anything from the network: MathJax 3.
+"""The files the site serves itself, once per report, so that no page loads anything from the network or
+carries its own copy: MathJax 3 and one stylesheet.
 
 ``fetch_mathjax`` (``mnistlab fetch-mathjax``, run by ``make setup``) brings npm ``mathjax@3.2.2`` into
 ``<data dir>/mathjax/`` once; ``copy_static`` puts its one combined script into a site's ``_static/``
-folder, where every rendered page loads it by a relative URL (``STATIC`` + ``MATHJAX_SCRIPT``). Nothing
-here fetches behind a render's back: a missing or corrupt copy is an ``AssetError`` that names the command
-that fixes it (``FIX``), raised by ``check`` before a sweep trains anything.
+folder (``static_folder``: one for all the reports in the project's ``reports/``), where every rendered page
+loads it by a relative URL (``STATIC`` + ``MATHJAX_SCRIPT``). Beside it,
+``STYLESHEET``: the CSS nbconvert's lab template would inline into every page (about 260 KB a page),
+written once, with the site's own rules (``templates/site.css``) after it; every page and the index link it.
+Nothing here fetches behind a render's back: a missing or corrupt copy is an ``AssetError`` that names the
+command that fixes it (``FIX``), raised by ``check`` before a sweep trains anything.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -26,7 +32,10 @@ NPM_PACKAGE = "mathjax@3.2.2"
 MEMBER = "package/es5/tex-svg-full.js"
 MATHJAX_SCRIPT = "tex-svg-full.js"
 SHA256 = "a4354ff94fd868aea0cc6eaaa79a57fda0588646fc46ee3700a349ee0a11cbe6"
-STATIC = "_static"  # the site's folder of served files, relative to its root
+STATIC = "_static"  # the folder of served files: in a site's root, or one shared by the project's reports/
+SHARED = "reports"  # the project's folder of published reports, whose sites share one STATIC folder
+STYLESHEET = "mnistlab.css"  # in STATIC: nbconvert's lab CSS and the site's own, linked by every page
+SITE_CSS = Path(__file__).parent / "templates" / "site.css"  # the site's own rules: the index, navigation, notes
 FIX = "mnistlab fetch-mathjax"  # the command that puts a verified copy in place
 
 
@@ -85,16 +94,43 @@ def check() -> None:
     mathjax_script()
 
 
+def static_folder(site_root: str | os.PathLike) -> Path:
+    """The folder a site's pages load MathJax and the stylesheet from: ``reports/_static/`` for a site in the
+    project's ``reports/`` folder (the published reports share one copy), ``<site_root>/_static/`` for any other."""
+    site = Path(os.path.abspath(site_root))
+    shared = Path(os.path.abspath(paths.project_root() / SHARED))
+    return (shared if site.parent == shared else site) / STATIC
+
+
 def copy_static(site_root: str | os.PathLike) -> Path:
-    """Put the verified MathJax script into ``<site_root>/_static/`` unless an intact copy is there; return
-    that folder. Safe to call from several processes at once: the file is written whole under a temporary
-    name. A site whose copy is intact needs no source (a worker of a cluster that lacks the data folder).
+    """Put the verified MathJax script and the stylesheet into the site's ``static_folder`` unless intact copies
+    are there; return that folder. Safe to call from several processes at once: each file is written whole under
+    a temporary name. A site whose MathJax is intact needs no source (a worker of a cluster that lacks the data
+    folder).
     """
-    folder = Path(site_root) / STATIC
+    folder = static_folder(site_root)
     target = folder / MATHJAX_SCRIPT
     if not (target.is_file() and _sha256(target.read_bytes()) == SHA256):
         atomic_write_bytes(target, mathjax_script().read_bytes())
+    css = stylesheet().encode()
+    sheet = folder / STYLESHEET
+    if not (sheet.is_file() and sheet.read_bytes() == css):
+        atomic_write_bytes(sheet, css)
     return folder
+
+
+@functools.cache
+def stylesheet() -> str:
+    """The site's one stylesheet: every ``<style>`` nbconvert's lab template puts into a page (JupyterLab's
+    light theme, the code highlighting), then ``SITE_CSS``. Taken from a page of nbconvert's own, so that it
+    is always the CSS of the nbconvert installed."""
+    from nbconvert import HTMLExporter
+    from nbformat.v4 import new_notebook
+
+    page, _ = HTMLExporter(template_name="lab").from_notebook_node(new_notebook())
+    lab = "\n".join(style.strip() for style in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
+    return f"/* nbconvert's lab template (JupyterLab's light theme, code highlighting) */\n{lab}\n\n" \
+           f"/* mnistlab's site */\n{SITE_CSS.read_text()}"
 
 
 def _sha256(data: bytes) -> str:

@@ -93,3 +93,39 @@ def stale(manifest: Path, value_key: str) -> str | None:
 
 def invalidate(manifest: Path) -> None:
     manifest.unlink(missing_ok=True)
+
+
+def vouches_but(manifest: Path, derived: Path) -> bool:
+    """The manifest vouches for every file it lists except perhaps ``derived`` (a page, rendered from the others):
+    they are there and unchanged. What ``restamp`` needs before it may vouch for a new ``derived``."""
+    try:
+        entry = json.loads(manifest.read_text())
+        return all(name == derived.name or file_hash(manifest.parent / name) == digest
+                   for name, digest in entry["files"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def restamp(manifest: Path, derived: Path) -> bool:
+    """After ``derived`` (a page) was rendered anew from files the manifest still vouches for (``vouches_but``):
+    the manifest, same key, vouching for the new ``derived``. A page re-rendered without training leaves its run
+    up to date. False, and nothing written, when the manifest vouched for less."""
+    if not vouches_but(manifest, derived):
+        return False
+    entry = json.loads(manifest.read_text())
+    if derived.name not in entry["files"]:
+        return False
+    entry["files"][derived.name] = file_hash(derived)
+    atomic_write_text(manifest, json.dumps(entry, indent=1) + "\n")
+    return True
+
+
+def only_derived_stale(manifest: Path, value_key: str, derived: Path) -> bool:
+    """The work of ``manifest`` is up to date but for ``derived`` (its page, changed or missing): re-render the
+    page, never redo the work (a run is never retrained because its HTML changed)."""
+    try:
+        entry = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(entry, dict) and entry.get("key") == value_key and derived.name in entry.get("files", {}) \
+        and stale(manifest, value_key) is not None and vouches_but(manifest, derived)

@@ -109,15 +109,16 @@ def model_order(model: str) -> tuple:
 
 
 def size_order(hidden_size: int) -> tuple:
-    """A hidden size's place on every page: largest first, as the HW5 report's Table 1 (5000, 2000, 1000)."""
-    return (-hidden_size,)
+    """A hidden size's place on every page: increasing (the HW5 report's Table 1 has them the other way round)."""
+    return (hidden_size,)
 
 
 def missing_configs(records: Iterable[Record]) -> list[str]:
     """The HW5 report's cells (``hw5.MODELS`` x ``hw5.HIDDEN_SIZES``) without a complete protocol run, as
     ``model-hsH`` names: other models a sweep has are no cells of the report."""
     present = {(r.config["model"], r.config["hidden_size"]) for r in included(records) if settings(r) == PROTOCOL}
-    return [cell_name(m, h) for m in hw5.MODELS for h in hw5.HIDDEN_SIZES if (m, h) not in present]
+    sizes = sorted(hw5.HIDDEN_SIZES, key=size_order)  # the pages' order
+    return [cell_name(m, h) for m in hw5.MODELS for h in sizes if (m, h) not in present]
 
 
 def summary_frame(records: Iterable[Record]) -> pd.DataFrame:

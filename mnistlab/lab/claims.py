@@ -53,6 +53,7 @@ class Claim:
     verdict: str
     text: str  # sentences generated from the numbers
     scope: str = ""  # the conditions the verdict holds under: rate, hidden sizes, seeds, processors
+    rule: str = ""  # the rule the verdict follows, as one sentence (the text states it too)
 
 
 def main_settings(records: Iterable[Record]) -> str | None:
@@ -114,14 +115,15 @@ def report_claim(spec: hw5.ClaimRow, protocol: list[Record], labels: np.ndarray 
     verdict, texts = judge(parts, spec.margin)
     prefixed = [text if found is None else f"{label.split(':')[0]}: {text}" for (label, found), text in
                 zip(parts, texts)]
-    text = "; ".join(prefixed) + ". " + rule_text(len(parts), spec.margin)
+    rule = rule_text(len(parts), spec.margin)
+    text = "; ".join(prefixed) + ". " + rule
     text = text[0].upper() + text[1:]
     comparisons_made = [found for _, found in parts if found is not None]
     notes = [_floor_note(comparisons_made), _confound_note(used, spec.parts)]
     if spec.margin is not None:
         notes.append(hw5.MARGIN_REASON)
     return Claim(spec.name, spec.says, REPORT, verdict, " ".join([text, *[n for n in notes if n]]),
-                 _scope(used, _settings_text(PROTOCOL)))
+                 _scope(used, _settings_text(PROTOCOL)), _sentence(rule))
 
 
 def training_accuracy(spec: hw5.ClaimRow, protocol: list[Record], records: Sequence[Record] = ()) -> Claim:
@@ -170,10 +172,11 @@ def training_accuracy(spec: hw5.ClaimRow, protocol: list[Record], records: Seque
         text += _elsewhere({c.split('-hs')[0] for c in short_cells}, records)
     if untested and not short_cells:
         text += f" Not tested: {', '.join(untested)} (a verdict needs {stats.MIN_SEEDS} measured seeds per cell)."
-    text += (" Rule: the measurement is exact (every training image), so only seeds are noise: contradicted when in "
-             "some cell most seeds fall short of 100 %, supported when every run of every cell reaches it.")
+    rule = ("the measurement is exact (every training image), so only seeds are noise: contradicted when in some "
+            "cell most seeds fall short of 100 %, supported when every run of every cell reaches it.")
+    text += " Rule: " + rule
     used = {key: runs for key, runs in by_cell.items() if key[:2] in spec.cells}
-    return Claim(spec.name, spec.says, REPORT, verdict, text, _scope(used, _settings_text(PROTOCOL)))
+    return Claim(spec.name, spec.says, REPORT, verdict, text, _scope(used, _settings_text(PROTOCOL)), _sentence(rule))
 
 
 def rules() -> str:
@@ -300,7 +303,7 @@ def trains_faster(records: Iterable[Record]) -> list[Claim]:
                 "seeds alone. " + rule_text(len(parts)))
         used = {key: by_cell[key] for h, m in parts for key in ((hw5.PLAIN, h, label), (m, h, label))}
         found.append(Claim(f"Do the normalised models train faster at {rate}?", says, OWN, verdict, text,
-                           _scope(used, where)))
+                           _scope(used, where), _sentence(rule_text(len(parts)))))
     if not found:
         return [Claim("Do the normalised models train faster?", says, OWN, stats.UNTESTED,
                       f"Needs {hw5.PLAIN} and another model at one hidden size and settings.")]
@@ -395,7 +398,8 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
                     + _ties(by_cell, h, s, model, (rate_a, rate_b), eligible, comparison, labels)
                     + where + " " + rule_text(1))
             scope_runs = {(model, h, f"lr={rate_a:g}"): cell_a, (hw5.PLAIN, h, f"lr={rate_b:g}"): cell_b}
-            found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate")))
+            found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate"),
+                               _sentence(rule_text(1))))
     return found
 
 
@@ -570,3 +574,11 @@ def _and(items: Sequence[str]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _sentence(rule: str) -> str:
+    """A rule as one sentence of its own: "(Supported: ...)" or "the measurement ..." -> "Supported: ...", "The ..."."""
+    rule = rule.strip()
+    if rule.startswith("(") and rule.endswith(")"):
+        rule = rule[1:-1]
+    return rule[:1].upper() + rule[1:]

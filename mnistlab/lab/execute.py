@@ -37,6 +37,7 @@ class Task:
     cost: int = 0  # relative training work (sweeps submit the cheapest first)
     timeout: float | None = None  # seconds the whole notebook may take; None: no limit (not part of ``key``)
     spec: RunSpec | None = None  # the run a train notebook makes (its ``parameters`` are ``spec.to_params()``)
+    pages: tuple[str, ...] | None = None  # the site's pages its page's navigation links; None: those there now
 
     @property
     def manifest(self) -> Path:
@@ -70,7 +71,7 @@ def execute(task: Task) -> Outcome:
         outcome.error = _papermill(task)
         from .render import render
 
-        render(task.output, task.html, task.site_root, _records(task))
+        render(task.output, task.html, task.site_root, _records(task), pages=task.pages)
         missing = [paths.relative(path, task.site_root) for path in task.records if not path.exists()]
         if not outcome.error and missing:
             outcome.error = f"the notebook wrote no record {', '.join(missing)}"
@@ -119,6 +120,9 @@ def _papermill(task: Task) -> str:
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = threads
     os.environ[paths.ROOT_ENV] = str(paths.project_root())  # the kernel resolves paths as this process does
+    from .render import FIGURES_ENV, figure_folder
+
+    os.environ[FIGURES_ENV] = str(figure_folder(task.html))  # plots.show writes its figures' SVG beside the page
     error = ""
     with unix_sockets() as ipc:
         limits = {}

@@ -149,6 +149,24 @@ def hold(out: Path) -> Iterator[str]:
         os.close(fd)  # closing releases the flock
 
 
+def holder(out: Path) -> str:
+    """Who holds ``<out>/.sweep.lock`` now, in words ("pid 412 on host since ..."); '' when no sweep does. Takes
+    nothing: a dry run asks, and leaves the lock to whoever may want it."""
+    try:
+        fd = os.open(out / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _describe(_read(fd))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return ""
+    finally:
+        os.close(fd)
+
+
 def _read(fd: int) -> dict:
     try:
         return json.loads(os.pread(fd, 4096, 0) or b"{}")

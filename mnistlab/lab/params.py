@@ -65,6 +65,8 @@ def read_text(file: Path, limit: int, what: str) -> str:
     sweep for ever and ``/dev/zero`` fill the memory, and both have a size of 0; ParamsError for either."""
     try:
         return read_regular(file, limit).decode()
+    except FileNotFoundError:
+        raise ParamsError("no such file") from None
     except ReadError as error:
         if error.errno == errno.EFBIG:
             raise ParamsError(f"more than {limit} bytes; {what} is at most {limit} bytes") from None
@@ -75,22 +77,25 @@ def read_text(file: Path, limit: int, what: str) -> str:
         raise ParamsError(f"not UTF-8 text; {what} must be") from None
 
 
-def read(file: Path) -> dict[str, Any]:
-    """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values."""
+def read(file: Path, reserved: tuple[str, ...] = SET_BY_SWEEP) -> dict[str, Any]:
+    """A params file's parameters; ParamsError when it is not a small, plain mapping of names to values, or sets
+    one of ``reserved`` (a sweep's: what it sets for each run; ``mnistlab train -f`` reserves none)."""
     try:
         text = read_text(file, MAX_BYTES, "a params file")
         params = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a safe loader, made stricter)
     except yaml.MarkedYAMLError as error:
         where = f"line {error.problem_mark.line + 1}: " if error.problem_mark else ""
         raise ParamsError(f"not a valid params file: {where}{error.problem}") from None
+    except FileNotFoundError:
+        raise ParamsError("no such file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ParamsError(f"cannot read it as YAML ({_short(error)})") from None
     if not isinstance(params, dict) or not all(isinstance(key, str) for key in params):
         raise ParamsError("expected a mapping of train-notebook parameter names to values; "
                           f"got {type(params).__name__}")
-    reserved = sorted(set(params) & set(SET_BY_SWEEP))
-    if reserved:
-        raise ParamsError(f"{', '.join(reserved)} is set by the sweep for each run; remove it from the file")
+    clash = sorted(set(params) & set(reserved))
+    if clash:
+        raise ParamsError(f"{', '.join(clash)} is set by the sweep for each run; remove it from the file")
     return params
 
 

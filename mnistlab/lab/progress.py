@@ -52,6 +52,7 @@ class Plan:
     pages: list[str] = field(default_factory=list)
     force: bool = False  # --force: every notebook and page is redone
     notes: list[str] = field(default_factory=list)  # what the pages will show less of than the last sweep's
+    in_use: str = ""  # a dry run's: the sweep that holds the folder's lock now ("pid 412 on host since ...")
 
     def runs(self, *states: str) -> int:
         return sum(len(step.runs) for step in self.steps if not states or step.state in states)
@@ -76,6 +77,9 @@ class Plan:
                 "each redone when its notebook, the code it imports or the records it reads changed"
             lines.append(f"  then the pages {', '.join(self.pages)} ({when}) and the index")
         lines += [f"note: {note}" for note in self.notes]
+        if self.in_use:
+            lines.append(f"note: {into} is in use by another sweep ({self.in_use}): the runs it has in flight are "
+                         "shown as in flight there, and a sweep started now would be refused until it ends")
         if self.stops:
             lines.append("  The sweep stops here, before running anything: --force retrains the runs of other "
                          "training code, --keep-older-code keeps them as they are.")
@@ -83,9 +87,12 @@ class Plan:
 
 
 def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, tuple[dict, list[str]]] | None = None,
-         keep_older_code: bool = False, where: str = "", pages: list[str] = (), notes: list[str] = ()) -> Plan:
+         keep_older_code: bool = False, where: str = "", pages: list[str] = (), notes: list[str] = (),
+         in_use: str = "") -> Plan:
     """The plan for ``tasks`` (the run notebooks). ``older``: task name -> (the record's ``code``, the files
-    that changed), for the up-to-date runs trained by other training code (``sweep.older_code``)."""
+    that changed), for the up-to-date runs trained by other training code (``sweep.older_code``). ``in_use``: who
+    holds the folder's lock (a dry run beside a sweep in flight): its unfinished runs are in flight, not
+    interrupted."""
     older = older or {}
     steps = []
     for task in tasks:
@@ -102,9 +109,12 @@ def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, 
                               f"{made}; kept as it is (--keep-older-code)" if keep_older_code else made))
         elif reason is None:
             steps.append(Step(task, runs, UP_TO_DATE, "same settings; its notebook, page and records unchanged"))
+        elif cache.only_derived_stale(task.manifest, task.key, task.html):
+            steps.append(Step(task, runs, UP_TO_DATE, "same settings; its notebook and records unchanged; its page "
+                              "changed or is missing and is re-rendered from its notebook, without training"))
         else:
-            steps.append(Step(task, runs, TO_RUN, _why_run(task, reason)))
-    return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force, notes=list(notes))
+            steps.append(Step(task, runs, TO_RUN, _why_run(task, reason, in_use)))
+    return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force, notes=list(notes), in_use=in_use)
 
 
 def commit_text(code: dict) -> str:
@@ -115,8 +125,10 @@ def commit_text(code: dict) -> str:
     return f"commit {commit[:7]}" + (", modified" if code.get("git_dirty") else "")
 
 
-def _why_run(task: Task, reason: str) -> str:
+def _why_run(task: Task, reason: str, in_use: str = "") -> str:
     if reason == "never finished here":
+        if in_use and task.partial.exists():  # the sweep that holds the lock is executing it
+            return "in flight in the sweep that holds this folder now"
         if _failed(task.output):
             reason = "it failed last time"
         elif task.output.exists() or task.partial.exists() or any(path.exists() for path in task.records):
@@ -156,6 +168,14 @@ def where(dask_client, shape: dict, *, scheduler: str | None = None, cluster: st
     text += f"; each kernel trains with {count(threads, 'torch thread')}" if threads else \
         "; each kernel trains with its worker machine's cores"
     return text + "; " + dashboard(dask_client, local=not scheduler)
+
+
+def expected_where(shape: dict, cluster: str) -> str:
+    """Where the notebooks would run, in words, for a dry run (``schedule.expected``): no cluster, no dashboard."""
+    text = cluster + ("; one GPU each; each file's seeds would train together in one notebook" if shape.get("gpus")
+                      else "; a notebook per seed")
+    threads = shape.get("threads")
+    return text + (f"; each kernel would train with {count(threads, 'torch thread')}" if threads else "")
 
 
 def dashboard(dask_client, local: bool = True) -> str:

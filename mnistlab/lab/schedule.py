@@ -168,6 +168,25 @@ def _connect(scheduler: str, seconds: float):
     raise TimeoutError(f"something accepted the connection but did not answer as a Dask scheduler in {seconds:g} s")
 
 
+def expected(*, workers: int | None = None, scheduler: str | None = None,
+             cluster: str | None = None) -> tuple[dict, str]:
+    """What ``client`` would give, found without starting, contacting or submitting anything (``--dry-run``):
+    the shape of the tasks (``{"gpus": bool, "threads": int | None}``) and where they would run, in words."""
+    if scheduler:
+        return {"gpus": False, "threads": None}, (f"the Dask scheduler at {scheduler} (not contacted: a dry run); "
+                                                  "planned as for CPU workers")
+    if cluster == "slurm":
+        jobs = workers or 1
+        return {"gpus": True, "threads": None}, (f"a SLURM cluster (dask-jobqueue) of {jobs} job{'s' * (jobs != 1)} "
+                                                 "(not submitted: a dry run)")
+    if cluster not in (None, "local"):
+        raise ParamsError(f"--cluster must be local or slurm; got {cluster!r}")
+    gpus = gpu_count()
+    n = workers or max(gpus, 1)
+    return {"gpus": bool(gpus), "threads": kernel_threads(n) if not gpus else None}, \
+        f"a local Dask cluster of {n} worker{'s' * (n != 1)} (not started: a dry run)"
+
+
 @contextlib.contextmanager
 def _environment_kept() -> Iterator[None]:
     """This process's environment as it was, once a local cluster is gone. Dask's nannies run in this process and,
@@ -223,16 +242,27 @@ def _workers(dask_client, where: str, seconds: float = CONNECT_SECONDS) -> dict:
     return info.get("workers", {}) if isinstance(info, dict) else {}
 
 
+WAITING_EVERY = 30.0  # seconds between two "still waiting for a worker" lines
+
+
 def _first_worker(dask_client, timeout: float, where: str, hint: str, failed=None) -> None:
-    """Wait up to ``timeout`` s for a worker; ``failed()`` (polled) may name a reason to stop at once."""
-    deadline = time.monotonic() + timeout
+    """Wait up to ``timeout`` s for a worker, saying so at once and every ``WAITING_EVERY`` s; ``failed()``
+    (polled) may name a reason to stop at once."""
+    started = time.monotonic()
+    deadline, said = started + timeout, None
     while not _workers(dask_client, where):
         reason = failed() if failed else None
         if reason:
             raise ClusterError(f"{where}: {reason}. Nothing ran")
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise ClusterError(f"{where}: no Dask worker joined within {timeout:g} s (--worker-timeout); {hint}. "
                                "Nothing ran")
+        if said is None or now - said >= WAITING_EVERY:
+            waited = f"still no worker after {now - started:.0f} s; " if said is not None else ""
+            print(f"waiting for a Dask worker to join {where}: {waited}the sweep waits up to {timeout:g} s in all "
+                  f"(--worker-timeout), then stops; {hint}", flush=True)
+            said = now
         time.sleep(POLL_SECONDS)
 
 
@@ -271,6 +301,10 @@ class Watchdog(threading.Thread):
             if able:
                 idle_since = None
                 continue
+            if idle_since is None:
+                need = "with a GPU (resources GPU=1) " if self.gpus else ""
+                print(f"{self.where}: no Dask worker {need}is there to run the notebooks; waiting up to "
+                      f"{self.timeout:g} s (--worker-timeout) for one, then the sweep stops", flush=True)
             idle_since = idle_since or now
             if now - idle_since >= self.timeout:
                 need = "with a GPU (resources GPU=1) " if self.gpus else ""

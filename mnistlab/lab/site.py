@@ -1,14 +1,17 @@
-"""The sweep's index page: Table 1 as a figure and a table, the runs and how they were made, the notebook pages.
+"""The sweep's index page: the pages first, the study's training time, Table 1 as a figure and a table, the runs.
 
 Rendered from ``templates/index.html.j2`` with Jinja2 (autoescape on) from a ``SweepResult`` and the
 ``Record`` objects it carries. Every link is relative to the site, and no text names a path of the
-machine it was built on. Numbers are written by ``formatting``, as on every other page.
+machine it was built on. Numbers are written by ``formatting``, as on every other page. ``rerender``
+rebuilds a whole published report from its executed notebooks and records (``mnistlab render --site``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -17,7 +20,7 @@ from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
 from . import formatting as fmt, table1
-from .assets import copy_static
+from .assets import MATHJAX_SCRIPT, STATIC, STYLESHEET, copy_static, static_folder
 from .progress import commit_text
 from .protocol import off_protocol
 from .provenance import provenance, summary_line
@@ -30,25 +33,30 @@ TEMPLATES = Path(__file__).parent / "templates"
 INDEX_TEMPLATE = "index.html.j2"
 FIGURE = "table1.png"  # beside index.html
 NOTES = "NOTES.md"  # a published report's notes, linked from the index when present
-PAGE_TITLES = {
-    "analysis": "Analysis: the figures, Table 1 and the HW5 report's claims, from every record",
-    "data": "Data: MNIST examples (Figure 1) and the splits",
-    "backprop": "Backpropagation by hand, checked against autograd",
+PAGE_ABOUT = {
+    "analysis": "the HW5 report's claims judged, one row each, the differences between the models with their "
+                "intervals, Table 1 with intervals, Figures 3-6 and the digits the models get wrong",
+    "data": "MNIST examples with their labels (Figure 1), the split and the normalisation constants",
+    "backprop": "every gradient of the three networks derived by hand, then checked against autograd",
 }
 
 
-def write_site(out: str | os.PathLike, result: SweepResult) -> Path:
-    """Write ``<out>/index.html`` (and Table 1's figure, and MathJax into ``<out>/_static/``); return the index."""
+def write_site(out: str | os.PathLike, result: SweepResult, rendered: str | None = None) -> Path:
+    """Write ``<out>/index.html`` (and Table 1's figure, and the stylesheet and MathJax into ``<out>/_static/``);
+    return the index. ``rendered``: when the pages were last re-rendered without a sweep (``rerender``)."""
     out = Path(out)
     copy_static(out)
     records = [run.record for run in result.runs if run.record is not None]
     table = table1.compute(records)  # once for the figure and the page
     figure = _write_figure(out, table, records)
-    return atomic_write_text(out / "index.html", index_html(out, result, table, figure))
+    return atomic_write_text(out / "index.html", index_html(out, result, table, figure, rendered))
 
 
-def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str | None = None) -> str:
+def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str | None = None,
+               rendered: str | None = None) -> str:
     """The index page's HTML for the site in ``out``, with Table 1 (``table1.compute`` of the result's records)."""
+    from .render import PAGES, navigation
+
     env = environment(out)
     records = [run.record for run in result.runs if run.record is not None]
     rows = table1.rows(table)
@@ -56,6 +64,10 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
     runs = [run_row(run, current) for run in result.runs]
     return env.get_template(INDEX_TEMPLATE).render(
         title=f"mnistlab report: {out.absolute().name}",
+        stylesheet=Path(os.path.relpath(static_folder(out) / STYLESHEET, os.path.abspath(out))).as_posix(),
+        nav=navigation(out / "index.html", out, pages=[page.name for page in result.pages if page.html]),
+        training=training_text(records),
+        rendered=rendered,
         params=[public_text(p, out) for p in result.params],
         started=result.started,
         wall=fmt.duration(result.wall_seconds),
@@ -68,13 +80,42 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
         hw5=any(row["hw5_report"] != fmt.MISSING for row in rows),  # any row beside the HW5 report's number
         figure=figure,
         provenance=summary_line(records),
-        pages=[{"title": PAGE_TITLES.get(p.name, p.name), "html": p.html, "status": p.status, "error": p.error}
-               for p in result.pages],
+        pages=[{"title": PAGES.get(p.name, p.name), "about": PAGE_ABOUT.get(p.name, ""), "html": p.html,
+                "status": p.status, "error": p.error} for p in result.pages],
         notes=NOTES if (out / NOTES).is_file() else None,
         also=result.also,
         about=[inline_markdown(paragraph.strip()) for text in result.about for paragraph in text.split("\n\n")
                if paragraph.strip() and not paragraph.lstrip().startswith("#")],
     )
+
+
+def training_text(records: list[Record]) -> str:
+    """When the study's runs were trained and how much training they took, from their records (not from the sweep
+    that last rendered them): "Trained between 2026-11-29 08:12 and 2026-12-03 17:40 UTC: 21 h 54 min of training
+    in all, the sum of the epoch times of 45 runs"."""
+    if not records:
+        return "No run has a record: nothing was trained."
+    seconds = sum(record.summary["seconds"] for record in records)
+    starts, ends = [], []
+    for record in records:
+        times = {row["epoch"]: row["seconds"] for row in record.history}
+        for segment in record.segments or []:
+            try:
+                started = datetime.fromisoformat(segment["started"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            started = started.astimezone(UTC) if started.tzinfo else started.replace(tzinfo=UTC)
+            epochs = range(segment["first_epoch"], segment["last_epoch"] + 1)
+            took = sum(times.get(epoch, 0.0) or 0.0 for epoch in epochs)
+            starts.append(started)
+            ends.append(started + timedelta(seconds=took))
+    runs = fmt.count(len(records), "run")
+    total = f"{fmt.duration(seconds)} of training in all, the sum of the epoch times of {runs}"
+    if not starts:
+        return f"{total[0].upper()}{total[1:]} (when they were trained is not recorded)."
+    unknown = sum(1 for record in records if not any(s.get("started") for s in record.segments or []))
+    when = f"Trained between {min(starts):%Y-%m-%d %H:%M} and {max(ends):%Y-%m-%d %H:%M} UTC: {total}"
+    return when + (f" ({unknown} of them without a recorded date)." if unknown else ".")
 
 
 def inline_markdown(text: str):
@@ -164,3 +205,80 @@ def _href(path: str | None, out: Path) -> str | None:
             return None
         path = relative
     return quote(Path(path).as_posix())
+
+
+def rerender(out: str | os.PathLike) -> list[str]:
+    """Re-render a report from what is committed there, training nothing: every run's page and the pages from
+    their executed notebooks, then the index from ``sweep.json`` and the records; one line per page, said.
+
+    Holds the sweep's lock on ``out`` (no sweep writes there meanwhile). A page's manifest that vouched for its
+    notebook, records and page keeps vouching, for the new page (``cache.restamp``): a sweep afterwards finds
+    every run and page up to date and retrains nothing. A manifest that did not vouch (a run that was never
+    finished, a record changed since) is left as it is, and the line says so.
+    """
+    from . import lock
+    from .params import ParamsError
+    from .render import rerender as rerender_page
+
+    out = paths.resolve(out)
+    try:
+        swept = json.loads((out / "sweep.json").read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{paths.relative(out)} holds no sweep.json: not a report a sweep made (give the folder "
+                          "of index.html, e.g. reports/paper)") from None
+    except ValueError as error:
+        raise ParamsError(f"{paths.relative(out)}/sweep.json is not JSON ({error})") from None
+    result = sweep_result(out, swept)
+    lines = []
+    with lock.hold(out):
+        notebooks: dict[str, list[RunResult]] = {}
+        for run in result.runs:
+            if run.notebook and run.html:
+                notebooks.setdefault(run.notebook, []).append(run)
+        work = [(out / notebook, out / runs[0].html, [run.record for run in runs if run.record is not None])
+                for notebook, runs in notebooks.items()]
+        work += [(out / f"{page.name}.ipynb", out / page.html, None) for page in result.pages if page.html]
+        pages = [page.name for page in result.pages if page.html]
+        for notebook, html, records in work:
+            if not notebook.is_file():
+                lines.append(f"{paths.relative(html, out)}: kept as it is (its notebook {notebook.name} is missing)")
+                continue
+            state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
+                "not up to date before, left so (a sweep redoes it)"
+            lines.append(f"{paths.relative(html, out)}: re-rendered; {state}")
+        write_site(out, result, rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        lines.append(f"{paths.relative(out / 'index.html')}: re-rendered")
+        own = out / STATIC
+        if static_folder(out) != own and own.is_dir():  # an older render's copy: the pages now load the shared one
+            for name in (MATHJAX_SCRIPT, STYLESHEET):
+                (own / name).unlink(missing_ok=True)
+            if not any(own.iterdir()):
+                own.rmdir()
+            lines.append(f"{paths.relative(own)}: removed; the pages load {paths.relative(static_folder(out))}")
+    return lines
+
+
+def sweep_result(out: Path, swept: dict) -> SweepResult:
+    """The ``SweepResult`` a sweep wrote as ``sweep.json`` into ``out`` (``sweep.report``), its records loaded."""
+    from dataclasses import fields
+
+    from ..records import RecordError
+    from .results import PageResult
+
+    def known(cls, entry: dict) -> dict:
+        names = {f.name for f in fields(cls)}
+        return {key: value for key, value in entry.items() if key in names}
+
+    runs = []
+    for entry in swept.get("runs", []):
+        run = RunResult(**known(RunResult, {**entry, "record": None}))
+        if run.record_file:
+            try:
+                run.record = Record.load(out / run.record_file)
+            except RecordError:
+                run.record = None
+        runs.append(run)
+    return SweepResult(params=swept.get("params", []), started=swept.get("started", ""),
+                       wall_seconds=swept.get("wall_seconds", 0.0), runs=runs,
+                       pages=[PageResult(**known(PageResult, page)) for page in swept.get("pages", [])],
+                       about=swept.get("about", []), also=swept.get("also", []))

@@ -15,7 +15,6 @@ file at once. Cheaper runs are submitted first.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -89,7 +88,28 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
                    need=_space(todo))
     render.check()  # a render that cannot succeed fails now, not after the training
 
-    with contextlib.nullcontext("") if dry_run else lock.hold(out) as note:
+    pages = tuple(name for name in PAGES if (notebooks / f"{name}.ipynb").is_file())  # every page links these
+
+    def make_plan(shape: dict, where: str, in_use: str = "") -> tuple[list, progress.Plan]:
+        planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"], cuda_graphs),
+                                        timeout=timeout, pages=pages))
+                   for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
+        tasks = [task for _, _, task in planned]
+        if not dry_run:
+            _forget_foreign_records(planned)  # a record another run wrote over makes its run not up to date
+        the_plan = progress.plan(out, tasks, force=force, keep_older_code=keep_older_code,
+                                 older={task.name: (_code_of(task), files) for task, files in older_code(tasks)},
+                                 where=where, in_use=in_use,
+                                 pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()],
+                                 notes=since_last_sweep(out, [job.spec.name(seed) for job in todo
+                                                              for seed in job.spec.seeds], also_shown) + also_notes)
+        print(the_plan.text(), flush=True)
+        return planned, the_plan
+
+    if dry_run:  # the plan alone: no cluster started or contacted, nothing locked or written
+        shape, where = schedule.expected(workers=workers, scheduler=scheduler, cluster=cluster)
+        return make_plan(shape, progress.expected_where(shape, where), in_use=lock.holder(out))[1]
+    with lock.hold(out) as note:
         if note:
             print(note, flush=True)
         with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster, cluster_file=cluster_file,
@@ -97,30 +117,16 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
             if cuda_graphs and not shape["gpus"]:
                 raise ParamsError("--cuda-graphs: CUDA graphs need GPU workers, and this cluster has none; "
                                   "leave the option out to train eagerly")
-            planned = [(job, seeds, replace(_run_task(job, seeds, notebooks, out, shape["threads"], cuda_graphs),
-                                            timeout=timeout))
-                       for job in todo for seeds in _notebook_seeds(job, per_seed=not shape["gpus"])]
+            planned, the_plan = make_plan(shape, progress.where(dask_client, shape, scheduler=scheduler,
+                                                                cluster=cluster, workers=workers))
             tasks = [task for _, _, task in planned]
-            if not dry_run:
-                _forget_foreign_records(planned)  # a record another run wrote over makes its run not up to date
-            the_plan = progress.plan(out, tasks, force=force, keep_older_code=keep_older_code,
-                                     older={task.name: (_code_of(task), files) for task, files in older_code(tasks)},
-                                     where=progress.where(dask_client, shape, scheduler=scheduler, cluster=cluster,
-                                                          workers=workers),
-                                     pages=[name for name in PAGES if (notebooks / f"{name}.ipynb").is_file()],
-                                     notes=since_last_sweep(out, [job.spec.name(seed) for job in todo
-                                                                  for seed in job.spec.seeds], also_shown)
-                                     + also_notes)
-            print(the_plan.text(), flush=True)
-            if dry_run:
-                return the_plan
             if not force and not keep_older_code:
                 _refuse_older_code(tasks)
             outcomes = _execute_all(dask_client, tasks, force, shape["gpus"], "runs")
             runs = [result for job, seeds, task in planned
                     for result in _results(job, seeds, task, outcomes[task.name], out)]
-            page_tasks = [replace(_page_task(name, notebooks, out, runs, shape["threads"], others), timeout=timeout)
-                          for name in PAGES if (notebooks / f"{name}.ipynb").is_file()]
+            page_tasks = [replace(_page_task(name, notebooks, out, runs, shape["threads"], others), timeout=timeout,
+                                  pages=pages) for name in pages]
             page_outcomes = _execute_all(dask_client, page_tasks, force, False, "pages")
         pages = [_page_result(name, notebooks, out, page_outcomes) for name in PAGES]
         result = SweepResult(params=[paths.relative(p) for p in params],
@@ -163,8 +169,8 @@ def older_code(tasks: list[Task]) -> list[tuple[Task, list[str]]]:
     now = origin.code()
     stale = []
     for task in tasks:
-        if not up_to_date(task):
-            continue  # it will run anyway
+        if not up_to_date(task) and not cache.only_derived_stale(task.manifest, task.key, task.html):
+            continue  # it will run anyway (a run whose page alone changed is kept, its page re-rendered)
         for path in task.records:
             try:
                 code = load_record(path).code
@@ -349,6 +355,8 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
     from .progress import Watch
 
     outcomes = {task.name: None for task in tasks}
+    if not force:
+        _rerender_pages(tasks)
     pending = [task for task in tasks if force or not up_to_date(task)]
     for task in tasks:
         if task not in pending and what != "runs":  # the plan has named the runs that are up to date
@@ -372,6 +380,20 @@ def _execute_all(dask_client, tasks: list[Task], force: bool, gpus: bool, what: 
         stop(dask_client, list(futures))
         raise
     return outcomes
+
+
+def _rerender_pages(tasks: list[Task]) -> None:
+    """Tasks whose notebook and records are as finished but whose page changed or is missing: the page rendered
+    anew from the notebook, here and now, and the task up to date again. Nothing is retrained for a page."""
+    from .render import rerender
+
+    for task in tasks:
+        if cache.only_derived_stale(task.manifest, task.key, task.html):
+            from .execute import _records
+
+            if rerender(task.output, task.html, task.site_root, _records(task), pages=task.pages):
+                print(f"{task.name}: page re-rendered from its notebook (its notebook and records unchanged: "
+                      "nothing retrained)", flush=True)
 
 
 class Feed:
