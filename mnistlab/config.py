@@ -35,6 +35,10 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PLACE_KEYS = ("device", "data_dir")
 # Settings added after the first records: older records lack them and trained with their defaults.
 ADDED_LATER = ("validation", "schedule", "dropout", "shift", "elastic", "dataset")
+# Of those, the ones a run's identity names only when set otherwise: every run before them had the default, so
+# adding such an option changes no earlier run's identity, nor the key a sweep keeps its runs under. (validation
+# came before sweeps kept keys, and stays named.)
+NAMED_WHEN_SET = ("schedule", "dropout", "shift", "elastic", "dataset")
 
 
 class ConfigError(ValueError):
@@ -113,15 +117,19 @@ class Config:
         return seed_name(cell_name(self.model, self.hidden_size), self.seed)
 
     def identity(self) -> dict[str, Any]:
-        """What the run trains: every setting but where it trains. Two runs with the same identity
-        train the same network the same way, so a checkpoint or record of one belongs to the other."""
-        return {key: value for key, value in self.to_dict().items() if key not in PLACE_KEYS}
+        """What the run trains: every setting but where it trains (and but the options of ``NAMED_WHEN_SET`` left at
+        their defaults). Two runs with the same identity train the same network the same way, so a checkpoint or
+        record of one belongs to the other."""
+        defaults = {f.name: f.default for f in fields(Config) if f.name in NAMED_WHEN_SET}
+        return {key: value for key, value in self.to_dict().items()
+                if key not in PLACE_KEYS and not (key in defaults and value == defaults[key])}
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """The training settings in which a saved config (a checkpoint's or record's) differs from this one."""
         defaults = {f.name: f.default for f in fields(Config) if f.name in ADDED_LATER}
         saved = {**defaults, **saved}
-        return [key for key, value in self.identity().items() if saved.get(key) != value]
+        mine = {**self.identity(), **{key: getattr(self, key) for key in NAMED_WHEN_SET}}
+        return [key for key, value in mine.items() if saved.get(key) != value]
 
     def resolved_device(self):
         """The torch device this config trains on (imports torch)."""

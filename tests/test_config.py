@@ -57,7 +57,9 @@ def test_a_huge_value_is_shown_short():
 
 def test_identity_is_what_trains_not_where():
     config = Config(model="nmodel", hidden_size=10, device="cpu", data_dir="elsewhere")
-    assert set(config.identity()) == set(Config.field_names()) - {"device", "data_dir"}
+    from mnistlab.config import NAMED_WHEN_SET
+
+    assert set(config.identity()) == set(Config.field_names()) - {"device", "data_dir", *NAMED_WHEN_SET}
     saved = {**config.to_dict(), "device": "cuda", "data_dir": None}
     assert config.differences(saved) == []
     assert config.differences({**saved, "hidden_size": 11, "seed": 1}) == ["hidden_size", "seed"]
@@ -233,3 +235,18 @@ def test_cli_prints_expected_errors_without_a_traceback(tmp_path):
                              "--checkpoint", str(checkpoint)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("mnistlab train: ") and "cannot read checkpoint" in result.stderr
+
+
+def test_a_new_option_left_at_its_default_changes_no_runs_identity():
+    """Runs made before an option existed keep their identity, and so the key a sweep keeps them under: the options
+    of NAMED_WHEN_SET are named in an identity only when set otherwise than their default."""
+    from mnistlab.config import NAMED_WHEN_SET
+
+    plain = Config(model="nmodel")
+    assert not set(NAMED_WHEN_SET) & set(plain.identity())
+    older = {k: v for k, v in plain.to_dict().items() if k not in NAMED_WHEN_SET}  # a record from before them
+    assert plain.differences(older) == [] and Config(**older).identity() == plain.identity()
+    dropped = Config(model="nmodel", dropout=0.2, schedule="cosine")
+    assert {"dropout", "schedule"} <= set(dropped.identity())
+    assert sorted(dropped.differences(older)) == ["dropout", "schedule"]
+    assert plain.differences(dropped.to_dict()) == ["schedule", "dropout"]
