@@ -9,8 +9,9 @@ each run the study has finished into this checkout and commits it, so that the e
 new machine loses at most the runs in flight. A run is finished when its manifest (``runs/.NAME.done``,
 written last by the sweep) lists files that all still have the SHA-256 it gives: the notebook, the page
 and the records are copied with the manifest, nothing half-written. A sweep's own pages (index,
-analysis, data, backprop, sweep.json, table1.png, _static/) are copied once that sweep has ended
-(its sweep.json is newer than what is here). Only ``reports/<name>/`` folders are touched, and only
+analysis, data, backprop with their figure folders, sweep.json, table1.png, _static/, and the reports' shared
+reports/_static) are copied once that sweep has ended (its sweep.json is newer than what is here); a run's
+page images (runs/<name>_files/) with the run. Only ``reports/<name>/`` and ``reports/_static`` are touched, and only
 those paths are committed.
 """
 
@@ -26,8 +27,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-SITE_FILES = ("index.html", "sweep.json", "table1.png", "analysis.ipynb", "analysis.html", "data.ipynb", "data.html",
-              "backprop.ipynb", "backprop.html", ".analysis.done", ".data.done", ".backprop.done")
+PAGES = ("analysis", "data", "backprop")
+SITE_FILES = ("index.html", "sweep.json", "table1.png",
+              *(f"{page}.{kind}" for page in PAGES for kind in ("ipynb", "html")), *(f".{page}.done" for page in PAGES))
 
 
 def sha256(path: Path) -> str:
@@ -61,20 +63,29 @@ def publish(source_root: Path, report: str) -> list[str]:
     copied = []
     for manifest in sorted((source / "runs").glob(".*.done")):
         files = finished(manifest)
+        if files:  # the page's images are files beside it (<name>_files/), which the manifest does not list
+            name = manifest.name[1:-len(".done")]
+            files += [path for path in (source / "runs" / f"{name}_files").rglob("*") if path.is_file()]
         if files and any([copy(path, target / path.relative_to(source)) for path in files]):
             copied.append(manifest.name[1:-len(".done")])
     sweep_json = source / "sweep.json"
     if sweep_json.exists() and (not (target / "sweep.json").exists()
                                 or sweep_json.stat().st_mtime > (target / "sweep.json").stat().st_mtime):
         site = [source / name for name in SITE_FILES if (source / name).exists()]
-        site += [path for path in (source / "_static").rglob("*") if path.is_file()]
+        site += [path for folder in ["_static", *(f"{page}_files" for page in PAGES)]
+                 for path in (source / folder).rglob("*") if path.is_file()]
         if any([copy(path, target / path.relative_to(source)) for path in site]):
             copied.append(f"the {report} index and pages")
+        # Reports under reports/ share one stylesheet and MathJax (lab.assets.static_folder).
+        shared = [path for path in (source.parent / "_static").rglob("*") if path.is_file()]
+        if any([copy(path, HERE / "reports" / path.relative_to(source.parent)) for path in shared]):
+            copied.append("reports/_static")
     return copied
 
 
 def commit(reports: list[str], message: str) -> None:
     paths = [f"reports/{report}" for report in reports if (HERE / "reports" / report).exists()]
+    paths += ["reports/_static"] if (HERE / "reports" / "_static").exists() else []
     for _ in range(10):  # another git command may hold the index for a moment
         added = subprocess.run(["git", "-C", str(HERE), "add", "--", *paths], capture_output=True, text=True)
         if added.returncode == 0:
