@@ -181,6 +181,6 @@ def _describe(holder: dict) -> str:
 
 
 def _size(n: float) -> str:
-    from ..spec import _size as size
+    from ..resources import size_text
 
-    return size(n)
+    return size_text(n)

@@ -170,11 +170,18 @@ def _connect(scheduler: str, seconds: float):
 
 def expected(*, workers: int | None = None, scheduler: str | None = None,
              cluster: str | None = None) -> tuple[dict, str]:
-    """What ``client`` would give, found without starting, contacting or submitting anything (``--dry-run``):
+    """What ``client`` would give, found without starting or submitting anything (``--dry-run``; a ``scheduler``
+    named is only asked whether it answers):
     the shape of the tasks (``{"gpus": bool, "threads": int | None}``) and where they would run, in words."""
-    if scheduler:
-        return {"gpus": False, "threads": None}, (f"the Dask scheduler at {scheduler} (not contacted: a dry run); "
-                                                  "planned as for CPU workers")
+    if scheduler:  # asked only whether it answers as a Dask scheduler, so a wrong address fails the dry run too
+        try:
+            _connect(scheduler, CONNECT_SECONDS).close()
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
+            raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
+                               f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
+                               "for tls://, Dask's TLS settings) right? Nothing ran") from None
+        return {"gpus": False, "threads": None}, (f"the Dask scheduler at {scheduler} (it answered; nothing "
+                                                  "submitted: a dry run); planned as for CPU workers")
     if cluster == "slurm":
         jobs = workers or 1
         return {"gpus": True, "threads": None}, (f"a SLURM cluster (dask-jobqueue) of {jobs} job{'s' * (jobs != 1)} "

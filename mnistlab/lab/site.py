@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -104,7 +104,7 @@ def training_text(records: list[Record]) -> str:
                 started = datetime.fromisoformat(segment["started"])
             except (KeyError, TypeError, ValueError):
                 continue
-            started = started.astimezone(UTC) if started.tzinfo else started.replace(tzinfo=UTC)
+            started = started.astimezone(timezone.utc) if started.tzinfo else started.replace(tzinfo=timezone.utc)
             epochs = range(segment["first_epoch"], segment["last_epoch"] + 1)
             took = sum(times.get(epoch, 0.0) or 0.0 for epoch in epochs)
             starts.append(started)
@@ -246,7 +246,7 @@ def rerender(out: str | os.PathLike) -> list[str]:
             state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
                 "not up to date before, left so (a sweep redoes it)"
             lines.append(f"{paths.relative(html, out)}: re-rendered; {state}")
-        write_site(out, result, rendered=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        write_site(out, result, rendered=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         lines.append(f"{paths.relative(out / 'index.html')}: re-rendered")
         own = out / STATIC
         if static_folder(out) != own and own.is_dir():  # an older render's copy: the pages now load the shared one

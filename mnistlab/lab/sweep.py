@@ -106,7 +106,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         print(the_plan.text(), flush=True)
         return planned, the_plan
 
-    if dry_run:  # the plan alone: no cluster started or contacted, nothing locked or written
+    if dry_run:  # the plan alone: no cluster started (a --scheduler is asked if it answers), nothing written
         shape, where = schedule.expected(workers=workers, scheduler=scheduler, cluster=cluster)
         return make_plan(shape, progress.expected_where(shape, where), in_use=lock.holder(out))[1]
     with lock.hold(out) as note:
