@@ -18,9 +18,10 @@ products in the loop (slower than alone: Adam and the backward pass have moved t
 Adam, weight norm, the evaluation, the other operators, and what no operator accounts for (Python, the
 autograd engine, launches).
 
-``--layouts``: the sweep's layouts on this machine, on one short study (two H = 1000 nmodel runs of two
-epochs): two processes of one thread each at once, against one process of two threads running them one after
-the other; prints the throughput ratio (runs per hour, two workers x one thread / one worker x two threads).
+``--layouts``: the sweep's layouts on this machine, for a run of the HW5 protocol and one of the beyond study
+(H = 1000, 3 epochs each, the first left out): two processes of one thread each at once, against one process of
+two threads running the two runs one after the other; prints the throughput ratio (runs an hour, two workers x
+one thread / one worker x two threads), from each layout's steady epoch times (the processes' start left out).
 
 Timings on a shared VM move by 10-20 % between runs: each figure is the fastest of its repeats, and
 every ratio is taken within this one process.
@@ -131,28 +132,45 @@ def epoch(name: str, hidden_size: int, data, epochs: int) -> tuple[float, dict[s
 
 
 LAYOUT_CHILD = """
-import sys, time, torch, mnistlab
+import json, sys, mnistlab
+settings = json.loads(sys.argv[2])
 data = mnistlab.load(train_size=50000)
 for seed in map(int, sys.argv[1].split(",")):
-    mnistlab.run(mnistlab.Config(model="nmodel", hidden_size=1000, epochs=2, seed=seed, device="cpu"), data=data)
+    record = mnistlab.run(mnistlab.Config(**settings, seed=seed, device="cpu"), data=data)
+    print(json.dumps([row["seconds"] for row in record.history]), flush=True)
 """
 
+LAYOUT_RUNS = {  # one run of each study, a few epochs
+    "the HW5 protocol (nmodel, H = 1000)": {"model": "nmodel", "hidden_size": 1000, "epochs": 3},
+    "the beyond study (nmodel, H = 1000, distortions, dropout)": {
+        "model": "nmodel", "hidden_size": 1000, "epochs": 3, "lr": 1e-3, "schedule": "cosine", "dropout": 0.2,
+        "shift": 2, "elastic": 34},
+}
 
-def layouts() -> dict[str, float]:
-    """Wall seconds of two short runs: two one-thread processes at once, and one two-thread process in turn."""
-    def run(processes: list[tuple[str, str]]) -> float:
-        started = time.perf_counter()
-        children = [subprocess.Popen([sys.executable, "-c", LAYOUT_CHILD, seeds],
+
+def layouts() -> dict[str, dict[str, float]]:
+    """Runs an hour of the sweep's two layouts on this machine, from steady epochs (the first of each run, and the
+    processes' start, left out): two one-thread runs side by side, against one two-thread run at a time."""
+    def epochs(processes: list[tuple[str, str]], settings: dict) -> list[list[float]]:
+        children = [subprocess.Popen([sys.executable, "-c", LAYOUT_CHILD, seeds, json.dumps(settings)],
+                                     stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
                     for seeds, threads in processes]
-        if any(child.wait() for child in children):
+        outputs = [child.communicate()[0] for child in children]
+        if any(child.returncode for child in children):
             sys.exit("epoch_parts: a layout run failed")
-        return time.perf_counter() - started
+        return [json.loads(line)[1:] for out in outputs for line in out.splitlines() if line.startswith("[")]
 
-    two_by_one = min(run([("0", "1"), ("1", "1")]) for _ in range(2))
-    one_by_two = min(run([("0,1", "2")]) for _ in range(2))
-    return {"two_workers_one_thread_s": two_by_one, "one_worker_two_threads_s": one_by_two,
-            "throughput_ratio": one_by_two / two_by_one}
+    found = {}
+    for name, settings in LAYOUT_RUNS.items():
+        side_by_side = epochs([("0", "1"), ("1", "1")], settings)  # each run's steady epochs, both at once
+        in_turn = epochs([("0,1", "2")], settings)
+        two_by_one = 2 / max(min(run) for run in side_by_side)  # epochs a second, the slower of the two runs
+        one_by_two = 1 / min(min(run) for run in in_turn)
+        found[name] = {"two_workers_one_thread_epoch_s": max(min(run) for run in side_by_side),
+                       "one_worker_two_threads_epoch_s": min(min(run) for run in in_turn),
+                       "throughput_ratio": two_by_one / one_by_two}
+    return found
 
 
 def main() -> None:
@@ -162,6 +180,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of mnistlab's loop (fastest kept)")
     parser.add_argument("--layouts", action="store_true", help="also compare the sweep's layouts")
+    parser.add_argument("--layouts-only", action="store_true", help="the layouts alone, no table of epochs")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -171,7 +190,7 @@ def main() -> None:
           "adam, evaluate | the epoch's profile")
     rows = []
     with _fast_cpu_math(torch.device("cpu")):
-        for threads in map(int, args.threads.split(",")):
+        for threads in [] if args.layouts_only else map(int, args.threads.split(",")):
             torch.set_num_threads(threads)
             for hidden_size in map(int, args.hidden_sizes.split(",")):
                 for name in args.models.split(","):
@@ -185,12 +204,12 @@ def main() -> None:
                     print(f"{name:7} {hidden_size:5} {threads:3} {parts['limit']:8.2f} {seconds:8.2f} "
                           f"{row['efficiency']:5.2f}   {kernels} | {profile_text}", flush=True)
     result = {"hardware": hardware(torch.device("cpu")), "torch": torch.__version__, "rows": rows}
-    if args.layouts:
+    if args.layouts or args.layouts_only:
         result["layouts"] = layouts()
-        found = result["layouts"]
-        print(f"layouts, two H = 1000 nmodel runs of 2 epochs: 2 workers x 1 thread "
-              f"{found['two_workers_one_thread_s']:.1f} s, 1 worker x 2 threads "
-              f"{found['one_worker_two_threads_s']:.1f} s: throughput ratio {found['throughput_ratio']:.2f}")
+        for name, found in result["layouts"].items():
+            print(f"layouts, {name}: an epoch takes {found['two_workers_one_thread_epoch_s']:.2f} s with two "
+                  f"one-thread runs side by side, {found['one_worker_two_threads_epoch_s']:.2f} s alone on two "
+                  f"threads: 2 workers x 1 thread train {found['throughput_ratio']:.2f}x the runs an hour of 1 x 2")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

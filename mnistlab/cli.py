@@ -168,7 +168,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                    "made, and read --also records of other training code (without this, or --force for the runs, "
                    "the sweep stops and names them)")
     p.add_argument("--workers", type=_positive_int, help="Dask workers of the local cluster, or SLURM jobs; "
-                   "default: one per GPU, else 1")
+                   "default: one per GPU, else one per core (one torch thread each), no more than the runs to train")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tls://HOST:8786")
     p.add_argument("--cluster", choices=["local", "slurm"], help="start a cluster: local (default) or slurm "
                    "(dask-jobqueue, one GPU per job)")

@@ -276,9 +276,27 @@ def test_a_local_clusters_kernel_gets_every_core_and_the_cluster_leaves_no_envir
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONHASHSEED", "0")  # one the nannies replace (with 6640): it must come back as it was
     with schedule.client(workers=1, worker_timeout=30) as (_, shape):
-        assert shape == {"gpus": False, "threads": len(os.sched_getaffinity(0))}
+        assert (shape["gpus"], shape["threads"]) == (False, len(os.sched_getaffinity(0)))
     left = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"} & set(os.environ)
     assert not left and os.environ["PYTHONHASHSEED"] == "0", (left, os.environ["PYTHONHASHSEED"])
+
+
+def test_a_cpu_sweep_trains_one_run_per_core_on_one_thread_each_and_says_so(monkeypatch):
+    """Two one-thread runs side by side train more runs an hour than one two-thread run (docs/performance.md): a
+    local CPU cluster starts a worker per core, no more than the runs to train, unless --workers says otherwise."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    workers, why = schedule.local_workers(None, 45, 0)
+    assert workers == 4 and "one per core" in why
+    assert schedule.local_workers(None, 3, 0)[0] == 3  # no idle worker
+    assert schedule.local_workers(None, 0, 0)[0] == 1  # pages only
+    assert schedule.local_workers(2, 45, 0) == (2, "2 workers as asked (--workers)")
+    assert schedule.local_workers(None, 45, 2)[0] == 2  # one per GPU
+    monkeypatch.setattr(schedule, "gpu_count", lambda: 0)
+    shape, where = schedule.expected(runs=45)
+    assert shape["threads"] == 1 and "4 workers" in where
+    shape, where = schedule.expected(runs=1)
+    assert shape["threads"] == 4 and "1 worker " in where
 
 
 def test_a_plain_tcp_address_that_is_not_loopback_is_warned_about():

@@ -158,7 +158,7 @@ def where(dask_client, shape: dict, *, scheduler: str | None = None, cluster: st
         kind = "a SLURM cluster (dask-jobqueue)"
     else:
         kind = "a local Dask cluster"
-    text = f"{kind}: {count(len(nthreads), 'worker')}"
+    text = f"{kind}: {count(len(nthreads), 'worker')}" + (f": {shape['layout']}" if shape.get("layout") else "")
     if cluster == "slurm":
         text += f" so far, of {count(workers or 1, 'job')} asked for"
     text += ", one notebook at a time each" if all(n == 1 for n in nthreads.values()) else ""
@@ -172,8 +172,9 @@ def where(dask_client, shape: dict, *, scheduler: str | None = None, cluster: st
 
 def expected_where(shape: dict, cluster: str) -> str:
     """Where the notebooks would run, in words, for a dry run (``schedule.expected``): no cluster, no dashboard."""
-    text = cluster + ("; one GPU each; each file's seeds would train together in one notebook" if shape.get("gpus")
-                      else "; a notebook per seed")
+    text = cluster + (f": {shape['layout']}" if shape.get("layout") else "")
+    text += ("; one GPU each; each file's seeds would train together in one notebook" if shape.get("gpus")
+             else "; a notebook per seed")
     threads = shape.get("threads")
     return text + (f"; each kernel would train with {count(threads, 'torch thread')}" if threads else "")
 

@@ -46,6 +46,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import paths
 from ..config import ConfigError
+from .formatting import count
 from .params import MAX_BYTES, ParamsError, read_text
 
 DEFAULT_SLURM = "params/clusters/slurm.yaml"
@@ -95,9 +96,11 @@ class PinGPU(WorkerPlugin):
 
 @contextlib.contextmanager
 def client(*, workers: int | None = None, scheduler: str | None = None, cluster: str | None = None,
-           cluster_file: str | os.PathLike | None = None,
-           worker_timeout: float = WORKER_TIMEOUT) -> Iterator[tuple[object, dict]]:
-    """A Dask ``Client`` and what the tasks need to know of the cluster: ``{"gpus": bool, "threads": int | None}``.
+           cluster_file: str | os.PathLike | None = None, worker_timeout: float = WORKER_TIMEOUT,
+           runs: int | None = None) -> Iterator[tuple[object, dict]]:
+    """A Dask ``Client`` and what the tasks need to know of the cluster: ``{"gpus": bool, "threads": int | None}``
+    (and, for a local cluster, ``"layout"``: how many workers and why, ``local_workers``; ``runs``: how many
+    notebooks the sweep trains).
 
     Ends in a ``ClusterError`` rather than waiting for ever (see the module's docstring)."""
     from dask.distributed import Client, LocalCluster
@@ -128,7 +131,7 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
     if cluster not in (None, "local"):
         raise ParamsError(f"--cluster must be local or slurm; got {cluster!r}")
     gpus = gpu_count()
-    n = workers or max(gpus, 1)  # on a CPU machine one run at a time: torch already uses every core
+    n, layout = local_workers(workers, runs, gpus)
     resources = {"GPU": 1} if gpus else None
     threads = kernel_threads(n) if not gpus else None  # before the cluster starts: it sets OMP_NUM_THREADS=1 here
     with _environment_kept(), \
@@ -140,7 +143,25 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
                 else [str(i) for i in range(gpus)]
             dask_client.register_plugin(PinGPU(visible))
         with guarded(dask_client, worker_timeout, bool(gpus), "the local cluster"):
-            yield dask_client, {"gpus": bool(gpus), "threads": threads}
+            yield dask_client, {"gpus": bool(gpus), "threads": threads, "layout": layout}
+
+
+def local_workers(workers: int | None, runs: int | None, gpus: int) -> tuple[int, str]:
+    """How many workers a local cluster starts, and why, in words: ``workers`` when asked for; one per GPU; on a
+    CPU, one per core but no more than the ``runs`` the sweep trains, each kernel on one torch thread. Runs side by
+    side, one thread each, train more runs an hour than one run at a time on every core: on a 2-core EPYC (Zen 3),
+    1.18x for H = 1000 runs of the HW5 protocol and 1.35x for the beyond study's (``benchmarks/epoch_parts.py
+    --layouts``, docs/performance.md)."""
+    if workers:
+        return workers, f"{count(workers, 'worker')} as asked (--workers)"
+    if gpus:
+        return gpus, "one worker per GPU"
+    cores = len(os.sched_getaffinity(0))
+    n = max(1, min(cores, runs or 1))
+    if n == cores:
+        return n, ("one per core, one torch thread each, as runs side by side train more runs an hour than one "
+                   "at a time on every core (docs/performance.md)")
+    return n, f"no more workers than runs to train ({runs or 0}), the {count(cores, 'core')} shared among them"
 
 
 def _connect(scheduler: str, seconds: float):
@@ -169,7 +190,7 @@ def _connect(scheduler: str, seconds: float):
 
 
 def expected(*, workers: int | None = None, scheduler: str | None = None,
-             cluster: str | None = None) -> tuple[dict, str]:
+             cluster: str | None = None, runs: int | None = None) -> tuple[dict, str]:
     """What ``client`` would give, found without starting or submitting anything (``--dry-run``; a ``scheduler``
     named is only asked whether it answers):
     the shape of the tasks (``{"gpus": bool, "threads": int | None}``) and where they would run, in words."""
@@ -189,9 +210,9 @@ def expected(*, workers: int | None = None, scheduler: str | None = None,
     if cluster not in (None, "local"):
         raise ParamsError(f"--cluster must be local or slurm; got {cluster!r}")
     gpus = gpu_count()
-    n = workers or max(gpus, 1)
-    return {"gpus": bool(gpus), "threads": kernel_threads(n) if not gpus else None}, \
-        f"a local Dask cluster of {n} worker{'s' * (n != 1)} (not started: a dry run)"
+    n, layout = local_workers(workers, runs, gpus)
+    return {"gpus": bool(gpus), "threads": kernel_threads(n) if not gpus else None, "layout": layout}, \
+        f"a local Dask cluster of {count(n, 'worker')}, not started (a dry run)"
 
 
 @contextlib.contextmanager

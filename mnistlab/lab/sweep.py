@@ -106,14 +106,16 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
         print(the_plan.text(), flush=True)
         return planned, the_plan
 
+    runs = sum(len(job.spec.seeds) for job in todo)  # on a CPU, a notebook each
     if dry_run:  # the plan alone: no cluster started (a --scheduler is asked if it answers), nothing written
-        shape, where = schedule.expected(workers=workers, scheduler=scheduler, cluster=cluster)
+        shape, where = schedule.expected(workers=workers, scheduler=scheduler, cluster=cluster, runs=runs)
         return make_plan(shape, progress.expected_where(shape, where), in_use=lock.holder(out))[1]
     with lock.hold(out) as note:
         if note:
             print(note, flush=True)
         with schedule.client(workers=workers, scheduler=scheduler, cluster=cluster, cluster_file=cluster_file,
-                             worker_timeout=worker_timeout or schedule.WORKER_TIMEOUT) as (dask_client, shape):
+                             worker_timeout=worker_timeout or schedule.WORKER_TIMEOUT,
+                             runs=runs) as (dask_client, shape):
             if cuda_graphs and not shape["gpus"]:
                 raise ParamsError("--cuda-graphs: CUDA graphs need GPU workers, and this cluster has none; "
                                   "leave the option out to train eagerly")
