@@ -11,16 +11,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A registered dataset: its name, a one-line description, and the function that loads it."""
+    """A registered dataset: its name, a one-line description, and the function that loads it, or its import
+    path ("module:function", imported on first use: how MNIST's loader in ``mnistlab.data``, which needs torch
+    and imports this module, is named here without importing it)."""
 
     name: str
     description: str
-    load: Callable[..., Any]  # (data_dir, *, device, train_size, validation) -> data.MNISTSplits
+    loader: Callable[..., Any] | str  # (data_dir, *, device, train_size, validation) -> data.MNISTSplits
+
+    def load(self, data_dir=None, *, device="cpu", train_size: int, validation: bool = True):
+        """The dataset's train, validation and test splits on ``device`` (``data.MNISTSplits``)."""
+        loader = self.loader
+        if isinstance(loader, str):
+            module, _, name = loader.partition(":")
+            loader = getattr(import_module(module), name)
+        return loader(data_dir, device=device, train_size=train_size, validation=validation)
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -51,8 +62,5 @@ def labels_digest(labels: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(labels, dtype=np.uint8).tobytes()).hexdigest()
 
 
-@register_dataset("mnist", "MNIST: 60,000 training and 10,000 test images of handwritten digits, 28 x 28")
-def mnist(data_dir=None, *, device="cpu", train_size: int = 50_000, validation: bool = True):
-    from .data import load
-
-    return load(data_dir, device=device, train_size=train_size, validation=validation)
+DATASETS["mnist"] = Dataset("mnist", "MNIST: 60,000 training and 10,000 test images of handwritten digits, 28 x 28",
+                            "mnistlab.data:load")

@@ -155,3 +155,35 @@ def test_a_sweep_of_the_new_model_beside_nmodel_gets_table_1_and_their_compariso
     assert {frozenset((a, b)) for a, b in zip(found["a"], found["b"])} == {frozenset(("lmodel", "nmodel"))}
     page = (root / "site" / "analysis.html").read_text()
     assert "lmodel" in page and "nmodel" in page
+
+
+def test_a_registered_dataset_trains_and_its_predictions_are_never_scored_against_mnists(small_data, data_dir):
+    """A second dataset (here MNIST's test images with every label moved by one class, registered in a few lines as
+    docs/extending.md shows) trains by name; its record names its own test labels, and the analysis refuses to score
+    its predictions against MNIST's labels rather than count right answers as wrong."""
+    import numpy as np
+
+    from mnistlab.datasets import DATASETS, MNIST_TEST_LABELS, labels_digest, register_dataset
+    from mnistlab.lab import misclassified
+
+    @register_dataset("shifted-labels", "MNIST with every test label moved by one class")
+    def shifted(data_dir=None, *, device="cpu", train_size=50_000, validation=True):
+        test = Split(small_data.test.x, (small_data.test.y + 1) % 10)
+        return MNISTSplits(train=small_data.train, val=small_data.val, test=test,
+                           test_labels=labels_digest(test.y.numpy()))
+
+    try:
+        assert "shifted-labels" in mnistlab.DATASETS
+        record = run(Config(dataset="shifted-labels", hidden_size=16, epochs=1, train_size=len(small_data.train),
+                            device="cpu"))
+        assert record.dataset["name"] == "shifted-labels"
+        assert record.dataset["test_labels"] == labels_digest((small_data.test.y.numpy() + 1) % 10)
+        assert record.dataset["test_labels"] != MNIST_TEST_LABELS
+        _, labels = misclassified.test_set(data_dir)
+        with pytest.raises(misclassified.WrongTestSet, match="shifted-labels"):
+            misclassified.correct(record, "final", labels)
+        assert misclassified.correct(record, "final", (labels + 1) % 10) is not None  # its own labels: scored
+    finally:
+        DATASETS.pop("shifted-labels", None)
+    with pytest.raises(ConfigError, match="shifted-labels|dataset"):
+        Config(dataset="shifted-labels")

@@ -61,3 +61,11 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def commit_text(code: dict) -> str:
+    """ "commit 6158bf1", "commit 6158bf1, modified", or what is not known, for a record's ``code``."""
+    commit = code.get("git_commit")
+    if not commit:
+        return "commit not recorded"
+    return f"commit {commit[:7]}" + (", modified" if code.get("git_dirty") else "")

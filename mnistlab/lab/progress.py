@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import paths
 from . import cache
 from .execute import Outcome, Task
-from .formatting import count, duration
+from .formatting import commit_text, count, duration
 
 EVERY = 30.0  # seconds between two reports of the notebooks in flight
 UP_TO_DATE, TO_RUN, OLDER_CODE, KEPT = "up to date", "to run", "older code", "kept"
@@ -115,14 +115,6 @@ def plan(out: Path, tasks: list[Task], *, force: bool = False, older: dict[str, 
         else:
             steps.append(Step(task, runs, TO_RUN, _why_run(task, reason, in_use)))
     return Plan(out=out, steps=steps, where=where, pages=list(pages), force=force, notes=list(notes), in_use=in_use)
-
-
-def commit_text(code: dict) -> str:
-    """ "commit 6158bf1", "commit 6158bf1, modified", or what is not known, for a record's ``code``."""
-    commit = code.get("git_commit")
-    if not commit:
-        return "commit not recorded"
-    return f"commit {commit[:7]}" + (", modified" if code.get("git_dirty") else "")
 
 
 def _why_run(task: Task, reason: str, in_use: str = "") -> str:

@@ -181,8 +181,9 @@ def web_png(png: bytes) -> bytes:
 
 
 def check() -> None:
-    """Everything a render needs, checked now (``AssetError`` naming the command that fixes it): the verified
-    MathJax script, this page template and nbconvert's lab template it extends, and the index template."""
+    """Everything a page's render needs, checked now (``AssetError`` naming the command that fixes it): the
+    verified MathJax script, and this page template with nbconvert's lab template it extends (the index's:
+    ``site.check``)."""
     import jinja2
 
     from .assets import check as check_mathjax
@@ -190,9 +191,6 @@ def check() -> None:
     check_mathjax()
     try:
         _exporter().template  # noqa: B018 (loads ours and nbconvert's lab template, or raises)
-        from .site import INDEX_TEMPLATE, environment
-
-        environment(Path.cwd()).get_template(INDEX_TEMPLATE)
     except (ImportError, OSError, ValueError, jinja2.TemplateError) as error:
         raise AssetError(f"the page templates cannot be loaded ({type(error).__name__}: {error}); reinstall the "
                          f"package with its lab extra: `{REINSTALL}`") from None

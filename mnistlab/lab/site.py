@@ -19,11 +19,11 @@ from urllib.parse import quote
 from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
-from . import formatting as fmt, table1
-from .assets import MATHJAX_SCRIPT, STATIC, STYLESHEET, copy_static, static_folder
-from .progress import commit_text
+from . import formatting as fmt, render, table1
+from .assets import MATHJAX_SCRIPT, STATIC, STYLESHEET, AssetError, copy_static, static_folder
 from .protocol import off_protocol
 from .provenance import provenance, summary_line
+from .render import PAGES, REINSTALL, navigation
 from .results import RunResult, SweepResult
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ def write_site(out: str | os.PathLike, result: SweepResult, rendered: str | None
 def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str | None = None,
                rendered: str | None = None) -> str:
     """The index page's HTML for the site in ``out``, with Table 1 (``table1.compute`` of the result's records)."""
-    from .render import PAGES, navigation
-
     env = environment(out)
     records = [run.record for run in result.runs if run.record is not None]
     rows = table1.rows(table)
@@ -128,6 +126,18 @@ def inline_markdown(text: str):
     return markupsafe.Markup(html.removeprefix("<p>").removesuffix("</p>"))
 
 
+def check() -> None:
+    """Everything the site's render needs, checked now: the pages' (``render.check``) and the index template."""
+    import jinja2
+
+    render.check()
+    try:
+        environment(Path.cwd()).get_template(INDEX_TEMPLATE)
+    except (ImportError, OSError, ValueError, jinja2.TemplateError) as error:
+        raise AssetError(f"the index template cannot be loaded ({type(error).__name__}: {error}); reinstall the "
+                         f"package with its lab extra: `{REINSTALL}`") from None
+
+
 def environment(out: Path):
     """The Jinja2 environment of the index of the site in ``out``: autoescape, and its filters."""
     import jinja2
@@ -170,7 +180,7 @@ def older_code_text(record: Record, current: str) -> str:
         return ""  # this code's, or code checked to give the same numbers
     if not fingerprint:
         return "made by older code (not recorded which)"
-    return f"made by older code ({commit_text(code)})"
+    return f"made by older code ({fmt.commit_text(code)})"
 
 
 def _shown(key: str, value: Any) -> bool:

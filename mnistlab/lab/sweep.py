@@ -55,7 +55,7 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     The plan (which runs are up to date and why, which will run, where) is printed first; ``dry_run``
     prints it and returns it (a ``progress.Plan``), touching nothing. ``timeout``: seconds each notebook
     may take; one that takes longer is stopped and fails alone. MathJax and the templates are checked
-    before anything runs (``render.check``). ``out`` must be new, empty or a sweep's (``lock.check_out``):
+    before anything runs (``site.check``). ``out`` must be new, empty or a sweep's (``lock.check_out``):
     never the sources or the project root, and a folder of other files only with ``allow_other_files``.
     ``worker_timeout``: seconds without a worker that can run the notebooks before the sweep ends with a
     ``schedule.ClusterError`` (default ``schedule.WORKER_TIMEOUT``). ``cuda_graphs``: every run captures its
@@ -82,11 +82,11 @@ def sweep(params: str | Path | list[str | Path], out: str | Path | None = None, 
     if also_older:
         also_notes.append(_older_also_text(also_older) + (": read anyway (--keep-older-code)" if keep_older_code else
                                                           ": the sweep stops unless --keep-older-code"))
-    from . import lock, progress, render, schedule
+    from . import lock, progress, schedule, site
 
     lock.check_out(out, sources=[*params, notebooks], writes=_writes(todo, out), other_files=allow_other_files,
                    need=_space(todo))
-    render.check()  # a render that cannot succeed fails now, not after the training
+    site.check()  # a render that cannot succeed fails now, not after the training
 
     pages = tuple(name for name in PAGES if (notebooks / f"{name}.ipynb").is_file())  # every page links these
 
