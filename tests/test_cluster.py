@@ -294,9 +294,9 @@ def test_a_cpu_sweep_trains_one_run_per_core_on_one_thread_each_and_says_so(monk
     assert schedule.local_workers(None, 45, 2)[0] == 2  # one per GPU
     monkeypatch.setattr(schedule, "gpu_count", lambda: 0)
     shape, where = schedule.expected(runs=45)
-    assert shape["threads"] == 1 and "4 workers" in where
+    assert shape["threads"] == 1 and "of 4 workers," in where
     shape, where = schedule.expected(runs=1)
-    assert shape["threads"] == 4 and "1 worker " in where
+    assert shape["threads"] == 4 and "of 1 worker," in where
 
 
 def test_a_plain_tcp_address_that_is_not_loopback_is_warned_about():

@@ -161,8 +161,6 @@ def test_a_registered_dataset_trains_and_its_predictions_are_never_scored_agains
     """A second dataset (here MNIST's test images with every label moved by one class, registered in a few lines as
     docs/extending.md shows) trains by name; its record names its own test labels, and the analysis refuses to score
     its predictions against MNIST's labels rather than count right answers as wrong."""
-    import numpy as np
-
     from mnistlab.datasets import DATASETS, MNIST_TEST_LABELS, labels_digest, register_dataset
     from mnistlab.lab import misclassified
 

@@ -109,13 +109,7 @@ def client(*, workers: int | None = None, scheduler: str | None = None, cluster:
         warning = plain_tcp_warning(scheduler)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        try:
-            dask_client = _connect(scheduler, CONNECT_SECONDS)
-        except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS settings
-            raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
-                               f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
-                               "for tls://, Dask's TLS settings) right? Nothing ran") from None
-        with dask_client:
+        with _answering(scheduler) as dask_client:
             _first_worker(dask_client, worker_timeout, f"the scheduler at {scheduler}",
                           f"start workers with `dask worker {scheduler} --nthreads 1` (and --resources GPU=1 on each "
                           "GPU node)")
@@ -164,6 +158,17 @@ def local_workers(workers: int | None, runs: int | None, gpus: int) -> tuple[int
     return n, f"no more workers than runs to train ({runs or 0}), the {count(cores, 'core')} shared among them"
 
 
+def _answering(scheduler: str):
+    """A Dask ``Client`` of ``scheduler``, or a ``ClusterError`` saying what to check when none answers within
+    ``CONNECT_SECONDS``."""
+    try:
+        return _connect(scheduler, CONNECT_SECONDS)
+    except (OSError, TimeoutError, ValueError, TypeError) as error:  # TypeError: tls:// without TLS settings
+        raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
+                           f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
+                           "for tls://, Dask's TLS settings) right? Nothing ran") from None
+
+
 def _connect(scheduler: str, seconds: float):
     """``Client(scheduler)``, or ``TimeoutError`` after ``seconds`` whatever answers there. Dask's own timeout
     bounds the connection, not what follows: a server that accepts it and answers something else (an HTTP server)
@@ -195,12 +200,7 @@ def expected(*, workers: int | None = None, scheduler: str | None = None,
     named is only asked whether it answers):
     the shape of the tasks (``{"gpus": bool, "threads": int | None}``) and where they would run, in words."""
     if scheduler:  # asked only whether it answers as a Dask scheduler, so a wrong address fails the dry run too
-        try:
-            _connect(scheduler, CONNECT_SECONDS).close()
-        except (OSError, TimeoutError, ValueError, TypeError) as error:
-            raise ClusterError(f"--scheduler {scheduler}: no Dask scheduler answered within {CONNECT_SECONDS} s "
-                               f"({_short(error)}); is `dask scheduler` running there, and is the address (and, "
-                               "for tls://, Dask's TLS settings) right? Nothing ran") from None
+        _answering(scheduler).close()
         return {"gpus": False, "threads": None}, (f"the Dask scheduler at {scheduler} (it answered; nothing "
                                                   "submitted: a dry run); planned as for CPU workers")
     if cluster == "slurm":
