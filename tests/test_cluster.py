@@ -290,7 +290,7 @@ def test_a_cpu_sweep_trains_one_run_per_core_on_one_thread_each_and_says_so(monk
     assert workers == 4 and "one per core" in why
     assert schedule.local_workers(None, 3, 0)[0] == 3  # no idle worker
     assert schedule.local_workers(None, 0, 0)[0] == 1  # pages only
-    assert schedule.local_workers(2, 45, 0) == (2, "2 workers as asked (--workers)")
+    assert schedule.local_workers(2, 45, 0) == (2, "as asked by --workers")
     assert schedule.local_workers(None, 45, 2)[0] == 2  # one per GPU
     monkeypatch.setattr(schedule, "gpu_count", lambda: 0)
     shape, where = schedule.expected(runs=45)

@@ -28,7 +28,8 @@ def test_the_plan_comes_first_and_says_what_runs_where(sweep_site):
     plan = log[:log.index("\n[1/")]  # everything before the first notebook ended
     runs = len(sweep_site.result.runs)
     assert re.search(rf"^Plan: {runs} runs in \d+ notebooks into site: 0 up to date, {runs} to run$", plan, re.M), plan
-    assert re.search(r"^  where: a local Dask cluster: 2 workers, one notebook at a time each; .*each kernel trains "
+    assert re.search(r"^  where: a local Dask cluster: 2 workers \(as asked by --workers\), one notebook at a time "
+                     r"each; .*each kernel trains "
                      rf"with \d+ torch threads?; {DASHBOARD}$", plan, re.M), plan
     for run in sweep_site.result.runs:
         assert re.search(rf"^  {re.escape(run.name)}: to run: not run yet$", plan, re.M), run.name

@@ -150,7 +150,7 @@ def where(dask_client, shape: dict, *, scheduler: str | None = None, cluster: st
         kind = "a SLURM cluster (dask-jobqueue)"
     else:
         kind = "a local Dask cluster"
-    text = f"{kind}: {count(len(nthreads), 'worker')}" + (f": {shape['layout']}" if shape.get("layout") else "")
+    text = f"{kind}: {count(len(nthreads), 'worker')}" + (f" ({shape['layout']})" if shape.get("layout") else "")
     if cluster == "slurm":
         text += f" so far, of {count(workers or 1, 'job')} asked for"
     text += ", one notebook at a time each" if all(n == 1 for n in nthreads.values()) else ""

@@ -147,14 +147,14 @@ def local_workers(workers: int | None, runs: int | None, gpus: int) -> tuple[int
     1.18x for H = 1000 runs of the HW5 protocol and 1.35x for the beyond study's (``benchmarks/epoch_parts.py
     --layouts``, docs/performance.md)."""
     if workers:
-        return workers, f"{count(workers, 'worker')} as asked (--workers)"
+        return workers, "as asked by --workers"
     if gpus:
         return gpus, "one worker per GPU"
     cores = len(os.sched_getaffinity(0))
     n = max(1, min(cores, runs or 1))
     if n == cores:
-        return n, ("one per core, one torch thread each, as runs side by side train more runs an hour than one "
-                   "at a time on every core (docs/performance.md)")
+        return n, ("one per core, one torch thread each: runs side by side train more runs an hour than one at "
+                   "a time on every core")
     return n, f"no more workers than runs to train ({runs or 0}), the {count(cores, 'core')} shared among them"
 
 
