@@ -12,7 +12,9 @@ and the records are copied with the manifest, nothing half-written. A sweep's ow
 analysis, data, backprop with their figure folders, sweep.json, table1.png, _static/, and the reports' shared
 reports/_static) are copied once that sweep has ended (its sweep.json is newer than what is here); a run's
 page images (runs/<name>_files/) with the run. Only ``reports/<name>/`` and ``reports/_static`` are touched, and only
-those paths are committed.
+those paths are committed. A copied run's notebook is published as this checkout's sweep would publish it (its
+images re-encoded: ``mnistlab.lab.execute.slim_published``), so a run is copied again only when its key or records
+changed, not its bytes; run it with this checkout's ``.venv/bin/python``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))  # this checkout's mnistlab (run with its .venv's python: it needs the lab extra)
 PAGES = ("analysis", "data", "backprop")
 SITE_FILES = ("index.html", "sweep.json", "table1.png",
               *(f"{page}.{kind}" for page in PAGES for kind in ("ipynb", "html")), *(f".{page}.done" for page in PAGES))
@@ -57,17 +60,38 @@ def copy(source: Path, target: Path) -> bool:
     return True
 
 
+def published(source: Path, target: Path) -> bool:
+    """The run of manifest ``source`` is already here: ``target``'s manifest vouches for its files and names the
+    same key and the same records (its notebook and page may differ: ``slim_published`` re-encodes the images of
+    what a study's older code published)."""
+    if finished(target) is None:
+        return False
+    try:
+        ours, theirs = json.loads(source.read_text()), json.loads(target.read_text())
+        records = {name: digest for name, digest in ours["files"].items() if name.endswith(".json")}
+        return ours["key"] == theirs["key"] and bool(records) and all(theirs["files"].get(name) == digest
+                                                                for name, digest in records.items())
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+
+
 def publish(source_root: Path, report: str) -> list[str]:
     """Copy what is finished under source_root/reports/<report>; the names of the runs copied."""
+    from mnistlab.lab.execute import slim_published
+
     source, target = source_root / "reports" / report, HERE / "reports" / report
     copied = []
     for manifest in sorted((source / "runs").glob(".*.done")):
+        if published(manifest, target / "runs" / manifest.name):
+            continue
         files = finished(manifest)
         if files:  # the page's images are files beside it (<name>_files/), which the manifest does not list
             name = manifest.name[1:-len(".done")]
             files += [path for path in (source / "runs" / f"{name}_files").rglob("*") if path.is_file()]
         if files and any([copy(path, target / path.relative_to(source)) for path in files]):
-            copied.append(manifest.name[1:-len(".done")])
+            name = manifest.name[1:-len(".done")]
+            slim_published(target / "runs" / f"{name}.ipynb")  # as this checkout's sweep publishes it
+            copied.append(name)
     sweep_json = source / "sweep.json"
     if sweep_json.exists() and (not (target / "sweep.json").exists()
                                 or sweep_json.stat().st_mtime > (target / "sweep.json").stat().st_mtime):

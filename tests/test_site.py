@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import math
+import os
 import re
 import subprocess
 import sys
@@ -466,6 +467,95 @@ def test_web_png_is_the_same_picture_in_fewer_bytes():
     smaller = web_png(buffer.getvalue())
     assert len(smaller) < len(buffer.getvalue())
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(smaller)).convert("RGB")), pixels)
+
+
+def test_a_published_notebook_has_its_images_as_its_page_shows_them_and_its_run_stays_up_to_date(tmp_path):
+    """A sweep publishes each image of an executed notebook in 256 colours (``publishable``): most of a report's
+    bytes were its runs' figures. A notebook published before is re-encoded where its manifest vouches for it,
+    which then vouches for the new file; once only (a second pass changes nothing); never where the manifest
+    vouched for less (a sweep redoes that run)."""
+    from mnistlab.lab import cache
+    from mnistlab.lab.execute import publishable, slim_published
+
+    runs = tmp_path / "site" / "runs"
+    runs.mkdir(parents=True)
+    notebook = notebook_with_figures(runs / "a-seed0.ipynb")
+    original = base64.b64decode(nbformat.read(notebook, as_version=4).cells[1].outputs[0].data["image/png"])
+    assert original[25] != 3 and len(web_png(original)) < len(original)  # RGBA, as matplotlib writes it
+    fresh = publishable(nbformat.read(notebook, as_version=4))  # what a sweep publishes now
+    assert base64.b64decode(fresh.cells[1].outputs[0].data["image/png"]) == web_png(original)
+    record, html = runs / "a-seed0.json", runs / "a-seed0.html"
+    make_record().save(record)
+    render(notebook, html, tmp_path / "site", Record.load(record))
+    manifest = runs / ".a-seed0.done"
+    cache.stamp(manifest, "key", [notebook, html, record])
+    before = notebook.read_bytes()
+    saved = slim_published(notebook)
+    assert saved and len(notebook.read_bytes()) < len(before) and cache.fresh(manifest, "key")
+    slim = nbformat.read(notebook, as_version=4)
+    nbformat.validate(slim)
+    images = [base64.b64decode(cell.outputs[0].data["image/png"]) for cell in slim.cells[1:]]
+    assert images == [web_png(original)] * 2 and slim.cells[2].outputs[0].metadata["mnistlab"]["name"] == "figure-3"
+    after = notebook.read_bytes()
+    assert slim_published(notebook) == 0 and notebook.read_bytes() == after  # once only
+    # a manifest that vouches for less: nothing written
+    other = notebook_with_figures(runs / "b-seed0.ipynb")
+    make_record(seed=1).save(runs / "b-seed0.json")
+    (runs / "b-seed0.html").write_text("<p>page</p>")
+    cache.stamp(runs / ".b-seed0.done", "key", [other, runs / "b-seed0.html", runs / "b-seed0.json"])
+    make_record(seed=2).save(runs / "b-seed0.json")
+    unchanged = other.read_bytes()
+    assert slim_published(other) is None and other.read_bytes() == unchanged
+    assert slim_published(tmp_path / "nowhere.ipynb") is None
+
+
+@pytest.mark.slow
+def test_publishing_a_studys_finished_runs_copies_each_once_with_its_images_re_encoded(tmp_path):
+    """``scripts/publish-finished.py`` copies each finished run of a study's checkout (one whose code predates
+    ``publishable``'s re-encoding, say) into this one and commits it, re-encoded; a later round copies it again
+    only when the run was redone (new key or record), never for its bytes alone, and never a half-written run."""
+    import shutil
+
+    from mnistlab.lab import cache
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, check=True).stdout
+
+    here, study = tmp_path / "here", tmp_path / "study"
+    (here / "scripts").mkdir(parents=True)
+    shutil.copy(project_root() / "scripts" / "publish-finished.py", here / "scripts")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start")
+    runs = study / "reports" / "beyond" / "runs"
+    runs.mkdir(parents=True)
+
+    def finish(name, seed, key):
+        notebook, record, html = (runs / f"{name}.{ext}" for ext in ("ipynb", "json", "html"))
+        notebook_with_figures(notebook)
+        make_record(seed=seed).save(record)
+        html.write_text(f"<p>{name}</p>")
+        cache.stamp(runs / f".{name}.done", key, [notebook, html, record])
+
+    def publish():
+        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t"}
+        done = subprocess.run([sys.executable, str(here / "scripts" / "publish-finished.py"), str(study),
+                               "--reports", "beyond", "--once"], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    finish("a-seed0", 0, "key-a")
+    finish("b-seed0", 1, "key-b")
+    make_record(seed=5).save(runs / "b-seed0.json")  # b's record changed after its manifest: not finished
+    assert "a-seed0" in publish() and "b-seed0" not in git("log", "-1", "--stat")
+    target = here / "reports" / "beyond" / "runs"
+    assert len((target / "a-seed0.ipynb").read_bytes()) < len((runs / "a-seed0.ipynb").read_bytes())
+    assert cache.fresh(target / ".a-seed0.done", "key-a") and not (target / "b-seed0.json").exists()
+    commits = git("rev-list", "--count", "HEAD")
+    assert publish() == "" and git("rev-list", "--count", "HEAD") == commits  # the same run: not again
+    finish("a-seed0", 0, "key-a2")  # redone with other settings
+    assert "a-seed0" in publish() and cache.fresh(target / ".a-seed0.done", "key-a2")
+    assert int(git("rev-list", "--count", "HEAD")) == int(commits) + 1 and not git("status", "--porcelain", "reports")
 
 
 def test_published_reports_share_one_static_folder(tmp_path, monkeypatch):

@@ -120,7 +120,8 @@ def figure_folder(html: Path) -> Path:
 
 def _image_files(nb, html: Path) -> None:
     """Every PNG a page shows, as a file in ``figure_folder(html)`` rather than inline, re-encoded with at most 256
-    colours (``web_png``: about a third of the bytes, the same picture; the notebook keeps the original). A figure
+    colours (``web_png``: about a third of the bytes, the same picture; a notebook a sweep publishes has its images
+    so already, ``execute.web_images``, and a notebook of one's own keeps its originals). A figure
     ``plots.show`` marked (``FIGURE`` in its output's metadata) is named by it, and its SVG, where the notebook has
     it or its kernel wrote one there, is linked beside its PNG. The folder holds exactly this render's files."""
     folder = figure_folder(html)

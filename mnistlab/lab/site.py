@@ -224,9 +224,11 @@ def rerender(out: str | os.PathLike) -> list[str]:
     Holds the sweep's lock on ``out`` (no sweep writes there meanwhile). A page's manifest that vouched for its
     notebook, records and page keeps vouching, for the new page (``cache.restamp``): a sweep afterwards finds
     every run and page up to date and retrains nothing. A manifest that did not vouch (a run that was never
-    finished, a record changed since) is left as it is, and the line says so.
+    finished, a record changed since) is left as it is, and the line says so. A notebook published before a
+    sweep re-encoded its images (``execute.web_images``) is re-encoded now, where its manifest vouches for it.
     """
     from . import lock
+    from .execute import slim_published
     from .params import ParamsError
     from .render import rerender as rerender_page
 
@@ -253,9 +255,11 @@ def rerender(out: str | os.PathLike) -> list[str]:
             if not notebook.is_file():
                 lines.append(f"{paths.relative(html, out)}: kept as it is (its notebook {notebook.name} is missing)")
                 continue
+            saved = slim_published(notebook)  # a notebook published before its images were re-encoded
             state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
                 "not up to date before, left so (a sweep redoes it)"
-            lines.append(f"{paths.relative(html, out)}: re-rendered; {state}")
+            slimmer = f"; its notebook's images re-encoded, {saved / 1e3:.0f} kB fewer" if saved else ""
+            lines.append(f"{paths.relative(html, out)}: re-rendered; {state}{slimmer}")
         write_site(out, result, rendered=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         lines.append(f"{paths.relative(out / 'index.html')}: re-rendered")
         own = out / STATIC
