@@ -3,8 +3,8 @@
 In a terminal (``mnistlab train --progress``) and in a notebook's cell the bar is tqdm's, in plain
 text: it reads the same in JupyterLab, a terminal and a published notebook, and gives the time left
 once the first epoch has ended. A notebook's kernel also writes one line per epoch to the terminal
-of the process that started it (``sys.__stderr__``): under a plain ``papermill in.ipynb out.ipynb``
-that terminal is the user's, which would otherwise show only papermill's cell counter for hours.
+of the process that started it, and there only (``kernel_terminal``): under a plain ``papermill in.ipynb
+out.ipynb`` that terminal is the user's, which would otherwise show only papermill's cell counter for hours.
 """
 
 from __future__ import annotations
@@ -72,9 +72,21 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
+_TERMINAL: list = []  # the kernel's terminal, opened once
+
+
 def kernel_terminal():
-    """The terminal behind a notebook kernel (its process's own stderr), or None outside a kernel: there the bar
-    is already on the terminal."""
+    """The terminal behind a notebook kernel, or None outside a kernel: there the bar is already on the terminal.
+
+    ipykernel forwards what its process writes to file descriptor 2 into the notebook as well as to the terminal
+    (``capture_fd_output``), where a line per epoch would bury the cells' output; its ``sys.stderr.fileno()`` is
+    the copy of the terminal's descriptor it keeps for that, which reaches the terminal alone. Without fd capture:
+    the process's own stderr."""
     if sys.stdout is sys.__stdout__ or sys.__stderr__ is None or "ipykernel" not in sys.modules:
         return None
-    return sys.__stderr__
+    if not _TERMINAL:
+        try:
+            _TERMINAL.append(open(sys.stderr.fileno(), "w", buffering=1, closefd=False))  # noqa: SIM115
+        except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation: ipykernel without fd capture
+            _TERMINAL.append(sys.__stderr__)
+    return _TERMINAL[0]

@@ -12,9 +12,10 @@ and the records are copied with the manifest, nothing half-written. A sweep's ow
 analysis, data, backprop with their figure folders, sweep.json, table1.png, _static/, and the reports' shared
 reports/_static) are copied once that sweep has ended (its sweep.json is newer than what is here); a run's
 page images (runs/<name>_files/) with the run. Only ``reports/<name>/`` and ``reports/_static`` are touched, and only
-those paths are committed. A copied run's notebook is published as this checkout's sweep would publish it (its
-images re-encoded: ``mnistlab.lab.execute.slim_published``), so a run is copied again only when its key or records
-changed, not its bytes; run it with this checkout's ``.venv/bin/python``.
+those paths are committed. A copied run's notebook is published as this checkout's sweep would
+publish it (its images re-encoded, the terminal's lines out of its streams:
+``mnistlab.lab.execute.slim_published``) and its page rendered anew, so a run is copied again only when its
+key or records changed, not its bytes. Run it with this checkout's ``.venv/bin/python``.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def copy(source: Path, target: Path) -> bool:
 
 def published(source: Path, target: Path) -> bool:
     """The run of manifest ``source`` is already here: ``target``'s manifest vouches for its files and names the
-    same key and the same records (its notebook and page may differ: ``slim_published`` re-encodes the images of
-    what a study's older code published)."""
+    same key and the same records (its notebook and page may differ: ``slim_published`` republishes what a
+    study's older code published)."""
     if finished(target) is None:
         return False
     try:
@@ -78,6 +79,8 @@ def published(source: Path, target: Path) -> bool:
 def publish(source_root: Path, report: str) -> list[str]:
     """Copy what is finished under source_root/reports/<report>; the names of the runs copied."""
     from mnistlab.lab.execute import slim_published
+    from mnistlab.lab.render import rerender
+    from mnistlab.records import Record
 
     source, target = source_root / "reports" / report, HERE / "reports" / report
     copied = []
@@ -90,7 +93,10 @@ def publish(source_root: Path, report: str) -> list[str]:
             files += [path for path in (source / "runs" / f"{name}_files").rglob("*") if path.is_file()]
         if files and any([copy(path, target / path.relative_to(source)) for path in files]):
             name = manifest.name[1:-len(".done")]
-            slim_published(target / "runs" / f"{name}.ipynb")  # as this checkout's sweep publishes it
+            notebook = target / "runs" / f"{name}.ipynb"
+            if slim_published(notebook):  # as this checkout's sweep publishes it; then its page anew
+                rerender(notebook, notebook.with_suffix(".html"), target,
+                         [Record.load(path) for path in files if path.suffix == ".json"])
             copied.append(name)
     sweep_json = source / "sweep.json"
     if sweep_json.exists() and (not (target / "sweep.json").exists()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import nbformat
 import pytest
 import torch
 
@@ -106,6 +107,9 @@ def test_the_new_model_trains_through_the_train_notebook_under_papermill(plugin,
     record = mnistlab.Record.load(tmp_path / "records" / "lmodel-hs16-seed0.json")
     assert record.config["model"] == "lmodel" and record.status == "complete"
     assert "lmodel-hs16-seed0: epoch 1/1" in done.stderr  # the kernel's progress line, on papermill's terminal
+    streams = "".join(output.get("text", "") for cell in nbformat.read(out, as_version=4).cells
+                      for output in cell.get("outputs", []))
+    assert "lmodel-hs16-seed0: 100%" in streams and "epoch 1/1" not in streams  # the bar, not the terminal's lines
 
 
 @pytest.mark.slow  # the analysis of 45 records, twice: no process, but seconds

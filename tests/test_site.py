@@ -509,6 +509,30 @@ def test_a_published_notebook_has_its_images_as_its_page_shows_them_and_its_run_
     assert slim_published(tmp_path / "nowhere.ipynb") is None
 
 
+@pytest.mark.parametrize("redraw", ["\r", ""], ids=["as-executed", "published-by-older-code"])
+def test_a_published_notebook_shows_the_bars_last_state_not_the_terminals_lines(redraw):
+    """Kernels of older code wrote a line per epoch to a terminal ipykernel also copied into the notebook, as stderr
+    between the bar's redraws: published, only the bar's last state stays (from a fresh execution, whose pieces
+    start with a carriage return, and from a notebook an older publish had cut them from), and a real warning."""
+    from mnistlab.lab.execute import publishable
+
+    bar = [f"{redraw}run-seed0: {10 * k:3d}%| | {k}/10 [00:0{k}<00:00]" for k in range(11)]
+    outputs = [new_output("stream", name="stdout", text="settings\n"),
+               new_output("stream", name="stdout", text=bar[0]),
+               new_output("stream", name="stderr", text="run-seed0: training 10 epochs on cpu (1 thread)\n")]
+    for k in range(1, 11):
+        outputs += [new_output("stream", name="stdout", text=bar[k]),
+                    new_output("stream", name="stderr",
+                               text=f"run-seed0: epoch {k}/10, train_loss 0.1, test_acc 98.00 %, 1.0 s/epoch, "
+                                    f"about {10 - k} s left\n" if k < 10 else "run-seed0: epoch 10/10, done\n")]
+    outputs += [new_output("stream", name="stderr", text="UserWarning: a real warning\n"),
+                new_output("stream", name="stdout", text="\nseed 0: complete\n")]
+    notebook = publishable(new_notebook(cells=[new_code_cell("train()", outputs=outputs)]))
+    shown = [(o.name, o.text) for o in notebook.cells[0].outputs]
+    assert shown == [("stdout", f"settings\n{bar[10].lstrip(chr(13))}"), ("stderr", "UserWarning: a real warning\n"),
+                     ("stdout", "\nseed 0: complete\n")]
+
+
 @pytest.mark.slow
 def test_publishing_a_studys_finished_runs_copies_each_once_with_its_images_re_encoded(tmp_path):
     """``scripts/publish-finished.py`` copies each finished run of a study's checkout (one whose code predates

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -207,10 +208,43 @@ def publishable(notebook, prefixes: list[str] = ()):
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
-        cell.outputs = [_without(list(prefixes), output) for output in cell.get("outputs", [])]
+        cell.outputs = _without_terminal_lines([_without(list(prefixes), output) for output in cell.get("outputs", [])])
         coalesce.preprocess_cell(cell, {}, index)
     web_images(notebook)
     return notebook
+
+
+# What a run says on the terminal behind its kernel (``progress.Progress``, ``runner``): "<run>: training N epochs
+# on …", "<run>: epoch N/M, …", "<file> exists: this run replaces it when seed N ends". Kernels of code older than
+# ``progress.kernel_terminal`` wrote them where ipykernel also copied them into the notebook, as stderr: a line per
+# epoch between the progress bar's redraws, which kept it from collapsing to its last state.
+_TERMINAL_LINE = re.compile(r"^[^\n]*?: (?:training \d+ epochs? on |epoch \d+/\d+, )[^\n]*(?:\n|\Z)"
+                            r"|^[^\n]* exists: this run replaces it when seed \d+ ends(?:\n|\Z)", re.M)
+
+
+def _without_terminal_lines(outputs: list) -> list:
+    """``outputs`` without the terminal's lines (``_TERMINAL_LINE``) in their stderr streams, and without a stream
+    left empty. Where lines went from between two pieces of a progress bar (stdout text not ended by a newline,
+    then stdout again), the second piece redraws the first, as its carriage return did before an earlier
+    ``publishable`` cut it from each piece alone: coalesced, the bar shows only its last state."""
+    kept, cut = [], False
+    for output in outputs:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = "".join(output["text"]) if isinstance(output.get("text"), list) else output.get("text", "")
+            output["text"] = _TERMINAL_LINE.sub("", text)
+            if not output["text"]:
+                cut = True
+                continue
+        elif cut and _stdout(output) and kept and _stdout(kept[-1]) and not kept[-1]["text"].endswith("\n"):
+            output["text"] = "\r" + output["text"]
+        cut = False
+        kept.append(output)
+    return kept
+
+
+def _stdout(output) -> bool:
+    return output.get("output_type") == "stream" and output.get("name") == "stdout" \
+        and isinstance(output.get("text"), str)
 
 
 PALETTE = b"\x03"  # a PNG's colour type (byte 25: after the signature, IHDR's length, name, size and bit depth)
@@ -242,10 +276,11 @@ def web_images(notebook) -> int:
 
 
 def slim_published(notebook: Path) -> int | None:
-    """An executed notebook a sweep published before ``publishable`` re-encoded images, as it would publish it now
-    (``web_images``), with its manifest (``.<stem>.done`` beside it) vouching for the new file: the bytes saved, or
-    None, and nothing written, where the manifest does not vouch for every file it lists (a run a sweep redoes
-    anyway: its notebook is left as it is)."""
+    """An executed notebook a sweep published with older code, published as a sweep publishes it now
+    (``publishable``: its images re-encoded, the terminal's lines out of its streams), with its manifest
+    (``.<stem>.done`` beside it) vouching for the new file: the bytes saved (0 when nothing changed), or None, and
+    nothing written, where the manifest does not vouch for every file it lists (a run a sweep redoes anyway: its
+    notebook is left as it is). Its page is then rendered anew (``render.rerender``)."""
     import nbformat
 
     from ..atomic import atomic_write_text
@@ -254,14 +289,15 @@ def slim_published(notebook: Path) -> int | None:
     html = notebook.with_suffix(".html")
     if not (cache.vouches_but(manifest, notebook) and cache.vouches_but(manifest, html)):
         return None
-    nb = nbformat.read(notebook, as_version=4)
-    saved = web_images(nb)
-    if saved:
-        text = nbformat.writes(nb)
-        atomic_write_text(notebook, text if text.endswith("\n") else f"{text}\n")  # as nbformat.write ends it
-        if not cache.restamp(manifest, notebook):  # it vouched a moment ago: a file changed meanwhile
-            raise RuntimeError(f"{notebook.name}: its manifest no longer vouches for the other files")
-    return saved
+    before = notebook.read_bytes()
+    text = nbformat.writes(publishable(nbformat.reads(before.decode(), as_version=4)))
+    after = (text if text.endswith("\n") else f"{text}\n").encode()  # as nbformat.write ends a file
+    if after == before:
+        return 0
+    atomic_write_text(notebook, after.decode())
+    if not cache.restamp(manifest, notebook):  # it vouched a moment ago: a file changed meanwhile
+        raise RuntimeError(f"{notebook.name}: its manifest no longer vouches for the other files")
+    return len(before) - len(after)
 
 
 def _without(prefixes: list[str], value):

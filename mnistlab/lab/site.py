@@ -224,8 +224,9 @@ def rerender(out: str | os.PathLike) -> list[str]:
     Holds the sweep's lock on ``out`` (no sweep writes there meanwhile). A page's manifest that vouched for its
     notebook, records and page keeps vouching, for the new page (``cache.restamp``): a sweep afterwards finds
     every run and page up to date and retrains nothing. A manifest that did not vouch (a run that was never
-    finished, a record changed since) is left as it is, and the line says so. A notebook published before a
-    sweep re-encoded its images (``execute.web_images``) is re-encoded now, where its manifest vouches for it.
+    finished, a record changed since) is left as it is, and the line says so. A notebook a sweep published with
+    older code is published as a sweep publishes it now (``execute.slim_published``), where its manifest vouches
+    for it.
     """
     from . import lock
     from .execute import slim_published
@@ -258,7 +259,8 @@ def rerender(out: str | os.PathLike) -> list[str]:
             saved = slim_published(notebook)  # a notebook published before its images were re-encoded
             state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
                 "not up to date before, left so (a sweep redoes it)"
-            slimmer = f"; its notebook's images re-encoded, {saved / 1e3:.0f} kB fewer" if saved else ""
+            slimmer = f"; its notebook published as a sweep publishes it now, {saved / 1e3:.0f} kB fewer" if saved \
+                else ""
             lines.append(f"{paths.relative(html, out)}: re-rendered; {state}{slimmer}")
         write_site(out, result, rendered=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
         lines.append(f"{paths.relative(out / 'index.html')}: re-rendered")
