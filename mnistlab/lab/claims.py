@@ -6,8 +6,9 @@ Which runs a claim may be judged on is decided here:
 - a claim of the HW5 report only on runs of its protocol (``protocol.PROTOCOL``), on val-selected test accuracy;
   "at every hidden size" only with all three sizes; else *not tested here*, saying what it needs;
 - this project's own questions (not claims of the report: "do the normalised models train faster?", asked at
-  every rate the records hold; "does normalisation still help at each model's best learning rate?") are labelled
-  as such, with measures that the learning-rate schedule does not decide.
+  every rate the records hold; "does normalisation still help at each model's best learning rate?", or at each
+  model's own where its rate was chosen elsewhere; "does each addition help, given the rest of a recipe?") are
+  labelled as such, with measures that the learning-rate schedule does not decide.
 
 How two cells are compared (paired or not) and how the parts of a claim become one verdict is ``comparisons``'.
 """
@@ -35,8 +36,9 @@ from .comparisons import (  # noqa: F401  (comparisons, comparisons_text: the an
     judge,
     metric_for,
     rule_text,
+    setting_steps,
 )
-from .protocol import PROTOCOL, settings
+from .protocol import PROTOCOL, changes, settings
 
 REPORT, OWN = "the HW5 report", "this project's question"
 CPU_GENERATIONS = ("a run's numbers move in the last bits from one processor to another (about 0.1 point of "
@@ -89,7 +91,8 @@ def check(records: Iterable[Record], labels: np.ndarray | None = None) -> list[C
         return []
     protocol = protocol_runs(records)
     found = [report_claim(spec, protocol, labels, records) for spec in hw5.CLAIMS]
-    return found + trains_faster(records) + learning_rate_claims(records, labels)
+    return (found + trains_faster(records) + learning_rate_claims(records, labels)
+            + addition_claims(records, labels))
 
 
 def report_claim(spec: hw5.ClaimRow, protocol: list[Record], labels: np.ndarray | None = None,
@@ -311,14 +314,15 @@ def trains_faster(records: Iterable[Record]) -> list[Claim]:
 
 
 def rate_choices(records: Iterable[Record]) -> pd.DataFrame:
-    """Where records hold several learning rates for a model at one hidden size (and otherwise the same
-    settings): per model and rate, the seeds, validation accuracy at the val-selected epoch (mean and sd
-    over seeds: what the rate is chosen on), val-selected test accuracy, and which rate is chosen.
+    """Where records hold several learning rates at one hidden size and otherwise the same settings (a model at
+    several, or each model at its own): per model and rate, the seeds, validation accuracy at the val-selected
+    epoch (mean and sd over seeds: what the rate is chosen on), val-selected test accuracy, and which rate is
+    chosen.
 
     A model's rate is the one with the best mean validation accuracy among its rates with at least
     MIN_SEEDS seeds; test accuracy never enters the choice."""
     by_cell = cells.group(records, ignore=("lr",))
-    groups = {(h, s) for (m, h, s, lr) in by_cell if len({k[3] for k in by_cell if k[:3] == (m, h, s)}) > 1}
+    groups = {(h, s) for (m, h, s, lr) in by_cell if len({k[3] for k in by_cell if k[1:3] == (h, s)}) > 1}
     rows = []
     for h, s in sorted(groups, key=lambda g: (cells.size_order(g[0]), g[1])):
         for model in sorted({k[0] for k in by_cell if k[1:3] == (h, s)}, key=cells.model_order):
@@ -358,10 +362,12 @@ def rate_choices_text(table: pd.DataFrame) -> pd.DataFrame:
 
 def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
     """This project's question, per model other than the plain network: does it still beat nmodel once each model
-    has the rate chosen on validation? Empty unless some model has several rates at one hidden size
-    (``rate_choices``). Where validation cannot tell a model's chosen rate from another (the paired 95 % interval
-    of their validation accuracies holds 0), the comparison at that rate is given too, and the largest upper end
-    over those is what these runs rule out."""
+    has its own rate? Empty unless the records hold several rates at one hidden size and settings
+    (``rate_choices``). A model's rate is the one chosen on validation among two or more (with ``MIN_SEEDS``
+    seeds each), or the only one it was trained at there when that is not the protocol's (a rate chosen
+    elsewhere, say by a learning-rate study: the beyond study's recipe). Where validation cannot tell a chosen
+    rate from another (the paired 95 % interval of their validation accuracies holds 0), the comparison at that
+    rate is given too, and the largest upper end over those is what these runs rule out."""
     records = list(records)
     table = rate_choices(records)
     if table.empty:
@@ -372,34 +378,78 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
         chosen = {row["model"]: row for _, row in group[group["chosen"]].iterrows()}
         tried = {m: sorted(part["lr"]) for m, part in group.groupby("model")}
         eligible = {m: sorted(part.loc[part["eligible"], "lr"]) for m, part in group.groupby("model")}
+        # One rate, off the protocol's: set on purpose, chosen elsewhere (the protocol's own rate is no choice).
+        only = {m: rates[0] for m, rates in tried.items() if len(rates) == 1 and eligible.get(m)
+                and "lr" in changes(by_cell[(m, h, s, rates[0])][0])}
         for model in sorted(set(group["model"]) - {hw5.PLAIN}, key=cells.model_order):
-            name = f"Does {hw5.NAMES.get(model, model)} still help at each model's best learning rate (H = {h})?"
+            both_chosen = model in chosen and hw5.PLAIN in chosen
+            best = both_chosen or not (model in only or hw5.PLAIN in only)  # else a rate was chosen elsewhere
+            name = (f"Does {hw5.NAMES.get(model, model)} still help at each model's best learning rate (H = {h})?"
+                    if best else
+                    f"Does {hw5.NAMES.get(model, model)} still help, each model at its own learning rate (H = {h})?")
             says = (f"{model} at its own best learning rate beats {hw5.PLAIN} at its own best rate, each rate chosen "
-                    "on validation accuracy.")
+                    "on validation accuracy." if best else
+                    f"{model} at its own learning rate beats {hw5.PLAIN} at its own, every other setting the same.")
             where = "" if s == PROTOCOL else f" Settings besides the rate: {s}."
-            missing = [m for m in (model, hw5.PLAIN) if len(eligible.get(m, [])) < 2]
+            missing = [m for m in (model, hw5.PLAIN) if m not in chosen and m not in only]
             if missing:
                 rates = "; ".join(f"{m} {', '.join(f'{lr:g}' for lr in tried.get(m, [])) or 'none'}"
                                   for m in (model, hw5.PLAIN))
-                text = (f"Not tested here: {' and '.join(missing)} not at two or more rates with {stats.MIN_SEEDS} "
-                        f"seeds each (rates tried: {rates}).{where}")
+                why = [f"{m} has fewer than {stats.MIN_SEEDS} seeds at its one rate" if len(tried.get(m, [])) == 1
+                       and not eligible.get(m) else f"{m} not at two or more rates with {stats.MIN_SEEDS} seeds each"
+                       for m in missing]
+                text = f"Not tested here: {'; '.join(why)} (rates tried: {rates}).{where}"
                 found.append(Claim(name, says, OWN, stats.UNTESTED, text))
                 continue
-            rate_a, rate_b = chosen[model]["lr"], chosen[hw5.PLAIN]["lr"]
+            rate_a, rate_b = (chosen[m]["lr"] if m in chosen else only[m] for m in (model, hw5.PLAIN))
             cell_a, cell_b = by_cell[(model, h, s, rate_a)], by_cell[(hw5.PLAIN, h, s, rate_b)]
             comparison = compare(cell_a, cell_b, "val_selected_test_acc", labels, f"{model} (lr {rate_a:g})",
                                  f"{hw5.PLAIN} (lr {rate_b:g})")
             verdict, (sentence,) = judge([("", comparison)])
             edges = [f"{m}'s chosen rate {r:g} is the {'smallest' if r == eligible[m][0] else 'largest'} tried: "
                      "its best may lie beyond" for m, r in ((model, rate_a), (hw5.PLAIN, rate_b))
-                     if r in (eligible[m][0], eligible[m][-1])]
-            text = (f"Chosen on validation accuracy: {model} lr {rate_a:g}, {hw5.PLAIN} lr {rate_b:g}. {sentence}."
+                     if m in chosen and r in (eligible[m][0], eligible[m][-1])]
+            if both_chosen:
+                how = f"Chosen on validation accuracy: {model} lr {rate_a:g}, {hw5.PLAIN} lr {rate_b:g}."
+            else:
+                how = "Rates: " + "; ".join(
+                    f"{m} lr {r:g}, " + (f"chosen on validation accuracy among {', '.join(f'{x:g}' for x in tried[m])}"
+                                         if m in chosen else "the only rate it was trained at with these settings "
+                                         "(chosen elsewhere, not by these runs)")
+                    for m, r in ((model, rate_a), (hw5.PLAIN, rate_b))) + "."
+            text = (f"{how} {sentence}."
                     + (" " + "; ".join(edges) + "." if edges else "")
-                    + _ties(by_cell, h, s, model, (rate_a, rate_b), eligible, comparison, labels)
+                    + (_ties(by_cell, h, s, model, (rate_a, rate_b), eligible, comparison, labels) if both_chosen
+                       else "")
                     + where + " " + rule_text(1))
             scope_runs = {(model, h, f"lr={rate_a:g}"): cell_a, (hw5.PLAIN, h, f"lr={rate_b:g}"): cell_b}
-            found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate"),
+            found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate"
+                                                                      if both_chosen else "each model's own rate"),
                                _sentence(rule_text(1))))
+    return found
+
+
+def addition_claims(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
+    """This project's question for a recipe of several changes from the protocol and the recipe with one change
+    removed (an ablation: ``comparisons.setting_steps`` between two cells off the protocol): does that change
+    still help, given the rest? One claim per step, on val-selected test accuracy. The steps from the protocol
+    itself (what one rate buys in a learning-rate study) are the tables' business, not claims. Judged as
+    ``comparisons.setting_steps`` compares (val-selected test accuracy where the runs validate)."""
+    found = []
+    for step in setting_steps(list(records), labels):
+        if PROTOCOL in (step.settings, step.base):
+            continue
+        c = compare(step.runs_a, step.runs_b, step.comparison.metric, labels, f"{step.model} with {step.change}",
+                    "without")
+        verdict, (sentence,) = judge([("", c)])
+        name = f"Does {step.change} help {step.model} (H = {step.hidden_size}) with the rest of its recipe?"
+        says = (f"{step.model} with {step.settings} beats the same without {step.change} ({step.base}) on "
+                "val-selected test accuracy.")
+        text = f"{sentence}. {rule_text(1)}"
+        used = {(step.model, step.hidden_size, step.settings): step.runs_a,
+                (step.model, step.hidden_size, step.base): step.runs_b}
+        found.append(Claim(name, says, OWN, verdict, text, _scope(used, "these two recipes"),
+                           _sentence(rule_text(1))))
     return found
 
 

@@ -160,15 +160,28 @@ def comparisons(records: Iterable[Record], metric: str | None = None, labels: np
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def setting_effects(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
-    """What one change of settings buys, per model and hidden size: a - b where b is a's settings with some of its
-    changes from the protocol undone (b's changes a subset of a's, with the same values) and no cell of the sweep
-    lies between them. With a full recipe and the recipe with each addition removed in turn, each row is what one
-    addition buys given the rest; with a learning-rate study, what each rate buys over the protocol's. Columns as
-    ``comparisons``, plus ``from`` (b's settings) and ``change`` (what a adds)."""
+@dataclass(frozen=True)
+class SettingStep:
+    """Cell a (``settings``) against cell b (``base``) of one model and hidden size, where b's changes from the
+    protocol are a subset of a's with the same values and no cell lies between: what ``change`` buys."""
+
+    model: str
+    hidden_size: int
+    settings: str
+    base: str
+    change: str
+    runs_a: list
+    runs_b: list
+    comparison: Comparison
+
+
+def setting_steps(records: Iterable[Record], labels: np.ndarray | None = None) -> list[SettingStep]:
+    """Every ``SettingStep`` the records hold, by model and hidden size. With a full recipe and the recipe with
+    each addition removed in turn, each is what one addition buys given the rest; with a learning-rate study, what
+    each rate buys over the protocol's."""
     by_cell = cells.group(records)
     found_changes = {key: changes(runs[0]) for key, runs in by_cell.items()}
-    rows = []
+    steps = []
     for model, hidden_size in sorted({key[:2] for key in by_cell}, key=lambda k: (cells.model_order(k[0]),
                                                                                    cells.size_order(k[1]))):
         keys = [key for key in by_cell if key[:2] == (model, hidden_size)]
@@ -183,8 +196,15 @@ def setting_effects(records: Iterable[Record], labels: np.ndarray | None = None)
                 found = compare(runs_a, runs_b, metric_for(runs_a + runs_b), labels, a_key[2], b_key[2])
                 if found is not None:
                     change = ", ".join(f"{k}={_text(v)}" for k, v in a if (k, v) not in b)
-                    rows.append(_row(found, hidden_size=hidden_size, settings=a_key[2], model=model,
-                                     **{"from": b_key[2], "change": change}))
+                    steps.append(SettingStep(model, hidden_size, a_key[2], b_key[2], change, runs_a, runs_b, found))
+    return steps
+
+
+def setting_effects(records: Iterable[Record], labels: np.ndarray | None = None) -> pd.DataFrame:
+    """``setting_steps`` as a table: columns as ``comparisons``, plus ``from`` (b's settings) and ``change`` (what
+    a adds)."""
+    rows = [_row(step.comparison, hidden_size=step.hidden_size, settings=step.settings, model=step.model,
+                 **{"from": step.base, "change": step.change}) for step in setting_steps(records, labels)]
     return pd.DataFrame(rows, columns=["model", "hidden_size", "settings", "from", "change", *COLUMNS[4:]])
 
 
