@@ -398,6 +398,9 @@ def test_a_recipe_study_asks_whether_normalisation_still_helps_and_what_each_add
     assert batch_size.verdict == stats.WITHIN_NOISE
     # The HW5 protocol's learning-rate study asks no such question: its steps start at the protocol.
     assert not [c for c in claims.check(cell("nmodel") + cell("nmodel", lr=1e-3), LABELS) if "recipe" in c.name]
+    # The findings lead with what the runs can judge: this project's questions where no run follows the protocol.
+    assert [c.source for c in claims.check(nmodel + bmodel, LABELS)][:2] == [claims.OWN, claims.OWN]
+    assert claims.check(cell("nmodel") + cell("nmodel", lr=1e-3), LABELS)[0].source == claims.REPORT
 
 
 def test_predictions_made_on_another_test_set_are_refused():
