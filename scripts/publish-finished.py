@@ -14,7 +14,7 @@ reports/_static) are copied once that sweep has ended (its sweep.json is newer t
 page images (runs/<name>_files/) with the run. Only ``reports/<name>/`` and ``reports/_static`` are touched, and only
 those paths are committed. A copied run's notebook is published as this checkout's sweep would
 publish it (its images re-encoded, the terminal's lines out of its streams:
-``mnistlab.lab.execute.slim_published``) and its page rendered anew, so a run is copied again only when its
+``mnistlab.lab.execute.republish``) and its page rendered anew, so a run is copied again only when its
 key or records changed, not its bytes. Run it with this checkout's ``.venv/bin/python``.
 """
 
@@ -63,7 +63,7 @@ def copy(source: Path, target: Path) -> bool:
 
 def published(source: Path, target: Path) -> bool:
     """The run of manifest ``source`` is already here: ``target``'s manifest vouches for its files and names the
-    same key and the same records (its notebook and page may differ: ``slim_published`` republishes what a
+    same key and the same records (its notebook and page may differ: ``republish`` republishes what a
     study's older code published)."""
     if finished(target) is None:
         return False
@@ -78,7 +78,7 @@ def published(source: Path, target: Path) -> bool:
 
 def publish(source_root: Path, report: str) -> list[str]:
     """Copy what is finished under source_root/reports/<report>; the names of the runs copied."""
-    from mnistlab.lab.execute import slim_published
+    from mnistlab.lab.execute import republish
     from mnistlab.lab.render import rerender
     from mnistlab.records import Record
 
@@ -94,7 +94,7 @@ def publish(source_root: Path, report: str) -> list[str]:
         if files and any([copy(path, target / path.relative_to(source)) for path in files]):
             name = manifest.name[1:-len(".done")]
             notebook = target / "runs" / f"{name}.ipynb"
-            if slim_published(notebook):  # as this checkout's sweep publishes it; then its page anew
+            if republish(notebook) is not None:  # as this checkout's sweep publishes it; then its page anew
                 rerender(notebook, notebook.with_suffix(".html"), target,
                          [Record.load(path) for path in files if path.suffix == ".json"])
             copied.append(name)

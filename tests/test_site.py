@@ -475,7 +475,7 @@ def test_a_published_notebook_has_its_images_as_its_page_shows_them_and_its_run_
     which then vouches for the new file; once only (a second pass changes nothing); never where the manifest
     vouched for less (a sweep redoes that run)."""
     from mnistlab.lab import cache
-    from mnistlab.lab.execute import publishable, slim_published
+    from mnistlab.lab.execute import publishable, republish
 
     runs = tmp_path / "site" / "runs"
     runs.mkdir(parents=True)
@@ -490,14 +490,14 @@ def test_a_published_notebook_has_its_images_as_its_page_shows_them_and_its_run_
     manifest = runs / ".a-seed0.done"
     cache.stamp(manifest, "key", [notebook, html, record])
     before = notebook.read_bytes()
-    saved = slim_published(notebook)
+    saved = republish(notebook)
     assert saved and len(notebook.read_bytes()) < len(before) and cache.fresh(manifest, "key")
     slim = nbformat.read(notebook, as_version=4)
     nbformat.validate(slim)
     images = [base64.b64decode(cell.outputs[0].data["image/png"]) for cell in slim.cells[1:]]
     assert images == [web_png(original)] * 2 and slim.cells[2].outputs[0].metadata["mnistlab"]["name"] == "figure-3"
     after = notebook.read_bytes()
-    assert slim_published(notebook) == 0 and notebook.read_bytes() == after  # once only
+    assert republish(notebook) == 0 and notebook.read_bytes() == after  # once only
     # a manifest that vouches for less: nothing written
     other = notebook_with_figures(runs / "b-seed0.ipynb")
     make_record(seed=1).save(runs / "b-seed0.json")
@@ -505,8 +505,8 @@ def test_a_published_notebook_has_its_images_as_its_page_shows_them_and_its_run_
     cache.stamp(runs / ".b-seed0.done", "key", [other, runs / "b-seed0.html", runs / "b-seed0.json"])
     make_record(seed=2).save(runs / "b-seed0.json")
     unchanged = other.read_bytes()
-    assert slim_published(other) is None and other.read_bytes() == unchanged
-    assert slim_published(tmp_path / "nowhere.ipynb") is None
+    assert republish(other) is None and other.read_bytes() == unchanged
+    assert republish(tmp_path / "nowhere.ipynb") is None
 
 
 @pytest.mark.parametrize("redraw", ["\r", ""], ids=["as-executed", "published-by-older-code"])

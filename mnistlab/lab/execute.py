@@ -275,7 +275,7 @@ def web_images(notebook) -> int:
     return saved
 
 
-def slim_published(notebook: Path) -> int | None:
+def republish(notebook: Path) -> int | None:
     """An executed notebook a sweep published with older code, published as a sweep publishes it now
     (``publishable``: its images re-encoded, the terminal's lines out of its streams), with its manifest
     (``.<stem>.done`` beside it) vouching for the new file: the bytes saved (0 when nothing changed), or None, and

@@ -225,11 +225,11 @@ def rerender(out: str | os.PathLike) -> list[str]:
     notebook, records and page keeps vouching, for the new page (``cache.restamp``): a sweep afterwards finds
     every run and page up to date and retrains nothing. A manifest that did not vouch (a run that was never
     finished, a record changed since) is left as it is, and the line says so. A notebook a sweep published with
-    older code is published as a sweep publishes it now (``execute.slim_published``), where its manifest vouches
+    older code is published as a sweep publishes it now (``execute.republish``), where its manifest vouches
     for it.
     """
     from . import lock
-    from .execute import slim_published
+    from .execute import republish
     from .params import ParamsError
     from .render import rerender as rerender_page
 
@@ -256,7 +256,7 @@ def rerender(out: str | os.PathLike) -> list[str]:
             if not notebook.is_file():
                 lines.append(f"{paths.relative(html, out)}: kept as it is (its notebook {notebook.name} is missing)")
                 continue
-            saved = slim_published(notebook)  # a notebook published before its images were re-encoded
+            saved = republish(notebook)  # a notebook published before its images were re-encoded
             state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
                 "not up to date before, left so (a sweep redoes it)"
             slimmer = f"; its notebook published as a sweep publishes it now, {saved / 1e3:.0f} kB fewer" if saved \
