@@ -44,7 +44,7 @@ class Network:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for index in batches(order, self.batch_size):
-            x, y = split.x[index], split.y[index]  # (B, 784), (B,)
+            x, y = split.x.index_select(0, index), split.y.index_select(0, index)  # (B, 784), (B,)
             if distort:
                 x = distort(x, distortions[0])
             optimizer.zero_grad(set_to_none=True)
@@ -114,7 +114,9 @@ class Stack:
 
     def step(self, index: torch.Tensor, distortions: list[torch.Generator] | None = None) -> None:
         """One Adam step of every model on its own batch ``index`` (K, B), distorted by its own generator."""
-        x, y = self.split.x[index], self.split.y[index]  # (K, B, 784), (K, B)
+        rows = index.flatten()  # index_select copies rows: several times faster than x[index]'s general indexing
+        x = self.split.x.index_select(0, rows).view(*index.shape, -1)  # (K, B, 784)
+        y = self.split.y.index_select(0, rows).view(index.shape)  # (K, B)
         if self.distort:
             x = torch.stack([self.distort(x[k], generator) for k, generator in enumerate(distortions)])
         self.optimizer.zero_grad(set_to_none=False)
