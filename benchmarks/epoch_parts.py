@@ -1,7 +1,7 @@
 """Where a CPU epoch goes: mnistlab's epoch against the sum of its unavoidable kernels, timed in one process.
 
     python benchmarks/epoch_parts.py [--models nmodel,bmodel,wmodel] [--hidden-sizes 1000,5000] [--threads 1,2]
-                                     [--layouts] [--json FILE]
+                                     [--rounds 3] [--layouts] [--json FILE]
 
 For each model, hidden size and torch thread count: the *kernels' limit* of one protocol epoch (500 steps
 of batch 100 on 50,000 images, then the 10,000 validation and 10,000 test images evaluated), the sum of
@@ -12,8 +12,13 @@ of batch 100 on 50,000 images, then the 10,000 validation and 10,000 test images
 - ``evaluate``: the model's forward over 20,000 images in eval mode, in the chunks training uses;
 
 each timed alone in a tight loop; and mnistlab's own epoch (``train.Setup`` and ``steps``, the loop
-``mnistlab.run`` drives: a shuffled pass and the two evaluations; the fastest of ``--epochs`` after one to
-warm up). ``efficiency`` = limit / epoch. A profile of one epoch then says where the rest goes: the
+``mnistlab.run`` drives: a shuffled pass and the two evaluations). ``efficiency`` = limit / epoch.
+
+The timings are interleaved: after one warm-up of each, ``--rounds`` rounds each time every part once and then
+the epoch once, so that the limit and the epoch sample the same minutes of the machine; the table keeps the
+fastest of each, and ``efficiency_rounds`` gives each round's own ratio (the spread is the machine's noise: on
+a shared VM the same epoch moves by 10-30 % within minutes). A profile of one more epoch then says where the
+rest goes: the
 products in the loop (slower than alone: Adam and the backward pass have moved the weights out of cache),
 Adam, weight norm, the evaluation, the other operators, and what no operator accounts for (Python, the
 autograd engine, launches).
@@ -47,19 +52,27 @@ from mnistlab.train import Setup, _fast_cpu_math
 STEPS, BATCH = 500, 100
 
 
-def fastest(work, repeats: int = 3) -> float:
-    """Seconds of ``work()``, the fastest of ``repeats`` after one warm-up."""
-    work()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def interleaved(works: dict[str, object], rounds: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Each of ``works`` once to warm up, then ``rounds`` rounds of each once, in order; (the fastest seconds of
+    each, every round's seconds)."""
+    for work in works.values():
         work()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    every = []
+    for _ in range(rounds):
+        times = {}
+        for name, work in works.items():
+            started = time.perf_counter()
+            work()
+            times[name] = time.perf_counter() - started
+        every.append(times)
+    return {name: min(times[name] for times in every) for name in works}, every
 
 
-def limit(name: str, hidden_size: int, data) -> dict[str, float]:
-    """The kernels' limit of one epoch, part by part (seconds)."""
+LIMIT_PARTS = ("forward", "weight_grad", "adam", "evaluate")
+
+
+def limit_parts(name: str, hidden_size: int, data) -> dict[str, object]:
+    """The kernels of one epoch's limit, each a function that runs it for one epoch."""
     torch.manual_seed(0)
     model = mnistlab.build_model(name, hidden_size)
     weight = model.fc1.weight.detach().clone()  # (H, 784): weight norm's w is such a tensor too
@@ -93,13 +106,11 @@ def limit(name: str, hidden_size: int, data) -> dict[str, float]:
         for start in range(0, len(images), EVAL_CHUNK):
             model(images[start:start + EVAL_CHUNK])
 
-    parts = {"forward": fastest(forward), "weight_grad": fastest(weight_grad), "adam": fastest(adam, 2),
-             "evaluate": fastest(evaluate)}
-    return {**parts, "limit": sum(parts.values())}
+    return {"forward": forward, "weight_grad": weight_grad, "adam": adam, "evaluate": evaluate}
 
 
-def epoch(name: str, hidden_size: int, data, epochs: int) -> tuple[float, dict[str, float]]:
-    """mnistlab's epoch (seconds, the fastest of ``epochs`` after one) and a profile of one more, by part."""
+def measure(name: str, hidden_size: int, data, rounds: int) -> dict[str, object]:
+    """The limit's parts and mnistlab's epoch, interleaved (``interleaved``), and a profile of one more epoch."""
     config = Config(model=name, hidden_size=hidden_size, device="cpu")
     setup = Setup([config], torch.device("cpu"))
     steps = setup.steps(data.train)
@@ -109,7 +120,15 @@ def epoch(name: str, hidden_size: int, data, epochs: int) -> tuple[float, dict[s
         steps.evaluate(data.val)
         steps.evaluate(data.test)
 
-    seconds = fastest(one, epochs)
+    fastest, every = interleaved({**limit_parts(name, hidden_size, data), "epoch": one}, rounds)
+    limit = sum(fastest[part] for part in LIMIT_PARTS)
+    per_round = [sum(times[part] for part in LIMIT_PARTS) / times["epoch"] for times in every]
+    return {**fastest, "limit": limit, "efficiency": limit / fastest["epoch"], "efficiency_rounds": per_round,
+            "profile": profile(steps, setup, data)}
+
+
+def profile(steps, setup, data) -> dict[str, float]:
+    """Where one epoch's time goes (seconds), from torch's profiler."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -125,10 +144,9 @@ def epoch(name: str, hidden_size: int, data, epochs: int) -> tuple[float, dict[s
     weight_norm = sum(v for k, v in own.items() if "weight_norm" in k or k in norms)
     adam = own.get("aten::_fused_adam_", 0)
     operators = sum(v for k, v in own.items() if k.startswith("aten::"))
-    shares = {"products in the loop and evaluation": products, "adam": adam, "weight norm": weight_norm,
-              "evaluation (wall)": wall - trained, "other operators": operators - products - adam - weight_norm,
-              "no operator (Python, autograd, launches)": max(0.0, wall - operators)}
-    return seconds, shares
+    return {"products in the loop and evaluation": products, "adam": adam, "weight norm": weight_norm,
+            "evaluation (wall)": wall - trained, "other operators": operators - products - adam - weight_norm,
+            "no operator (Python, autograd, launches)": max(0.0, wall - operators)}
 
 
 LAYOUT_CHILD = """
@@ -178,7 +196,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(mnistlab.MODELS))
     parser.add_argument("--hidden-sizes", default="1000,5000")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of mnistlab's loop (fastest kept)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the parts and the epoch (the fastest of each kept)")
     parser.add_argument("--layouts", action="store_true", help="also compare the sweep's layouts")
     parser.add_argument("--layouts-only", action="store_true", help="the layouts alone, no table of epochs")
     parser.add_argument("--json", help="also write the results here")
@@ -186,23 +205,22 @@ def main() -> None:
 
     data = mnistlab.load()
     print(f"{describe(hardware(torch.device('cpu')))}, torch {torch.__version__}")
-    print(f"{'model':7} {'H':>5} {'thr':>3} {'limit s':>8} {'epoch s':>8} {'eff.':>5}   limit: forward, weight grad, "
-          "adam, evaluate | the epoch's profile")
+    print(f"{'model':7} {'H':>5} {'thr':>3} {'limit s':>8} {'epoch s':>8} {'eff.':>5} {'rounds':>9}   "
+          "limit: forward, weight grad, adam, evaluate | the epoch's profile")
     rows = []
     with _fast_cpu_math(torch.device("cpu")):
         for threads in [] if args.layouts_only else map(int, args.threads.split(",")):
             torch.set_num_threads(threads)
             for hidden_size in map(int, args.hidden_sizes.split(",")):
                 for name in args.models.split(","):
-                    parts = limit(name, hidden_size, data)
-                    seconds, shares = epoch(name, hidden_size, data, args.epochs)
-                    row = {"model": name, "hidden_size": hidden_size, "threads": threads, **parts,
-                           "epoch": seconds, "efficiency": parts["limit"] / seconds, "profile": shares}
+                    row = {"model": name, "hidden_size": hidden_size, "threads": threads,
+                           **measure(name, hidden_size, data, args.rounds)}
                     rows.append(row)
-                    kernels = ", ".join(f"{parts[k]:.2f}" for k in ("forward", "weight_grad", "adam", "evaluate"))
-                    profile_text = ", ".join(f"{k} {v:.2f}" for k, v in shares.items())
-                    print(f"{name:7} {hidden_size:5} {threads:3} {parts['limit']:8.2f} {seconds:8.2f} "
-                          f"{row['efficiency']:5.2f}   {kernels} | {profile_text}", flush=True)
+                    kernels = ", ".join(f"{row[k]:.2f}" for k in LIMIT_PARTS)
+                    spread = f"{min(row['efficiency_rounds']):.2f}-{max(row['efficiency_rounds']):.2f}"
+                    profile_text = ", ".join(f"{k} {v:.2f}" for k, v in row["profile"].items())
+                    print(f"{name:7} {hidden_size:5} {threads:3} {row['limit']:8.2f} {row['epoch']:8.2f} "
+                          f"{row['efficiency']:5.2f} {spread:>9}   {kernels} | {profile_text}", flush=True)
     result = {"hardware": hardware(torch.device("cpu")), "torch": torch.__version__, "rows": rows}
     if args.layouts or args.layouts_only:
         result["layouts"] = layouts()
