@@ -336,7 +336,13 @@ def test_a_page_changed_or_gone_is_rendered_again_and_its_run_never_retrained(fi
         assert cli.main(["render", "--site", "site"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert "runs/a-seed0.html: re-rendered; up to date" in lines and "site/index.html: re-rendered" in lines
+        assert "pages were last re-rendered" in (root / "site" / "index.html").read_text()
         assert all(step.state == "up to date" for step in sweep(params, "site", dry_run=True).steps)
+        # Re-rendering an up-to-date report changes no byte of it: not even the index's date of the last render.
+        site = {path: path.read_bytes() for path in (root / "site").rglob("*") if path.is_file()}
+        assert cli.main(["render", "--site", "site"]) == 0
+        assert "site/index.html: up to date" in capsys.readouterr().out.splitlines()
+        assert {path: path.read_bytes() for path in (root / "site").rglob("*") if path.is_file()} == site
     assert {name: (runs / name).read_bytes() for name in kept} == kept  # the run's notebook and record untouched
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,6 +253,7 @@ def rerender(out: str | os.PathLike) -> list[str]:
                 for notebook, runs in notebooks.items()]
         work += [(out / f"{page.name}.ipynb", out / page.html, None) for page in result.pages if page.html]
         pages = [page.name for page in result.pages if page.html]
+        before = {path: path.read_bytes() for notebook, html, _ in work for path in (notebook, html) if path.is_file()}
         for notebook, html, records in work:
             if not notebook.is_file():
                 lines.append(f"{paths.relative(html, out)}: kept as it is (its notebook {notebook.name} is missing)")
@@ -262,8 +264,9 @@ def rerender(out: str | os.PathLike) -> list[str]:
             slimmer = f"; its notebook published as a sweep publishes it now, {saved / 1e3:.0f} kB fewer" if saved \
                 else ""
             lines.append(f"{paths.relative(html, out)}: re-rendered; {state}{slimmer}")
-        write_site(out, result, rendered=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-        lines.append(f"{paths.relative(out / 'index.html')}: re-rendered")
+        changed = any(not path.is_file() or path.read_bytes() != data for path, data in before.items()) or \
+            any(html.is_file() and html not in before for _, html, _ in work)
+        lines.append(f"{paths.relative(out / 'index.html')}: {_rerender_index(out, result, changed)}")
         own = out / STATIC
         if static_folder(out) != own and own.is_dir():  # an older render's copy: the pages now load the shared one
             for name in (MATHJAX_SCRIPT, STYLESHEET):
@@ -272,6 +275,24 @@ def rerender(out: str | os.PathLike) -> list[str]:
                 own.rmdir()
             lines.append(f"{paths.relative(own)}: removed; the pages load {paths.relative(static_folder(out))}")
     return lines
+
+
+# How the index says when its pages were last re-rendered (templates/index.html.j2)
+_RENDERED = re.compile(r"the pages were last re-rendered (\d{4}-\d\d-\d\d \d\d:\d\d UTC)")
+
+
+def _rerender_index(out: Path, result: SweepResult, pages_changed: bool) -> str:
+    """Write the index again; it says when its pages were re-rendered only if a page or notebook changed (or the
+    index itself would), so that re-rendering an up-to-date report changes no byte. Returns what happened."""
+    index = out / "index.html"
+    old = index.read_text() if index.is_file() else None
+    if not pages_changed and old is not None:
+        said = _RENDERED.search(old)
+        write_site(out, result, rendered=said.group(1) if said else None)
+        if index.read_text() == old:
+            return "up to date"
+    write_site(out, result, rendered=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return "re-rendered"
 
 
 def sweep_result(out: Path, swept: dict) -> SweepResult:
