@@ -27,7 +27,8 @@ EXPECTED = {"mnistlab.config": "ConfigError", "mnistlab.data": "DataError", "mni
 
 EPILOG_WIDTH = 100
 # Where the command line takes a parameter otherwise than a notebook's parameters cell does.
-CLI_HELP = {"data_dir": "folder holding MNIST/raw, relative to the project root; empty: $MNISTLAB_DATA or data/"}
+CLI_HELP = {"data_dir": "folder holding MNIST/raw, relative to the project root; empty: $MNISTLAB_DATA or data/",
+            "model": "a registered model (listed under models: below, a plugin's included)"}
 
 
 def models_text() -> str:
@@ -116,7 +117,8 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
     p = command("train", "train one run (the train notebook's parameters) and print its summary as JSON",
                 "Train one run with the train notebook's parameters, without a notebook: every seed's record "
                 "is saved to <out_dir>/<run_name>-seed<seed>.json and its summary printed as JSON. Defaults are "
-                "the HW5 report's protocol (100 epochs; about 25-50 min per seed at H = 1000 on a 2-core CPU); "
+                "the HW5 report's protocol (100 epochs; 17-37 min per seed at H = 1000 on 2-core CPUs in the "
+                "published study); "
                 "--epochs 2 --train-size 500 --hidden-size 16 trains in seconds.",
                 models_text() + "\n\nexamples:\n  mnistlab train --model nmodel --hidden-size 2000 --seeds 0,1 "
                 "--progress\n  mnistlab train -f params/paper/bmodel-hs2000.yaml --epochs 5\n"
@@ -133,7 +135,7 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
                            help=f"{text} (default: {default})")
         elif name == "model":
             p.add_argument(option, choices=list(MODELS), default=argparse.SUPPRESS,
-                           help=f"{text} (default: {default}); see models below")
+                           help=f"{CLI_HELP['model']} (default: {default})")
         elif kind is list:
             p.add_argument(option, default=argparse.SUPPRESS, metavar="0,1,2",
                            help="several seeds trained one after another (together on a GPU), comma-separated "
