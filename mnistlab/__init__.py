@@ -7,7 +7,9 @@ Names that need torch are imported on first use, so ``import mnistlab`` and ``mn
 stay fast. The lab (sweeps, the report) is ``mnistlab.lab``.
 """
 
+import sys
 from importlib import import_module
+from pathlib import Path
 
 from .config import Config, ConfigError
 from .datasets import DATASETS, register_dataset
@@ -38,4 +40,13 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-plugins()  # models of the user's own ($MNISTLAB_PLUGINS), registered after the study's three
+# A plugin that cannot be imported, when the ``mnistlab`` command is starting: it says so in a sentence
+# (``cli.main``). Anywhere else (Python, a notebook, a kernel, a worker) the import fails as imports do.
+PLUGIN_ERROR: ImportError | None = None
+
+try:
+    plugins()  # models of the user's own ($MNISTLAB_PLUGINS), registered after the study's three
+except ImportError as error:
+    if Path((getattr(sys, "argv", None) or [""])[0]).name != "mnistlab":
+        raise
+    PLUGIN_ERROR = error

@@ -204,8 +204,15 @@ def build_parser() -> tuple[Parser, dict[str, Parser]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, sub = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    from . import PLUGIN_ERROR
+
+    if PLUGIN_ERROR is not None:  # a mistake in $MNISTLAB_PLUGINS: a sentence, like every other mistake
+        if "--traceback" in argv:
+            raise PLUGIN_ERROR
+        print(f"mnistlab: {PLUGIN_ERROR}", file=sys.stderr)
+        return 2
+    parser, sub = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         _refuse_unknown(sub[args.command], extra)

@@ -1,9 +1,11 @@
 """The extension points, used as a researcher would (docs/extending.md): a fourth model, layer norm, declared once in
 a few lines, trains alone and stacked, through the train notebook under papermill, and through a sweep beside nmodel."""
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -110,6 +112,22 @@ def test_the_new_model_trains_through_the_train_notebook_under_papermill(plugin,
     streams = "".join(output.get("text", "") for cell in nbformat.read(out, as_version=4).cells
                       for output in cell.get("outputs", []))
     assert "lmodel-hs16-seed0: 100%" in streams and "epoch 1/1" not in streams  # the bar, not the terminal's lines
+
+
+@pytest.mark.slow
+def test_a_plugin_that_cannot_be_imported_is_one_sentence_from_the_mnistlab_command_and_an_error_elsewhere(tmp_path):
+    """The ``mnistlab`` command says a wrong $MNISTLAB_PLUGINS in one line (exit 2, as every mistake in a command),
+    with its traceback on ``--traceback``; ``import mnistlab`` anywhere else fails as an import does."""
+    command = [str(Path(sys.executable).with_name("mnistlab")), "train", "--model", "nmodel", "--check"]
+    env = {**os.environ, "MNISTLAB_PLUGINS": "no_such_plugin_module"}
+    said = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert said.returncode == 2 and said.stdout == "" and len(said.stderr.splitlines()) == 1
+    assert said.stderr.startswith("mnistlab: $MNISTLAB_PLUGINS names 'no_such_plugin_module', which cannot be imported")
+    traced = subprocess.run(command + ["--traceback"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert traced.returncode == 1 and "Traceback" in traced.stderr
+    imported = subprocess.run([sys.executable, "-c", "import mnistlab"], capture_output=True, text=True, env=env)
+    assert imported.returncode == 1 and "ImportError: $MNISTLAB_PLUGINS names 'no_such_plugin_module'" in \
+        imported.stderr
 
 
 @pytest.mark.slow  # the analysis of 45 records, twice: no process, but seconds
