@@ -236,8 +236,9 @@ def ablation_sentences(p: dict) -> list[str]:
         f"moved final test accuracy by {signed(min(moved))} to {signed(max(moved))} points",
         f"below one binomial standard error of a difference ({se:.2f} points)",
         f"nmodel's {abs(moved[0]):.2f} is {abs(moved[0]) / np.std(cell, ddof=1):.1f} seed sds of its cell's final test "
-        f"accuracy ({np.std(cell, ddof=1):.2f}; {full['nmodel'].summary['final_test_acc']:.2f} against the cell's "
-        f"five-seed mean of {np.mean(cell):.2f})",
+        f"accuracy (sd {np.std(cell, ddof=1):.2f}; {full['nmodel'].summary['final_test_acc']:.2f} against seed 0's "
+        f"{protocol['nmodel'].summary['final_test_acc']:.2f} on the protocol; the cell's five-seed mean is "
+        f"{np.mean(cell):.2f})",
         f"both normalised models stay ahead of nmodel ({signed(gains[0])} and {signed(gains[1])} points, McNemar p "
         f"{p_value(tests[0].p_value)} and {p_value(tests[1].p_value)}; one seed, so no verdict)",
         f"lifted the plain network by {lr.summary[VAL] - protocol['nmodel'].summary[VAL]:.2f} points val-selected",
