@@ -5,7 +5,7 @@ import pytest
 
 from helpers import make_record
 from mnistlab import datasets
-from mnistlab.lab import claims, comparisons, hw5, misclassified, protocol, stats, table1
+from mnistlab.lab import claims, comparisons, findings, hw5, misclassified, protocol, stats, table1
 from mnistlab.records import encode_labels
 
 _sizes = [str(h) for h in sorted((5000, 2000, 1000), key=claims.cells.size_order)]
@@ -189,6 +189,22 @@ def test_each_models_rate_is_chosen_on_validation_never_on_test():
     weight = by_name["Does weight norm still help at each model's best learning rate (H = 1000)?"]
     assert weight.verdict == stats.UNTESTED and "wmodel not at two or more rates" in weight.text
     assert claims.learning_rate_claims(paper, LABELS) == []  # one rate per model: no such question
+    # The findings row: the comparison that decided it, with the interval the verdict used, and where it was judged.
+    row = findings.table([batch]).iloc[0]
+    estimate = claims.compare(by_cell(paper + rates, "bmodel", 0.01), by_cell(paper + rates, "nmodel", 1e-3),
+                              "val_selected_test_acc", LABELS, "a", "b").two_source
+    assert row["deciding number (95 % interval)"] == (
+        f"bmodel (lr 0.01) − nmodel (lr 0.001) = {estimate.mean:+.2f} points [{estimate.low:+.2f}, "
+        f"{estimate.high:+.2f}]") and estimate.low > 0
+    assert row["judged at"] == "at each model's chosen rate, H = 1000, 3 seeds per cell"
+    assert findings.table([weight]).iloc[0]["judged at"] == findings.MISSING  # not tested: judged nowhere
+    # The question a learning-rate study was designed for leads its findings, before the HW5 report's claims.
+    order = [c.name for c in claims.check(paper + rates, LABELS)]
+    assert order[:2] == [batch.name, weight.name] and order.index("Table 1 ordering") == 2
+
+
+def by_cell(records, model, lr):
+    return [r for r in records if r.config["model"] == model and r.config["lr"] == lr]
 
 
 def test_runs_without_validation_use_final_predictions_for_errors_and_mcnemar():

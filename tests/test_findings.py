@@ -73,7 +73,7 @@ def test_fields_a_claim_carries_are_used_as_they_are():
     claim = Claimed("x", "says", "the HW5 report", "supported", "no parts here",
                     deciding="a − b = +1.00 [+0.50, +1.50]", rule="one rule")
     assert findings.table([claim]).to_dict("records")[0] == {
-        "claim": "x — says", "whose": "the HW5 report", "verdict": "supported",
+        "claim": "x — says", "whose": "the HW5 report", "verdict": "supported", "judged at": findings.MISSING,
         "deciding number (95 % interval)": "a − b = +1.00 [+0.50, +1.50]", "rule": "one rule"}
     html = findings.styled(findings.table([claim])).to_html()
     assert "T_findings" in html and "text-align: left" in html  # the same page on every rebuild
@@ -92,3 +92,29 @@ class Claim:
 class Claimed(Claim):
     deciding: str = ""
     rule: str = ""
+
+
+def test_the_rows_a_notebook_shows_are_read_back_from_it_as_data(published_claims, tmp_path):
+    """``show`` displays the table and, beside it, the same rows as data; ``published`` reads them back from the
+    saved notebook (what the index leads with), and finds none in a notebook that never showed them."""
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    with capture_output() as shown:
+        findings.show(published_claims)
+    (bundle,) = [output.data for output in shown.outputs]
+    assert "T_findings" in bundle["text/html"] and findings.MIME in bundle
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "findings.show(found)", outputs=[nbformat.v4.new_output("display_data", data=bundle)])])
+    nbformat.write(notebook, tmp_path / "analysis.ipynb")
+    rows = findings.published(tmp_path / "analysis.ipynb")
+    table = findings.table(published_claims).to_dict("records")
+    assert [row["name"] for row in rows] == [claim.name for claim in published_claims]
+    assert [{key: row[key] for key in findings.COLUMNS} for row in rows] == table
+    judged = [row for row in rows if row["verdict"] != stats.UNTESTED]
+    assert judged and all(row["judged at"].startswith("at Adam lr 0.01") for row in judged)  # the rate, always
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "empty.ipynb")
+    assert findings.published(tmp_path / "empty.ipynb") is None
+    assert findings.published(tmp_path / "missing.ipynb") is None

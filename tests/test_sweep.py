@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote
 
+import markupsafe
 import nbformat
 import pytest
 import torch
@@ -17,7 +18,7 @@ import yaml
 import mnistlab
 from helpers import ROOT, TINY, copy_project, kill_tree, make_project, project_env, urls, wait_for, write_params
 from mnistlab import cli
-from mnistlab.lab import lock, schedule
+from mnistlab.lab import findings, lock, schedule
 from mnistlab.lab.sweep import report, sweep
 from mnistlab.records import Record
 
@@ -72,9 +73,20 @@ def test_every_page_renders_without_an_error_and_shows_its_figures(sweep_site):
 def test_analysis_and_index_read_the_same_records(sweep_site):
     analysis = nbformat.read(sweep_site.out / "analysis.ipynb", as_version=4)
     printed = "".join(output.get("text", "") for cell in analysis.cells for output in cell.get("outputs", []))
-    assert "3 records in site/runs, 3 complete" in printed  # the sweep's own: not the stray one beside them
+    assert "3 records (3 in site/runs), 3 complete" in printed  # the sweep's own: not the stray one beside them
     index = (sweep_site.out / "index.html").read_text()
     assert "stray" not in index and all(name.replace("<", "&lt;").replace(">", "&gt;") in index for name in GOOD)
+    # The index leads with the verdicts the analysis page reached: the same rows, read from its executed notebook.
+    rows = findings.published(sweep_site.out / "analysis.ipynb")
+    assert rows and all(row["verdict"] in {"supported", "contradicted", "within noise", "not tested here"}
+                        for row in rows)
+    lead = index[index.index("<h2>Findings</h2>"):index.index("<h2>Pages</h2>")]
+    assert index.index("<h2>Findings</h2>") < index.index('id="table1"')
+    assert f"{len(rows)} claims and questions: " in lead
+    for row in rows:
+        assert str(markupsafe.escape(row["name"])) in lead, row["name"]
+        if row["verdict"] != "not tested here":
+            assert str(markupsafe.escape(row["deciding number (95 % interval)"])) in lead
 
 
 @pytest.mark.slow
@@ -362,6 +374,10 @@ def test_another_sweeps_records_are_read_beside_and_a_plan_says_when_they_are_le
         assert not result.runs[0].executed and {page.name: page.executed for page in result.pages}["analysis"]
         read = nbformat.read(root / "site" / "analysis.ipynb", as_version=4).metadata.papermill.parameters["records"]
         assert sorted(read) == ["paper/runs/bmodel-hs1000.json", "site/runs/a-seed0.json"]
+        printed = "".join(output.get("text", "") for cell in nbformat.read(root / "site" / "analysis.ipynb",
+                                                                           as_version=4).cells
+                          for output in cell.get("outputs", []))
+        assert re.search(r"2 records \((1 in site/runs, 1 in paper/runs|1 in paper/runs, 1 in site/runs)\)", printed)
         assert json.loads((root / "site" / "sweep.json").read_text())["also"] == ["paper/runs"]
         capsys.readouterr()
         plan = sweep(params, "site", dry_run=True)

@@ -26,7 +26,23 @@ PHASES = {"train": "train", "val": "validation", "test": "test"}
 def load_records(folder: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> list[Record]:
     """The records ``files`` when given (a sweep's own runs: the index reads the same), else every ``*.json``
     in ``folder``, sorted by file name; none when the folder does not exist."""
-    return [Record.load(path) for path in (list(files) or sorted(Path(folder).glob("*.json")))]
+    return [Record.load(path) for path in (list(files) or record_files(folder))]
+
+
+def record_files(folder: str | os.PathLike) -> list[Path]:
+    """Every ``*.json`` in ``folder``, sorted by file name; none when the folder does not exist."""
+    return sorted(Path(folder).glob("*.json"))
+
+
+def folders_text(files: Iterable[str | os.PathLike]) -> str:
+    """How many of ``files`` lie in each folder, in the order met: "27 in reports/lr/runs, 45 in
+    reports/paper/runs" (a report that reads another's records beside its own says so); "" for none."""
+    from collections import Counter
+
+    from .. import paths
+
+    counts = Counter(paths.shown(Path(f).parent) for f in files)
+    return ", ".join(f"{n} in {folder}" for folder, n in counts.items())
 
 
 def included(records: Iterable[Record]) -> list[Record]:

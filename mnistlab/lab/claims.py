@@ -56,6 +56,7 @@ class Claim:
     text: str  # sentences generated from the numbers
     scope: str = ""  # the conditions the verdict holds under: rate, hidden sizes, seeds, processors
     rule: str = ""  # the rule the verdict follows, as one sentence (the text states it too)
+    deciding: str | None = None  # the difference that decided it, with its interval; None: ``findings`` reads the text
 
 
 def main_settings(records: Iterable[Record]) -> str | None:
@@ -85,15 +86,19 @@ def prediction_for(records: Iterable[Record]) -> str:
 
 
 def check(records: Iterable[Record], labels: np.ndarray | None = None) -> list[Claim]:
-    """The HW5 report's claims (``hw5.CLAIMS``), judged on its protocol's runs, then this project's own questions;
-    this project's first where no run follows the protocol (the report's then all read *not tested here*)."""
+    """Every claim these records bear on, the questions the runs were designed to answer first: each model at its
+    best learning rate and what each addition to a recipe buys (a learning-rate study's or an ablation's own
+    question, where the records hold one); then the HW5 report's claims (``hw5.CLAIMS``), judged on its protocol's
+    runs, and whether the normalised models train faster; that question before the report's claims where no run
+    follows the protocol (the report's then all read *not tested here*)."""
     records = cells.included(records)
     if not records:
         return []
     protocol = protocol_runs(records)
     report = [report_claim(spec, protocol, labels, records) for spec in hw5.CLAIMS]
-    own = trains_faster(records) + learning_rate_claims(records, labels) + addition_claims(records, labels)
-    return report + own if protocol else own + report  # what these runs can judge first
+    designed = learning_rate_claims(records, labels) + addition_claims(records, labels)
+    faster = trains_faster(records)
+    return designed + (report + faster if protocol else faster + report)  # what these runs can judge first
 
 
 def report_claim(spec: hw5.ClaimRow, protocol: list[Record], labels: np.ndarray | None = None,
@@ -426,7 +431,7 @@ def learning_rate_claims(records: Iterable[Record], labels: np.ndarray | None = 
             scope_runs = {(model, h, f"lr={rate_a:g}"): cell_a, (hw5.PLAIN, h, f"lr={rate_b:g}"): cell_b}
             found.append(Claim(name, says, OWN, verdict, text, _scope(scope_runs, "each model's chosen rate"
                                                                       if both_chosen else "each model's own rate"),
-                               _sentence(rule_text(1))))
+                               _sentence(rule_text(1)), _deciding(comparison)))
     return found
 
 
@@ -499,6 +504,17 @@ def _validation_difference(runs_a: list[Record], runs_b: list[Record]) -> stats.
     if len(pairs) < stats.MIN_SEEDS:
         return None
     return stats.paired_difference([x for x, _ in pairs], [y for _, y in pairs])
+
+
+def _deciding(c: Comparison, digits: int = 2) -> str | None:
+    """ "bmodel (lr 0.003) − nmodel (lr 0.001) = +0.05 points [-0.06, +0.16]": the one comparison that decided a
+    claim, with the interval its verdict used (over seeds and test images); None when there is none."""
+    estimate = c.estimate
+    if estimate is None:
+        return None
+    over = "" if c.two_source is not None and estimate is c.two_source else " (interval over seeds)"
+    return (f"{c.a} − {c.b} = {estimate.mean:+.{digits}f} points [{estimate.low:+.{digits}f}, "
+            f"{estimate.high:+.{digits}f}]{over}")
 
 
 def _scope(used: dict[tuple, list[Record]], where: str) -> str:

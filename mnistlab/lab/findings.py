@@ -10,12 +10,13 @@ them from the claim's generated text, whose parts say "a − b = +0.07 points (9
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from .formatting import MISSING
+from .stats import UNTESTED
 
 # One part of a claim's text: "[At H = 1000: ]bmodel − wmodel = +0.07 points (95 % CI over seeds and test images
 # [-0.01, +0.15]; seeds only [...]; 5 seeds; pooled p = 0.16): within noise"
@@ -25,7 +26,9 @@ _PART = re.compile(r"(?P<what>(?=[^:;()]*−)[^:;()]+?) = (?P<mean>[-+−]?\d+\.
 _RULE = re.compile(r"(?:\((?P<paren>Supported: [^()]*(?:\([^()]*\)[^()]*)*)\)|Rule: (?P<plain>.+?))\s*$", re.S)
 # Which part decides a verdict: the one that contradicts; the weakest support; the one that left it within noise.
 _DECIDES = {"contradicted": "contradicted", "supported": "supported", "within noise": "within noise"}
-COLUMNS = ["claim", "whose", "verdict", "deciding number (95 % interval)", "rule"]
+COLUMNS = ["claim", "whose", "verdict", "judged at", "deciding number (95 % interval)", "rule"]
+# The findings as data, beside the table's HTML in the analysis notebook's output: what the index reads
+MIME = "application/vnd.mnistlab.findings+json"
 
 
 @dataclass(frozen=True)
@@ -101,15 +104,53 @@ def rule(claim) -> str:
     return text[:1].upper() + text[1:]
 
 
+def judged_at(claim) -> str:
+    """Where the verdict holds, in short: the rate or recipe, the hidden sizes and the seeds of its scope ("at Adam
+    lr 0.01 on the HW5 report's protocol, H = 1000, 2000 and 5000, 5 seeds per cell"); the processors are in the
+    claim's text. ``MISSING`` for a claim these runs did not test."""
+    scope = str(getattr(claim, "scope", "") or "")
+    return scope.split(";")[0].strip() if scope and claim.verdict != UNTESTED else MISSING
+
+
 def table(claims: Iterable) -> pd.DataFrame:
-    """One row per claim: the claim (what it says), whose it is, the verdict, the deciding number with its interval,
-    and the rule. What a published analysis opens with."""
+    """One row per claim: the claim (what it says), whose it is, the verdict, where it was judged (rate, sizes,
+    seeds), the deciding number with its interval, and the rule. What a published analysis opens with."""
     rows = []
     for claim in claims:
         whose = "the HW5 report" if "HW5" in str(getattr(claim, "source", "")) else "this project's question"
         rows.append({"claim": f"{claim.name} — {claim.says}", "whose": whose, "verdict": claim.verdict,
-                     "deciding number (95 % interval)": deciding(claim), "rule": rule(claim)})
+                     "judged at": judged_at(claim), "deciding number (95 % interval)": deciding(claim),
+                     "rule": rule(claim)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def show(claims: Sequence) -> None:
+    """Display the findings in a notebook: the table (``styled``) as HTML, and beside it the same rows with each
+    claim's short name as data (``MIME``), which ``published`` reads back from the executed notebook. A page shows
+    the HTML; the report's index lists the verdicts from the data, so the two cannot disagree."""
+    from IPython.display import display
+
+    frame = table(claims)
+    rows = [{"name": claim.name, **row} for claim, row in zip(claims, frame.to_dict("records"))]
+    display({"text/html": styled(frame).to_html(), "text/plain": frame.to_string(index=False), MIME: rows},
+            raw=True)
+
+
+def published(notebook) -> list[dict] | None:
+    """The findings rows an executed analysis notebook displayed (``show``), or None where it displayed none (not
+    executed, an older notebook, no complete run)."""
+    import nbformat
+
+    try:
+        executed = nbformat.read(str(notebook), as_version=4)
+    except (OSError, ValueError):
+        return None
+    for cell in executed.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            rows = output.get("data", {}).get(MIME)
+            if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+                return [{key: str(value) for key, value in row.items()} for row in rows]
+    return None
 
 
 def styled(frame: pd.DataFrame):

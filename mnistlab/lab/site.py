@@ -20,7 +20,7 @@ from urllib.parse import quote
 from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..records import Record
-from . import formatting as fmt, render, table1
+from . import findings, formatting as fmt, render, stats, table1
 from .assets import MATHJAX_SCRIPT, STATIC, STYLESHEET, AssetError, copy_static, static_folder
 from .protocol import off_protocol
 from .provenance import provenance, summary_line
@@ -35,8 +35,9 @@ INDEX_TEMPLATE = "index.html.j2"
 FIGURE = "table1.png"  # beside index.html
 NOTES = "NOTES.md"  # a published report's notes, linked from the index when present
 PAGE_ABOUT = {
-    "analysis": "the HW5 report's claims judged, one row each, the differences between the models with their "
-                "intervals, Table 1 with intervals, Figures 3-6 and the digits the models get wrong",
+    "analysis": "the evidence behind each finding: its numbers, rule, scope and processors; then, as far as these "
+                "runs allow, the differences between the models with their intervals, Table 1 with intervals, the "
+                "loss and accuracy curves and the digits the models get wrong",
     "data": "MNIST examples with their labels (Figure 1), the split and the normalisation constants",
     "backprop": "every gradient of the three networks derived by hand, then checked against autograd",
 }
@@ -83,9 +84,27 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
                 "status": p.status, "error": p.error} for p in result.pages],
         notes=NOTES if (out / NOTES).is_file() else None,
         also=result.also,
+        findings=findings_of(out, result),
         about=[inline_markdown(paragraph.strip()) for text in result.about for paragraph in text.split("\n\n")
                if paragraph.strip() and not paragraph.lstrip().startswith("#")],
     )
+
+
+def findings_of(out: Path, result: SweepResult) -> dict[str, Any] | None:
+    """The verdicts the report's analysis page reached, as its executed notebook displayed them
+    (``findings.published``), for the index to lead with: the tested rows, the untested claims' names, a count
+    of each verdict and the page's link. None where the report has no executed analysis page with findings."""
+    page = next((p for p in result.pages if p.name == "analysis" and p.html), None)
+    rows = findings.published(out / "analysis.ipynb") if page is not None else None
+    if not rows:
+        return None
+    counts = {verdict: sum(row.get("verdict") == verdict for row in rows)
+              for verdict in (stats.SUPPORTED, stats.CONTRADICTED, stats.WITHIN_NOISE, stats.UNTESTED)}
+    said = ", ".join(f"{n} {verdict}" for verdict, n in counts.items() if n)
+    return {"tested": [row for row in rows if row.get("verdict") != stats.UNTESTED],
+            "untested": [row.get("name", "") for row in rows if row.get("verdict") == stats.UNTESTED],
+            "summary": f"{fmt.count(len(rows), 'claim or question', 'claims and questions')}: {said}.",
+            "html": page.html}
 
 
 def training_text(records: list[Record]) -> str:
