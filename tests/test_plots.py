@@ -1,5 +1,6 @@
 """Table 1 and the figures from records: cells are identities without the seed, bands are over seeds only."""
 
+import itertools
 import math
 
 import matplotlib
@@ -196,7 +197,7 @@ def test_analysis_notebook_with_no_records_says_so_instead_of_failing(tmp_path):
                                      parameters={"records_dir": str(tmp_path / "none")}, kernel_name="python3",
                                      progress_bar=False)
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
-    assert "0 records in …/none" in text and "No records: nothing to analyse" in text
+    assert "0 records (…/none), 0 complete" in text and "No records: nothing to analyse" in text
     assert "No complete run: Table 1 is empty." in text
 
 
@@ -223,3 +224,32 @@ def test_the_analysis_shows_the_deviations_written_once_in_the_docs():
     assert text.startswith("What mnistlab does differently") and text in protocol.DEVIATIONS.read_text()
     notebook = (protocol.DEVIATIONS.parent.parent / "notebooks" / "analysis.ipynb").read_text()
     assert "protocol.deviations()" in notebook and "PyTorch's fused implementation" not in notebook  # no copy
+
+
+def test_table_1s_figure_tells_every_cell_apart_colour_by_model_marker_by_settings():
+    """The learning-rate study's nine cells (three models at three rates) once repeated two colours of a seven-colour
+    cycle: now no two lines share colour and marker, the colour says the model and the marker the settings."""
+    from mnistlab.lab import table1
+
+    keys = [(model, 1000, f"lr={lr}") for model in ("nmodel", "bmodel", "wmodel") for lr in (0.0003, 0.001, 0.003)]
+    keys.append(("nmodel", 1000, table1.PROTOCOL))
+    colours, markers = table1.styles(keys)
+    lines = [table1._line(key) for key in keys]
+    assert len({(colours[line], markers[line]) for line in lines}) == len(keys) == 10
+    for a, b in itertools.combinations(keys, 2):
+        assert (colours[table1._line(a)] == colours[table1._line(b)]) == (a[0] == b[0])
+        assert (markers[table1._line(a)] == markers[table1._line(b)]) == (a[2] == b[2])
+    assert markers["nmodel"] == "o"  # the protocol's cell: a circle, as before
+
+
+def test_a_runs_summary_is_one_column_per_seed_with_times_and_accuracies_as_pages_write_them():
+    """Once a row per seed with every field a column, raw floats of seconds included: wider than a 1280 px page."""
+    from mnistlab.lab import formatting, table1
+
+    records = [make_record(seed=seed) for seed in (0, 1)]
+    table = table1.run_summary(records, [0, 1])
+    assert list(table.columns) == ["seed 0", "seed 1"] and list(table.index) == list(records[0].summary)
+    assert table.loc["seconds", "seed 1"] == formatting.duration(records[1].summary["seconds"])
+    assert formatting.duration(1381.0745340470062) == "23 min 1 s"
+    assert table.loc["best_test_acc", "seed 0"] == f"{records[0].summary['best_test_acc']:.2f}"
+    assert all(len(value) <= 12 for value in table.to_numpy().ravel())  # nothing of 16 digits

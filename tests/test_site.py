@@ -637,3 +637,38 @@ def test_the_index_says_when_the_runs_were_trained_and_how_much_training_they_to
     assert "took 1 min 15 s" in swept and "last re-rendered 2026-12-07 10:00 UTC from the executed notebooks" in swept
     assert html.index('id="pages"') < html.index('id="table1"') < html.index('id="runs"')  # the pages first
     assert "No run has a record: nothing was trained." in write_site(tmp_path / "none", sweep([])).read_text()
+
+
+def test_a_published_notebooks_old_wording_is_corrected_in_its_prose_only(tmp_path):
+    """A run published when the HW5 report was still called "the seed" says so in its prose: republished, its
+    markdown says "the HW5 report" (``execute.ERRATA``), the correction is listed in its metadata, its code cells
+    and outputs are byte for byte what ran, its page says the new words and its run stays up to date."""
+    from mnistlab.lab import cache
+    from mnistlab.lab.execute import ERRATA, republish
+
+    runs = tmp_path / "site" / "runs"
+    runs.mkdir(parents=True)
+    notebook = notebook_with_figures(runs / "a-seed0.ipynb")
+    old, new = next(iter(ERRATA.items()))
+    executed = nbformat.read(notebook, as_version=4)
+    executed.cells.insert(1, nbformat.v4.new_markdown_cell(f"Loss and accuracy per epoch. {old} over all epochs."))
+    executed.cells[2].source = f"# {old}: code keeps what it said\n" + executed.cells[2].source
+    nbformat.write(executed, notebook)
+    code = [(cell.source, cell.outputs) for cell in executed.cells if cell.cell_type == "code"]
+    assert old in code[0][0]
+    record, html = runs / "a-seed0.json", runs / "a-seed0.html"
+    make_record().save(record)
+    render(notebook, html, tmp_path / "site", Record.load(record))
+    assert old in html.read_text()
+    manifest = runs / ".a-seed0.done"
+    cache.stamp(manifest, "key", [notebook, html, record])
+    republish(notebook)
+    render(notebook, html, tmp_path / "site", Record.load(record))
+    assert cache.restamp(manifest, html) and cache.fresh(manifest, "key")
+    corrected = nbformat.read(notebook, as_version=4)
+    nbformat.validate(corrected)
+    assert corrected.cells[1].source == f"Loss and accuracy per epoch. {new} over all epochs."
+    assert [cell.source for cell in corrected.cells if cell.cell_type == "code"] == [source for source, _ in code]
+    assert corrected.metadata["mnistlab"]["errata"] == [f"{old!r} → {new!r} (prose only)"]
+    page = html.read_text()
+    assert new in page and f"Loss and accuracy per epoch. {old}" not in page

@@ -197,21 +197,41 @@ def _socket_folder() -> tempfile.TemporaryDirectory:
                        f"than the {SOCKET_PATH_MAX} bytes a Unix socket may have; set TMPDIR to a shorter folder")
 
 
+# Wording that the prose (markdown cells) of a notebook executed with older code may still carry, and what the
+# notebook says now. Prose only: code cells and outputs are what ran and stay as they are. "The seed" was once the
+# name of the HW5 report, and reads as a random seed.
+ERRATA = {"The seed reported the best test accuracy": "The HW5 report gave the best test accuracy"}
+
+
 def publishable(notebook, prefixes: list[str] = ()):
     """``notebook`` as the site publishes it, changed in place and returned: a valid notebook (outputs only
     in code cells), no ``prefixes`` (machine paths) in its outputs, each stream as a terminal would have
-    left it (a progress bar that redrew itself with carriage returns shows only its last state), and each
-    image as its page shows it (``web_images``)."""
+    left it (a progress bar that redrew itself with carriage returns shows only its last state), each
+    image as its page shows it (``web_images``), and its prose in today's words (``ERRATA``, listed in its
+    metadata under ``mnistlab.errata`` where one applied)."""
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     coalesce = CoalesceStreamsPreprocessor()
     for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            _correct(notebook, cell)
         if cell.cell_type != "code":
             continue
         cell.outputs = _without_terminal_lines([_without(list(prefixes), output) for output in cell.get("outputs", [])])
         coalesce.preprocess_cell(cell, {}, index)
     web_images(notebook)
     return notebook
+
+
+def _correct(notebook, cell) -> None:
+    """Apply ``ERRATA`` to one markdown cell, noting each correction in the notebook's metadata."""
+    for old, new in ERRATA.items():
+        if old in cell.source:
+            cell.source = cell.source.replace(old, new)
+            noted = notebook.metadata.setdefault("mnistlab", {}).setdefault("errata", [])
+            entry = f"{old!r} → {new!r} (prose only)"
+            if entry not in noted:
+                noted.append(entry)
 
 
 # What a run says on the terminal behind its kernel (``progress.Progress``, ``runner``): "<run>: training N epochs

@@ -94,7 +94,7 @@ def figure(table: pd.DataFrame, records: list[Record]):
     by_cell = group(records)
     sizes = list(dict.fromkeys(key[1] for key in keys))
     lines = list(dict.fromkeys(_line(key) for key in keys))
-    colours = dict(zip(lines, ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3"] * 9))
+    colours, markers = styles(keys)
     width = 0.8 / max(len(lines), 1)
     fig = Figure(figsize=(max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5), 3.8), layout="constrained")
     ax = fig.add_subplot()
@@ -104,10 +104,10 @@ def figure(table: pd.DataFrame, records: list[Record]):
         x = sizes.index(key[1]) + (lines.index(line) - (len(lines) - 1) / 2) * width
         seeds = [r.summary["best_test_acc"] for r in by_cell.get(tuple(key), [])]
         if len(seeds) > 1:
-            ax.plot([x] * len(seeds), seeds, "o", ms=3, color=colours[line], alpha=0.45)
+            ax.plot([x] * len(seeds), seeds, markers[line], ms=3, color=colours[line], alpha=0.45)
         low, high = row.get("best_test_acc_low"), row.get("best_test_acc_high")
         error = None if _nan(low) or _nan(high) else [[row["best_test_acc"] - low], [high - row["best_test_acc"]]]
-        ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt="o", ms=7, capsize=4, color=colours[line],
+        ax.errorbar([x], [row["best_test_acc"]], yerr=error, fmt=markers[line], ms=7, capsize=4, color=colours[line],
                     label=line if line not in labelled else None)
         labelled.add(line)
         paper = row.get("hw5_report")  # only beside runs of the HW5 report's protocol (``compute``)
@@ -121,8 +121,30 @@ def figure(table: pd.DataFrame, records: list[Record]):
     ax.set_title("Table 1: mean and 95 % interval over seeds" if several else "Table 1: one seed per cell",
                  fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside, never over a point
     return fig
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+
+
+def styles(keys: list[tuple]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each figure line's colour and marker: the colour says the model (seaborn's "deep" palette, models in the
+    pages' order), the marker the settings (the protocol's a circle), so that nine cells of three models at three
+    rates read as three colours times three markers, and no two lines look alike (up to ten models, ten settings)."""
+    import seaborn as sns
+
+    models = list(dict.fromkeys(key[0] for key in keys))
+    settings = list(dict.fromkeys(key[2] if len(key) > 2 else PROTOCOL for key in keys))
+    if PROTOCOL in settings:
+        settings.insert(0, settings.pop(settings.index(PROTOCOL)))
+    palette = sns.color_palette("deep", max(len(models), 1)).as_hex()
+    colours, markers = {}, {}
+    for key in keys:
+        line = _line(key)
+        colours[line] = palette[models.index(key[0]) % len(palette)]
+        markers[line] = MARKERS[settings.index(key[2] if len(key) > 2 else PROTOCOL) % len(MARKERS)]
+    return colours, markers
 
 
 def _two_source_accuracy(runs: list[Record], which: str, labels: np.ndarray | None) -> stats.TwoSource | None:
@@ -156,3 +178,21 @@ def _line(key: tuple) -> str:
 
 def _nan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def run_summary(records: list[Record], seeds: list[int]) -> pd.DataFrame:
+    """A run's summary as its page shows it: one row per field of ``Record.summary`` (the record's own names), one
+    column per seed, every value written as the pages write it (accuracies with two decimals, times in s / min / h,
+    an en dash where there is none), so that a run of several seeds stays narrower than a page."""
+    from . import formatting as fmt
+
+    def shown(key: str, value: Any) -> str:
+        if key.endswith("seconds"):
+            return fmt.duration(value)
+        if key.endswith("_acc"):
+            return fmt.number(value)
+        return fmt.MISSING if value is None else str(value)
+
+    columns = {f"seed {seed}": {key: shown(key, value) for key, value in record.summary.items()}
+               for seed, record in zip(seeds, records)}
+    return pd.DataFrame(columns)
