@@ -280,8 +280,8 @@ def rerender(out: str | os.PathLike) -> list[str]:
             saved = republish(notebook)  # a notebook published before its images were re-encoded
             state = "up to date" if rerender_page(notebook, html, out, records, pages) else \
                 "not up to date before, left so (a sweep redoes it)"
-            slimmer = f"; its notebook published as a sweep publishes it now, {saved / 1e3:.0f} kB fewer" if saved \
-                else ""
+            slimmer = "" if not saved else "; its notebook published as a sweep publishes it now" + (
+                f", {saved / 1e3:.0f} kB fewer" if saved >= 500 else "")  # a correction of its prose may add bytes
             lines.append(f"{paths.relative(html, out)}: re-rendered; {state}{slimmer}")
         changed = any(not path.is_file() or path.read_bytes() != data for path, data in before.items()) or \
             any(html.is_file() and html not in before for _, html, _ in work)
