@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -57,6 +58,19 @@ def test_zero_records_give_an_empty_table_not_a_key_error():
     assert cells.excluded([]) == [] and len(cells.missing_configs([])) == 9
     assert cells.history_frame([]).empty and cells.summary_frame([]).empty
     assert cells.load_records("/nonexistent/folder") == []
+
+
+def test_the_analysis_counts_its_records_by_the_folder_they_came_from():
+    """The learning-rate report reads the paper's runs beside its own (``--also``): its page once said "72 records
+    in reports/lr/runs", 45 of which lay in reports/paper/runs."""
+    from mnistlab import paths
+
+    root = paths.project_root()
+    files = [root / "reports" / "lr" / "runs" / f"{i}.json" for i in range(2)]
+    files.insert(1, root / "reports" / "paper" / "runs" / "x.json")
+    assert cells.folders_text(files) == "2 in reports/lr/runs, 1 in reports/paper/runs"
+    assert cells.folders_text([]) == ""
+    assert cells.folders_text([Path("/elsewhere/runs/a.json")]) == "1 in …/runs"  # no path of this machine
 
 
 def test_missing_configs_lists_the_seeds_cells_without_a_protocol_run():
