@@ -45,7 +45,7 @@ test: setup
 # The edit loop: about a minute on 2 quiet cores (docs/performance.md), no process started, nothing trained beyond
 # a few hundred steps.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Every notebook under nbval, as CI runs them: train.ipynb with params/ci.yaml's small parameters
 # (notebooks/conftest.py, said in pytest's header), the others as they are. Minutes on a CPU.

@@ -463,3 +463,15 @@ def test_seed_agreement_counts_the_images_same_seed_and_different_seed_runs_pred
     row = summary.set_index("relation").loc["one hidden size, other model"]
     assert row["same − different (points)"] == "-1.00 (-1.00 to -1.00)" and row["same-seed runs agree more"] == "1 of 1"
     assert "paired by seed" in comparisons.agreement_note(comparisons.seed_agreement(records, labels=LABELS))
+
+
+def test_models_at_their_best_rates_with_no_seed_in_common_are_not_tested_and_nothing_fails():
+    """bmodel on seeds 0-2, nmodel on seeds 3-5, each at two rates: the rates are chosen, but the two cells share no
+    seed to pair, so the question reads not tested here, with no deciding number (it once raised instead)."""
+    records = []
+    for lr, val_acc in ((1e-3, 99.0), (3e-3, 97.0)):
+        records += [run("bmodel", s, [*range(0, 12), 100 + s], lr=lr, val_acc=val_acc) for s in (0, 1, 2)]
+        records += [run("nmodel", s, [*range(0, 20), 100 + s], lr=lr, val_acc=val_acc) for s in (3, 4, 5)]
+    (batch,) = [c for c in claims.check(records, LABELS) if "best learning rate" in c.name]
+    assert batch.verdict == stats.UNTESTED and batch.deciding is None
+    assert findings.table([batch]).iloc[0]["judged at"] == findings.MISSING

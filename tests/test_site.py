@@ -672,3 +672,45 @@ def test_a_published_notebooks_old_wording_is_corrected_in_its_prose_only(tmp_pa
     assert corrected.metadata["mnistlab"]["errata"] == [f"{old!r} → {new!r} (prose only)"]
     page = html.read_text()
     assert new in page and f"Loss and accuracy per epoch. {old}" not in page
+
+
+def test_the_index_leads_with_the_verdicts_its_complete_analysis_page_displayed(tmp_path):
+    """The findings the analysis notebook displayed as data (``findings.show``) open the index: a count of each
+    verdict, the tested rows with where each was judged and its deciding number, the untested ones by name, all
+    escaped. A page that failed (after its findings cell, say) or a notebook without the data give no section."""
+    from mnistlab.lab import findings
+
+    out = tmp_path / "site"
+    (out / "runs").mkdir(parents=True)
+    record = make_record("nmodel", acc=90)
+    record.save(out / "runs" / "a-seed0.json")
+    rows = [{"name": "<i>Ordering</i> — a — b", "claim": "<i>Ordering</i> — a — b — a > b at <every> size.",
+             "whose": "the HW5 report", "verdict": "supported", "judged at": "at lr 0.01 & H = 1000, 3 seeds per cell",
+             "deciding number (95 % interval)": "a − b = +0.20 points [+0.05, +0.35]", "rule": "Supported: ..."},
+            {"name": "Stable", "claim": "Stable — says", "whose": "the HW5 report", "verdict": "not tested here",
+             "judged at": "–", "deciding number (95 % interval)": "–", "rule": "–"},
+            {"name": "Faster?", "claim": "Faster? — asks", "whose": "this project's question",
+             "verdict": "within noise", "judged at": "at lr 0.001, H = 1000, 3 seeds per cell",
+             "deciding number (95 % interval)": "n − w = -0.01 [-0.02, +0.00]", "rule": "..."}]
+    bundle = {"text/html": "<table></table>", "text/plain": "table", findings.MIME: rows}
+    nbformat.write(new_notebook(cells=[new_code_cell("findings.show(found)", outputs=[
+        new_output("display_data", data=bundle)])]), out / "analysis.ipynb")
+    (out / "analysis.html").write_text("<p>analysis</p>")
+    runs = [run_result("a-seed0", record, html=None)]
+
+    def index(status="complete"):
+        html = write_site(out, sweep(runs, [PageResult("analysis", status, True, "", "analysis.html")])).read_text()
+        return html[html.index("<h2>Findings</h2>"):html.index("<h2>Pages</h2>")] if "<h2>Findings</h2>" in html \
+            else None
+
+    lead = index()
+    assert "3 claims and questions: 1 supported, 1 within noise, 1 not tested here." in lead
+    assert "&lt;i&gt;Ordering&lt;/i&gt; — a — b" in lead and "<i>" not in lead
+    assert "the HW5 report: a &gt; b at &lt;every&gt; size." in lead  # the claim's words, its name not repeated
+    assert "at lr 0.01 &amp; H = 1000, 3 seeds per cell" in lead and "a − b = +0.20 points [+0.05, +0.35]" in lead
+    assert "n − w = -0.01 [-0.02, +0.00]" in lead and 'href="analysis.html"' in lead
+    untested = lead[lead.index('id="untested"'):]
+    assert "Stable" in untested and "Stable" not in lead[:lead.index('id="untested"')]
+    assert index("failed") is None  # its findings are no evidence
+    nbformat.write(new_notebook(cells=[new_code_cell("1")]), out / "analysis.ipynb")  # older code: no data
+    assert index() is None

@@ -506,9 +506,12 @@ def _validation_difference(runs_a: list[Record], runs_b: list[Record]) -> stats.
     return stats.paired_difference([x for x, _ in pairs], [y for _, y in pairs])
 
 
-def _deciding(c: Comparison, digits: int = 2) -> str | None:
+def _deciding(c: Comparison | None, digits: int = 2) -> str | None:
     """ "bmodel (lr 0.003) − nmodel (lr 0.001) = +0.05 points [-0.06, +0.16]": the one comparison that decided a
-    claim, with the interval its verdict used (over seeds and test images); None when there is none."""
+    claim, with the interval its verdict used (over seeds and test images); None when there is none (no
+    comparison: the two cells share no seed and no prediction to compare)."""
+    if c is None:
+        return None
     estimate = c.estimate
     if estimate is None:
         return None

@@ -29,6 +29,7 @@ _DECIDES = {"contradicted": "contradicted", "supported": "supported", "within no
 COLUMNS = ["claim", "whose", "verdict", "judged at", "deciding number (95 % interval)", "rule"]
 # The findings as data, beside the table's HTML in the analysis notebook's output: what the index reads
 MIME = "application/vnd.mnistlab.findings+json"
+MAX_NOTEBOOK = 64 << 20  # bytes: an executed analysis notebook is a few MB
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,10 @@ def published(notebook) -> list[dict] | None:
     executed, an older notebook, no complete run)."""
     import nbformat
 
-    try:
-        executed = nbformat.read(str(notebook), as_version=4)
+    from ..atomic import read_regular
+
+    try:  # a report's own file, never read through a link, and no larger than a notebook of a page should be
+        executed = nbformat.reads(read_regular(notebook, MAX_NOTEBOOK, follow=False).decode(), as_version=4)
     except (OSError, ValueError):
         return None
     for cell in executed.cells:
@@ -156,7 +159,7 @@ def published(notebook) -> list[dict] | None:
 def styled(frame: pd.DataFrame):
     """``table``'s frame for a page: text left-aligned, no index column, each verdict in bold."""
     left = [{"selector": "th", "props": "text-align: left"}, {"selector": "td", "props": "text-align: left"}]
-    return (frame.style.set_uuid("findings").hide(axis="index").set_table_styles(left)
+    return (frame.style.set_uuid("findings").format(escape="html").hide(axis="index").set_table_styles(left)
             .map(lambda _: "font-weight: bold", subset=["verdict"]))
 
 

@@ -93,8 +93,9 @@ def index_html(out: Path, result: SweepResult, table: pd.DataFrame, figure: str 
 def findings_of(out: Path, result: SweepResult) -> dict[str, Any] | None:
     """The verdicts the report's analysis page reached, as its executed notebook displayed them
     (``findings.published``), for the index to lead with: the tested rows, the untested claims' names, a count
-    of each verdict and the page's link. None where the report has no executed analysis page with findings."""
-    page = next((p for p in result.pages if p.name == "analysis" and p.html), None)
+    of each verdict and the page's link. None where the report has no complete analysis page with findings (a
+    page that failed after its findings cell is no evidence: the index then lists it as failed, under Pages)."""
+    page = next((p for p in result.pages if p.name == "analysis" and p.html and p.status == "complete"), None)
     rows = findings.published(out / "analysis.ipynb") if page is not None else None
     if not rows:
         return None
