@@ -267,3 +267,19 @@ def test_a_runs_summary_is_one_column_per_seed_with_times_and_accuracies_as_page
     assert formatting.duration(1381.0745340470062) == "23 min 1 s"
     assert table.loc["best_test_acc", "seed 0"] == f"{records[0].summary['best_test_acc']:.2f}"
     assert all(len(value) <= 12 for value in table.to_numpy().ravel())  # nothing of 16 digits
+
+
+def test_table_1s_legend_sits_beside_short_labels_and_below_a_recipes_long_ones():
+    """The beyond study's labels name five settings each: beside the axes they squeezed the plot to a sliver."""
+    from mnistlab.lab import table1
+
+    short = [make_record("nmodel", seed=s, lr=lr) for s in (0, 1) for lr in (0.001, 0.003)]
+    recipe = {"epochs": 3, "lr": 0.001, "dropout": 0.2, "shift": 2, "elastic": 34.0, "schedule": "cosine"}
+    long = [make_record("nmodel", seed=s, **recipe) for s in (0, 1)] + [make_record("bmodel", seed=s, **recipe)
+                                                                         for s in (0, 1)]
+    for records, below in ((short, False), (long, True)):
+        figure = table1.figure(table1.compute(records), records)
+        axes = figure.axes[0]
+        assert (axes.get_legend() is None) == below and bool(figure.legends) == below
+        labels = [t.get_text() for t in (figure.legends[0] if below else axes.get_legend()).get_texts()]
+        assert len(labels) == 2 and (max(map(len, labels)) > table1.LEGEND_BESIDE) == below

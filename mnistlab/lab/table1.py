@@ -96,7 +96,10 @@ def figure(table: pd.DataFrame, records: list[Record]):
     lines = list(dict.fromkeys(_line(key) for key in keys))
     colours, markers = styles(keys)
     width = 0.8 / max(len(lines), 1)
-    fig = Figure(figsize=(max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5), 3.8), layout="constrained")
+    below = max(map(len, lines), default=0) > LEGEND_BESIDE  # long labels (a recipe's settings): the legend below
+    inches = max(4.5, 1.6 * len(sizes) * max(len(lines), 1) ** 0.5 + 2.5)
+    fig = Figure(figsize=(max(inches, 7.5) if below else inches, 3.8 + (0.19 * len(lines) + 0.3 if below else 0)),
+                 layout="constrained")
     ax = fig.add_subplot()
     labelled = set()
     for key, row in table.iterrows():
@@ -121,11 +124,15 @@ def figure(table: pd.DataFrame, records: list[Record]):
     ax.set_title("Table 1: mean and 95 % interval over seeds" if several else "Table 1: one seed per cell",
                  fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside, never over a point
+    if below:
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower left", frameon=False)
+    else:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a point
     return fig
 
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+LEGEND_BESIDE = 28  # characters: a figure's legend sits beside the axes up to this label length, else below them
 
 
 def styles(keys: list[tuple]) -> tuple[dict[str, str], dict[str, str]]:
