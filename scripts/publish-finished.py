@@ -12,7 +12,8 @@ and the records are copied with the manifest, nothing half-written. A sweep's ow
 analysis, data, backprop with their figure folders, sweep.json, table1.png, _static/, and the reports' shared
 reports/_static) are copied once that sweep has ended (its sweep.json is newer than what is here); a run's
 page images (runs/<name>_files/) with the run. Only ``reports/<name>/`` and ``reports/_static`` are touched, and only
-those paths are committed. A copied run's notebook is published as this checkout's sweep would
+the files copied are committed (other changes under them, a NOTES.md being edited, stay uncommitted). A copied
+run's notebook is published as this checkout's sweep would
 publish it (its images re-encoded, the terminal's lines out of its streams:
 ``mnistlab.lab.execute.republish``) and its page rendered anew, so a run is copied again only when its
 key or records changed, not its bytes. Run it with this checkout's ``.venv/bin/python``.
@@ -76,14 +77,16 @@ def published(source: Path, target: Path) -> bool:
         return False
 
 
-def publish(source_root: Path, report: str) -> list[str]:
-    """Copy what is finished under source_root/reports/<report>; the names of the runs copied."""
+def publish(source_root: Path, report: str) -> tuple[list[str], list[Path]]:
+    """Copy what is finished under source_root/reports/<report>; the names of the runs copied and the files they
+    are here (what ``commit`` commits: nothing else of this checkout's)."""
+    from mnistlab.lab.assets import static_folder
     from mnistlab.lab.execute import republish
     from mnistlab.lab.render import rerender
     from mnistlab.records import Record
 
     source, target = source_root / "reports" / report, HERE / "reports" / report
-    copied = []
+    copied, written = [], []
     for manifest in sorted((source / "runs").glob(".*.done")):
         if published(manifest, target / "runs" / manifest.name):
             continue
@@ -98,6 +101,10 @@ def publish(source_root: Path, report: str) -> list[str]:
                 rerender(notebook, notebook.with_suffix(".html"), target,
                          [Record.load(path) for path in files if path.suffix == ".json"])
             copied.append(name)
+            written += [target / path.relative_to(source) for path in files]
+            # and what rendering its page wrote here: its images beside it, the site's stylesheet and MathJax
+            written += [path for folder in (target / "runs" / f"{name}_files", static_folder(target))
+                        for path in folder.rglob("*") if path.is_file()]
     sweep_json = source / "sweep.json"
     if sweep_json.exists() and (not (target / "sweep.json").exists()
                                 or sweep_json.stat().st_mtime > (target / "sweep.json").stat().st_mtime):
@@ -106,16 +113,19 @@ def publish(source_root: Path, report: str) -> list[str]:
                  for path in (source / folder).rglob("*") if path.is_file()]
         if any([copy(path, target / path.relative_to(source)) for path in site]):
             copied.append(f"the {report} index and pages")
+            written += [target / path.relative_to(source) for path in site]
         # Reports under reports/ share one stylesheet and MathJax (lab.assets.static_folder).
         shared = [path for path in (source.parent / "_static").rglob("*") if path.is_file()]
         if any([copy(path, HERE / "reports" / path.relative_to(source.parent)) for path in shared]):
             copied.append("reports/_static")
-    return copied
+            written += [HERE / "reports" / path.relative_to(source.parent) for path in shared]
+    return copied, written
 
 
-def commit(reports: list[str], message: str) -> None:
-    paths = [f"reports/{report}" for report in reports if (HERE / "reports" / report).exists()]
-    paths += ["reports/_static"] if (HERE / "reports" / "_static").exists() else []
+def commit(written: list[Path], message: str) -> None:
+    """Commit ``written`` alone: the files this script copied, never other work in progress in this checkout (an
+    edit of a report's NOTES.md, pages a sweep here is rendering)."""
+    paths = [path.relative_to(HERE).as_posix() for path in written if path.exists()]
     for _ in range(10):  # another git command may hold the index for a moment
         added = subprocess.run(["git", "-C", str(HERE), "add", "--", *paths], capture_output=True, text=True)
         if added.returncode == 0:
@@ -138,10 +148,10 @@ def main() -> int:
     reports = args.reports.split(",")
     while True:
         for report in reports:
-            copied = publish(args.source.resolve(), report)
+            copied, written = publish(args.source.resolve(), report)
             if copied:
                 shown = ", ".join(copied[:6]) + (f" and {len(copied) - 6} more" if len(copied) > 6 else "")
-                commit(reports, f"Publish finished runs of reports/{report}: {shown}")
+                commit(written, f"Publish finished runs of reports/{report}: {shown}")
                 print(f"publish-finished: {report}: {shown}", flush=True)
         if args.once:
             return 0
