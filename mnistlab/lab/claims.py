@@ -506,18 +506,17 @@ def _validation_difference(runs_a: list[Record], runs_b: list[Record]) -> stats.
     return stats.paired_difference([x for x, _ in pairs], [y for _, y in pairs])
 
 
-def _deciding(c: Comparison | None, digits: int = 2) -> str | None:
+def _deciding(c: Comparison | None) -> str | None:
     """ "bmodel (lr 0.003) − nmodel (lr 0.001) = +0.05 points [-0.06, +0.16]": the one comparison that decided a
-    claim, with the interval its verdict used (over seeds and test images); None when there is none (no
-    comparison: the two cells share no seed and no prediction to compare)."""
-    if c is None:
-        return None
-    estimate = c.estimate
+    claim, with the interval its verdict used, written as the findings table writes a part read from a claim's
+    text (``findings.Part``); None when there is none (no comparison: the two cells share no seed)."""
+    from .findings import Part
+
+    estimate = None if c is None else c.estimate
     if estimate is None:
         return None
-    over = "" if c.two_source is not None and estimate is c.two_source else " (interval over seeds)"
-    return (f"{c.a} − {c.b} = {estimate.mean:+.{digits}f} points [{estimate.low:+.{digits}f}, "
-            f"{estimate.high:+.{digits}f}]{over}")
+    over = "seeds and test images" if estimate is c.two_source else "seeds"
+    return Part(f"{c.a} − {c.b}", estimate.mean, estimate.low, estimate.high, over, " points", "").text()
 
 
 def _scope(used: dict[tuple, list[Record]], where: str) -> str:
