@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import datasets
-from mnistlab.lab import cells, claims, comparisons, hw5, misclassified, provenance, stats, table1
+from mnistlab import datasets, origin
+from mnistlab.lab import cells, claims, comparisons, findings, hw5, misclassified, provenance, stats, table1
 from mnistlab.lab.protocol import PROTOCOL
+from mnistlab.records import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS, README = ROOT / "docs" / "results.md", ROOT / "README.md"
+BEYOND = ROOT / "reports/beyond/runs"
 VAL = hw5.VAL
 
 
@@ -33,8 +35,10 @@ def published(data_dir: str | None = None) -> dict:
     paper = cells.load_records(ROOT / "reports/paper/runs")
     lr = cells.load_records(ROOT / "reports/lr/runs")
     ablations = cells.load_records(ROOT / "reports/ablations/runs")
+    beyond = {path.stem: Record.load(path) for path in sorted(BEYOND.glob("*.json"))}  # by file: its params file
     _, labels = misclassified.test_set(data_dir)
-    return {"paper": paper, "lr": lr, "ablations": ablations, "labels": labels,
+    return {"paper": paper, "lr": lr, "ablations": ablations, "labels": labels, "beyond": beyond,
+            "beyond_claims": claims.check(cells.included(beyond.values()), labels),
             "paper_claims": {c.name: c for c in claims.check(paper, labels)},
             "lr_claims": {c.name: c for c in claims.check(lr + paper, labels)},
             "table1": table1.compute(paper, labels), "pairs": claims.comparisons(paper, labels=labels),
@@ -245,6 +249,50 @@ def ablation_sentences(p: dict) -> list[str]:
     ]
 
 
+def beyond_rows(p: dict) -> list[str]:
+    """One row per params file of the beyond study: epochs, val-selected test accuracy (mean ± sd, and each seed's)
+    and the core-hours its runs took (the sums of their epoch times)."""
+    files: dict[str, list] = {}
+    for name, record in p["beyond"].items():
+        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record)
+    table = table1.compute(list(p["beyond"].values()), p["labels"])
+    rows = []
+    for name, runs in sorted(files.items(), key=lambda item: -np.mean([r.summary[VAL] for r in item[1]])):
+        runs = sorted(runs, key=lambda r: r.config["seed"])
+        values = [r.summary[VAL] for r in runs]
+        both = table.loc[cells.cell(runs[0])]
+        hours = sum(r.summary["seconds"] for r in runs) / 3600
+        rows.append(f"| {name} | {runs[0].config['epochs']} | {np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} "
+                    f"({', '.join(f'{v:.2f}' for v in values)}) | [{both[VAL + '_both_low']:.2f}, "
+                    f"{both[VAL + '_both_high']:.2f}] | {hours:.1f} |")
+    return rows
+
+
+def beyond_sentence(p: dict) -> str:
+    runs = list(p["beyond"].values())
+    hours = sum(r.summary["seconds"] for r in runs) / 3600
+    processors = sorted({origin.describe(s.get("hardware"), cores=False) for r in runs for s in r.segments})
+    threads = sorted({s.get("threads") for r in runs for s in r.segments})
+    return (f"its {len(runs)} runs trained on {' and '.join(processors)}, {' or '.join(map(str, threads))} torch "
+            f"thread{'s' if threads != [1] else ''} each, and took {hours:.1f} core-hours")
+
+
+def beyond_goal_sentence(p: dict) -> str:
+    """Which files reach the study's goal, 99.0 % val-selected test accuracy averaged over their seeds."""
+    files: dict[str, list[float]] = {}
+    for name, record in p["beyond"].items():
+        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record.summary[VAL])
+    met = sorted(name for name, values in files.items() if np.mean(values) >= 99.0)
+    missed = sorted(name for name, values in files.items() if np.mean(values) < 99.0)
+    return f"is met by {', '.join(met) or 'none'} and missed by {', '.join(missed) or 'none'}"
+
+
+def beyond_verdict_rows(p: dict) -> list[str]:
+    """The beyond study's own questions as its analysis page's findings table gives them."""
+    return [f"| {c.name} | {c.verdict} | {re.sub(r'-(?=[0-9])', '−', findings.deciding(c))} |"
+            for c in p["beyond_claims"] if c.source == claims.OWN]
+
+
 def machine_rows(records) -> list[str]:
     rows = []
     for _, row in provenance.machines(records).iterrows():
@@ -306,6 +354,7 @@ def results_pieces(p: dict) -> list[str]:
         *rate_rows(p), chosen_sentence(p, "bmodel"), chosen_sentence(p, "wmodel"), tie_sentence(p),
         *machine_rows(p["lr"]), *ablation_rows(p), *ablation_sentences(p),
         *[f"**{name}**: {claim.verdict}" for name, claim in {**paper, **lr_claims}.items()],
+        *beyond_rows(p), beyond_sentence(p), beyond_goal_sentence(p), *beyond_verdict_rows(p),
     ]
 
 
@@ -340,6 +389,7 @@ CONSTANTS = {
     "95", "99.2", "98.3", "97.5", "2.5", "0.2", "1.96", "3e-4", "1e-3", "3e-3", "1e-2", "0.001", "0.003", "0.0003",
     "0-4", "0-2", "1-20", "99", "25", "26", "17", "167", "2026-12-03", "2026-12-04", "2026-12-02", "2026-12-07",
     "6158bf1", "512",
+    "99.0", "99.3", "800",  # the beyond study's goal, and Simard et al.'s figure with its hidden units (issue 31)
 }
 NUMBER = re.compile(r"(?<![\w.−-])[−+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[−-]?\d+)?(?:-\d+(?:-\d+)?)?(?![\w])")
 
