@@ -315,6 +315,17 @@ def test_trains_faster_is_asked_at_every_rate_the_records_hold():
     slower = verdicts["Do the normalised models train faster at lr 0.001?"]
     assert slower.verdict == stats.CONTRADICTED and slower.scope.startswith("at Adam lr 0.001, H = 1000")
     assert "nmodel − wmodel = -0.0950" in slower.text  # 0.30 + 0.003 s^2 - 0.40 over s = 0, 1, 2
+    assert "before the first learning-rate decay" in slower.text
+
+
+def test_trains_faster_under_the_cosine_schedule_does_not_speak_of_a_first_decay():
+    """Under the cosine schedule the rate falls every epoch (alike for both models): the measure's window is said as
+    what it is, not as the time "before the first learning-rate decay" of the HW5 report's StepLR."""
+    records = [r for m in MISSES for r in cell(m, lr=1e-3, schedule="cosine")]
+    (claim,) = claims.trains_faster(records)
+    assert "cosine" in claim.name
+    assert "first learning-rate decay" not in claim.text
+    assert "the first epochs of the cosine schedule, every model at the same rate each epoch" in claim.text
 
 
 def test_training_accuracy_says_how_many_images_are_missed_and_where_they_are_not():

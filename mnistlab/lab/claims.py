@@ -305,7 +305,9 @@ def trains_faster(records: Iterable[Record]) -> list[Claim]:
                                          None, hw5.PLAIN, m)) for h, m in parts]
         verdict, texts = judge(compared, unit="", digits=4)
         epochs = min(runs[0].config.get("step_size", 20), runs[0].config["epochs"])
-        text = (f"Measure: the mean training loss over epochs 1-{epochs}, before the first learning-rate decay; "
+        window = ("the first epochs of the cosine schedule, every model at the same rate each epoch"
+                  if runs[0].config.get("schedule") == "cosine" else "before the first learning-rate decay")
+        text = (f"Measure: the mean training loss over epochs 1-{epochs}, {window}; "
                 f"{hw5.PLAIN} − other model > 0 means the other model got lower sooner. "
                 + "; ".join(f"{label_}: {t}" for (label_, _), t in zip(compared, texts))
                 + ". It is measured on the training images themselves (nothing sampled), so its interval is over "

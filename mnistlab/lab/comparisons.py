@@ -336,7 +336,8 @@ def rule_text(parts: int, margin: float | None = None) -> str:
 def initial_rate_loss(record: Record) -> float | None:
     """Mean training loss over the epochs before the first learning-rate decay (1 to step_size): the area
     under the training-loss curve while every model has the same, constant rate. The schedule does not
-    decide it, as "the first epoch at 99 % training accuracy" was decided by the decay after epoch 20."""
+    decide it, as "the first epoch at 99 % training accuracy" was decided by the decay after epoch 20. Under the
+    cosine schedule (no step), the same first epochs, the rate falling alike for every model."""
     epochs = min(record.config.get("step_size", 20), len(record.history))
     losses = [h["train_loss"] for h in record.history[:epochs]]
     if not losses or not all(loss is not None and math.isfinite(loss) for loss in losses):
