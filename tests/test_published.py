@@ -287,6 +287,19 @@ def beyond_goal_sentence(p: dict) -> str:
     return f"is met by {', '.join(met) or 'none'} and missed by {', '.join(missed) or 'none'}"
 
 
+def beyond_brief(p: dict) -> list[str]:
+    """The README's phrases on the beyond study: each model's full recipe, and each tested question's difference."""
+    files: dict[str, list[float]] = {}
+    for name, record in p["beyond"].items():
+        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record.summary[VAL])
+    pieces = [f"{np.mean(files[f'{m}-all']):.2f} % ({m})" for m in hw5.MODELS if f"{m}-all" in files]
+    for c in p["beyond_claims"]:
+        found = re.search(r" = ([-+]\d+\.\d+) points (\[[^\]]+\])", findings.deciding(c))
+        if c.source == claims.OWN and found:
+            pieces.append(re.sub(r"-(?=[0-9])", "−", f"{found.group(1)} {found.group(2)}, {c.verdict}"))
+    return pieces
+
+
 def beyond_verdict_rows(p: dict) -> list[str]:
     """The beyond study's own questions as its analysis page's findings table gives them."""
     return [f"| {c.name} | {c.verdict} | {re.sub(r'-(?=[0-9])', '−', findings.deciding(c))} |"
@@ -376,7 +389,7 @@ def readme_pieces(p: dict) -> list[str]:
         *[f"{m} at {rates.loc[m, 'lr']:g} reaches {rates.loc[m, 'test_acc']:.2f} ± {rates.loc[m, 'test_acc_sd']:.2f}"
           for m in hw5.MODELS],
         chosen_sentence(p, "bmodel"), chosen_sentence(p, "wmodel"),
-        floor_sentence(p),
+        floor_sentence(p), *beyond_brief(p),
     ]
 
 
