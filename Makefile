@@ -42,7 +42,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-# The edit loop: about a minute on 2 quiet cores (docs/performance.md), no process started, nothing trained beyond
+# The edit loop: under a minute on 2 quiet cores (47 s, docs/performance.md), no process started, nothing trained beyond
 # a few hundred steps.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadgroup
