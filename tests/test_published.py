@@ -249,16 +249,20 @@ def ablation_sentences(p: dict) -> list[str]:
     ]
 
 
+def beyond_files(p: dict) -> dict[str, list[Record]]:
+    """The beyond study's runs by params file (``nmodel-all``), each file's in seed order."""
+    files: dict[str, list[Record]] = {}
+    for name, record in p["beyond"].items():
+        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record)
+    return {name: sorted(runs, key=lambda r: r.config["seed"]) for name, runs in files.items()}
+
+
 def beyond_rows(p: dict) -> list[str]:
     """One row per params file of the beyond study: epochs, val-selected test accuracy (mean ± sd, and each seed's)
     and the core-hours its runs took (the sums of their epoch times)."""
-    files: dict[str, list] = {}
-    for name, record in p["beyond"].items():
-        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record)
     table = table1.compute(list(p["beyond"].values()), p["labels"])
     rows = []
-    for name, runs in sorted(files.items(), key=lambda item: -np.mean([r.summary[VAL] for r in item[1]])):
-        runs = sorted(runs, key=lambda r: r.config["seed"])
+    for name, runs in sorted(beyond_files(p).items(), key=lambda item: -np.mean([r.summary[VAL] for r in item[1]])):
         values = [r.summary[VAL] for r in runs]
         both = table.loc[cells.cell(runs[0])]
         hours = sum(r.summary["seconds"] for r in runs) / 3600
@@ -279,9 +283,7 @@ def beyond_sentence(p: dict) -> str:
 
 def beyond_goal_sentence(p: dict) -> str:
     """Which files reach the study's goal, 99.0 % val-selected test accuracy averaged over their seeds."""
-    files: dict[str, list[float]] = {}
-    for name, record in p["beyond"].items():
-        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record.summary[VAL])
+    files = {name: [r.summary[VAL] for r in runs] for name, runs in beyond_files(p).items()}
     met = sorted(name for name, values in files.items() if np.mean(values) >= 99.0)
     missed = sorted(name for name, values in files.items() if np.mean(values) < 99.0)
     return f"is met by {', '.join(met) or 'none'} and missed by {', '.join(missed) or 'none'}"
@@ -289,9 +291,7 @@ def beyond_goal_sentence(p: dict) -> str:
 
 def beyond_brief(p: dict) -> list[str]:
     """The README's phrases on the beyond study: each model's full recipe, and each tested question's difference."""
-    files: dict[str, list[float]] = {}
-    for name, record in p["beyond"].items():
-        files.setdefault(name.rsplit("-seed", 1)[0], []).append(record.summary[VAL])
+    files = {name: [r.summary[VAL] for r in runs] for name, runs in beyond_files(p).items()}
     pieces = [f"{np.mean(files[f'{m}-all']):.2f} % ({m})" for m in hw5.MODELS if f"{m}-all" in files]
     for c in p["beyond_claims"]:
         found = re.search(r" = ([-+]\d+\.\d+) points (\[[^\]]+\])", findings.deciding(c))
