@@ -18,6 +18,7 @@ import textwrap
 
 from . import __version__, paths
 from .config import MODELS, Config, ConfigError
+from .models import unregistered_hint
 from .spec import OPTIONS, RunSpec, parameters, seed_list
 
 # Errors a user causes (bad input, missing data, a foreign checkpoint, a folder in use): the message and
@@ -72,6 +73,8 @@ class Parser(argparse.ArgumentParser):
             options = re.findall(r"'([^']*)'", choice.group(3))
             message = f"{choice.group(1)} {choice.group(2)!r} is not one of {', '.join(options)}" \
                       + did_you_mean(choice.group(2), options)
+            if choice.group(1) == "--model":  # most often a plugin's model, its plugin not loaded
+                message += ("" if message.endswith("?") else ".") + f" {unregistered_hint()}"
         positionals = " ".join(action.metavar or action.dest.upper() for action in self._actions
                                if not action.option_strings and action.nargs != argparse.SUPPRESS
                                and not isinstance(action, argparse._SubParsersAction))

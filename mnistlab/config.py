@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .datasets import DATASETS
-from .models import MODELS  # the registry: every model a config may name (torch-free)
+from .models import MODELS, unregistered_hint  # the registry: every model a config may name (torch-free)
 
 SCHEDULES = {
     "step": "StepLR: the rate times gamma every step_size epochs (the HW5 report's)",
@@ -165,7 +165,9 @@ def did_you_mean(value: Any, valid) -> str:
 def _choice(config: Config, name: str, valid: Mapping[str, Any]) -> None:
     value = getattr(config, name)
     if not isinstance(value, str) or value not in valid:
-        raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {_show(value)}{did_you_mean(value, valid)}")
+        hint = f". {unregistered_hint()}" if valid is MODELS else ""
+        raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {_show(value)}{did_you_mean(value, valid)}"
+                          f"{hint}")
 
 
 def _integer(config: Config, name: str, low: int, high: int | None = None) -> None:

@@ -73,7 +73,7 @@ def build_model(name: str, hidden_size: int, dropout: float = 0.0) -> nn.Module:
     ``dropout``: the probability of zeroing each hidden unit in training (inverted dropout, before the output
     layer ``fc2``); 0 adds no layer at all, so the network is exactly the one registered."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}. {unregistered_hint()}")
     if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
         raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
     model = MODELS[name].build(hidden_size)
@@ -137,6 +137,14 @@ def sizes(name: str, hidden_size: int, batch_size: int, dropout: float = 0.0) ->
                    if getattr(module, "parametrizations", None) is not None)
     return {"parameters": count_parameters(model), "state": sum(t.numel() for t in model.state_dict().values()),
             "computed": computed, "activations": sum(outputs)}
+
+
+def unregistered_hint() -> str:
+    """What to do about a model name that no module registered: most often its plugin is not loaded here."""
+    loaded = plugin_names()
+    now = f"now {', '.join(loaded)}" if loaded else "unset now"
+    return (f"A model of your own is registered by its module, named in ${PLUGINS_VARIABLE} ({now}) and found on "
+            "PYTHONPATH (docs/extending.md).")
 
 
 def plugin_names() -> list[str]:

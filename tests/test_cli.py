@@ -27,7 +27,9 @@ def test_a_misspelt_option_is_named_with_the_nearest_one_under_its_commands_usag
     assert error_of(capsys, "trian")[-1] == ("mnistlab: error: no command 'trian'; did you mean train? The commands: "
                                              "fetch, fetch-mathjax, train, sweep, render")
     assert error_of(capsys, "train", "--model", "wmodle")[-1] == \
-        "mnistlab train: error: --model 'wmodle' is not one of nmodel, bmodel, wmodel; did you mean wmodel?"
+        "mnistlab train: error: --model 'wmodle' is not one of nmodel, bmodel, wmodel; did you mean wmodel? A model " \
+        "of your own is registered by its module, named in $MNISTLAB_PLUGINS (unset now) and found on PYTHONPATH " \
+        "(docs/extending.md)."  # a plugin's model with its plugin not loaded reads as a misspelling too
     assert len(error_of(capsys, "train", "--epochs", "ten")) == 2  # argparse's own message, under the short usage
 
 

@@ -52,7 +52,7 @@ def test_invalid_settings_name_the_setting(settings, message):
 def test_a_huge_value_is_shown_short():
     with pytest.raises(ConfigError) as error:
         Config(model="x" * 10_000)
-    assert len(str(error.value)) < 200 and "10002 characters" in str(error.value)
+    assert "x" * 61 not in str(error.value) and "10002 characters" in str(error.value)
 
 
 def test_identity_is_what_trains_not_where():

@@ -67,8 +67,10 @@ def test_a_registered_model_is_a_valid_config_and_builds_from_its_one_definition
 
 
 def test_an_unregistered_model_is_refused_with_the_registered_names():
-    with pytest.raises(ConfigError, match=r"model must be one of nmodel, bmodel, wmodel; got 'lmodel'"):
-        Config(model="lmodel")
+    with pytest.raises(ConfigError, match=r"model must be one of nmodel, bmodel, wmodel; got 'lmodel'.*"
+                                          r"A model of your own is registered by its module, named in "
+                                          r"\$MNISTLAB_PLUGINS \(unset now\)"):
+        Config(model="lmodel")  # most often a plugin not loaded: the error says where models of one's own come from
     with pytest.raises(ValueError, match="already registered"):
         mnistlab.register_model("nmodel", "another nmodel")(lambda hidden_size: None)
 
@@ -177,6 +179,22 @@ def test_a_sweep_of_the_new_model_beside_nmodel_gets_table_1_and_their_compariso
     assert {frozenset((a, b)) for a, b in zip(found["a"], found["b"])} == {frozenset(("lmodel", "nmodel"))}
     page = (root / "site" / "analysis.html").read_text()
     assert "lmodel" in page and "nmodel" in page
+
+    # Re-rendered in a shell that forgot the plugin: refused, naming the model and the variable, and nothing written
+    # (rendered anyway, every run would read as made by other training code, its fingerprint missing the plugin).
+    from mnistlab.lab.params import ParamsError
+    from mnistlab.lab.site import rerender
+
+    site = {path: path.read_bytes() for path in (root / "site").rglob("*") if path.is_file()}
+    registered = MODELS.pop("lmodel")
+    try:
+        with project_env(root, data_dir, MNISTLAB_PLUGINS=""), \
+                pytest.raises(ParamsError, match=r"holds runs of 'lmodel', which no module registers here.*"
+                                                 r"\$MNISTLAB_PLUGINS \(unset now\)"):
+            rerender(root / "site")
+    finally:
+        MODELS["lmodel"] = registered
+    assert {path: path.read_bytes() for path in (root / "site").rglob("*") if path.is_file()} == site
 
 
 def test_a_registered_dataset_trains_and_its_predictions_are_never_scored_against_mnists(small_data, data_dir):

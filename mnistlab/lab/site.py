@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from .. import origin, paths
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..models import MODELS, unregistered_hint
 from ..records import Record
 from . import findings, formatting as fmt, render, stats, table1
 from .assets import MATHJAX_SCRIPT, STATIC, STYLESHEET, AssetError, copy_static, static_folder
@@ -263,6 +264,12 @@ def rerender(out: str | os.PathLike) -> list[str]:
     except ValueError as error:
         raise ParamsError(f"{paths.relative(out)}/sweep.json is not JSON ({error})") from None
     result = sweep_result(out, swept)
+    unregistered = sorted({str(run.record.config.get("model")) for run in result.runs if run.record is not None}
+                          - set(MODELS))
+    if unregistered:  # their code could not be fingerprinted as it trained them: every run would read as older code
+        raise ParamsError(f"{paths.relative(out)} holds runs of {', '.join(map(repr, unregistered))}, which no module "
+                          f"registers here, so their pages cannot be re-rendered as they were made. "
+                          f"{unregistered_hint()}")
     lines = []
     with lock.hold(out):
         notebooks: dict[str, list[RunResult]] = {}
