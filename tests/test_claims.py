@@ -328,6 +328,21 @@ def test_trains_faster_under_the_cosine_schedule_does_not_speak_of_a_first_decay
     assert "the first epochs of the cosine schedule, every model at the same rate each epoch" in claim.text
 
 
+def test_trains_faster_names_the_models_it_compares_when_one_is_not_the_hw5_reports_normalisation():
+    """A model of one's own (a plugin's) is not assumed to be a normalisation: the question names it."""
+    records = [r for m in ("nmodel", "bmodel") for r in cell(m)]
+    for r in cell("wmodel"):  # a model of one's own, in the records as a plugin's model would be
+        r.config["model"] = "dmodel"
+        records.append(r)
+    (claim,) = claims.trains_faster(records)
+    assert claim.name == "Do bmodel and dmodel train faster than nmodel at the HW5 report's rate?"
+    assert "normalised" not in claim.says and "bmodel and dmodel reach a lower training loss" in claim.says
+    (alone,) = claims.trains_faster([r for r in records if r.config["model"] != "bmodel"])
+    assert alone.name == "Does dmodel train faster than nmodel at the HW5 report's rate?"
+    (hw5,) = claims.trains_faster([r for r in records if r.config["model"] != "dmodel"])
+    assert hw5.name == "Do the normalised models train faster at the HW5 report's rate?"
+
+
 def test_training_accuracy_says_how_many_images_are_missed_and_where_they_are_not():
     records = [r for r in study() if not (r.config["model"] == "nmodel" and r.config["hidden_size"] == 2000)]
     records += cell("nmodel", 2000, train_eval=99.98) + cell("nmodel", 1000, lr=1e-3)

@@ -313,8 +313,16 @@ def trains_faster(records: Iterable[Record]) -> list[Claim]:
                 + ". It is measured on the training images themselves (nothing sampled), so its interval is over "
                 "seeds alone. " + rule_text(len(parts)))
         used = {key: by_cell[key] for h, m in parts for key in ((hw5.PLAIN, h, label), (m, h, label))}
-        found.append(Claim(f"Do the normalised models train faster at {rate}?", says, OWN, verdict, text,
-                           _scope(used, where), _sentence(rule_text(len(parts)))))
+        others = list(dict.fromkeys(m for _, m in parts))
+        if set(others) <= set(hw5.NAMES):  # batch norm and weight norm: the question as the papers' titles ask it
+            question, claim_says = f"Do the normalised models train faster at {rate}?", says
+        else:  # a model of one's own is not assumed to be a normalisation: the question names whom it compares
+            who = " and ".join([", ".join(others[:-1]), others[-1]] if len(others) > 1 else others)
+            question = f"{'Do' if len(others) > 1 else 'Does'} {who} train faster than {hw5.PLAIN} at {rate}?"
+            claim_says = f"at the same learning rate, {who} reach{'' if len(others) > 1 else 'es'} a lower " \
+                         f"training loss sooner than {hw5.PLAIN}."
+        found.append(Claim(question, claim_says, OWN, verdict, text, _scope(used, where),
+                           _sentence(rule_text(len(parts)))))
     if not found:
         return [Claim("Do the normalised models train faster?", says, OWN, stats.UNTESTED,
                       f"Needs {hw5.PLAIN} and another model at one hidden size and settings.")]
