@@ -11,6 +11,7 @@ runs are then older code, as they should be.
 
 # fingerprint -> how it was checked
 SAME_NUMBERS: dict[str, str] = {
+    '73c9669a3f181780766a6d3e46e4288bc0e758ca23bf2e54fbf9bc76eb494e2d': 'f45d8e7, checked 2026-12-08 by scripts/same-history.py (nmodel, bmodel, wmodel, H=256, 3 epochs, 5000 images, 1 thread(s), on AMD EPYC (family 25 model 1, AVX2, 2 cores))',
     '14c0d3aa22d84eb0fb2e0e3e1418f6018ae43fd413eaec2e9d8c4c6166336cd4': '909d8bd, checked 2026-12-08 by scripts/same-history.py (nmodel, bmodel, wmodel, H=256, 3 epochs, 5000 images, 1 thread(s), on AMD EPYC (family 25 model 1, AVX2, 2 cores))',
     '616534dcdd9ad8ede74aee53e04d78536623f97721bb1dd7edba7fa2ac863aad': '4dc5bfb, checked 2026-12-07 by scripts/same-history.py (nmodel, bmodel, wmodel, H=256, 3 epochs, 5000 images, 1 thread(s), on AMD EPYC (family 25 model 1, AVX2, 2 cores))',
     'a18e64ac03fb84856b3558b26e7a61307d7d10701accae2eaa086b30045dbb47': '039e6c9, checked 2026-12-07 by scripts/same-history.py (nmodel, bmodel, wmodel, H=256, 3 epochs, 5000 images, 1 thread(s), on AMD EPYC (family 25 model 1, AVX2, 2 cores))',

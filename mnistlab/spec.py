@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .config import Config, ConfigError, _show, cell_name, seed_name
+from .config import Config, ConfigError, _show, cell_name, did_you_mean, seed_name
 
 # Where a run writes, beside its Config: name -> (type, default, meaning). The notebook's parameters cell says the same.
 OPTIONS: dict[str, tuple[type, Any, str]] = {
@@ -59,7 +59,8 @@ class RunSpec:
         known = parameters()
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise ConfigError(f"unknown parameter(s) {', '.join(_show(u) for u in unknown)}; valid: {', '.join(known)}")
+            raise ConfigError(f"unknown parameter(s) {', '.join(_show(u) for u in unknown)}"
+                              f"{did_you_mean(unknown[0], known)}; valid: {', '.join(known)}")
         values = {name: params.get(name, default) for name, (_, default) in known.items()}
         # A notebook always has a seed (its default); only another value beside seeds is a contradiction.
         seeds = tuple(seed_list(values.pop("seeds")))

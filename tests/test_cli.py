@@ -75,6 +75,11 @@ def test_a_bad_params_file_is_one_line_with_the_nearest_name(tmp_path, capsys):
                                 f"hidden_size?; valid: {', '.join(cli.parameters())}"]
     assert cli.main(["train", "-f", str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err == f"mnistlab train: -f {tmp_path / 'nope.yaml'}: no such file\n"
+    bad = params_file(tmp_path, {"model": "nmodel", "epochs": "two"})  # a bad value names the file, as a bad name does
+    assert cli.main(["train", "-f", bad, "--check"]) == 2
+    assert capsys.readouterr().err == f"mnistlab train: -f {bad}: epochs must be an integer; got 'two' (str)\n"
+    assert cli.main(["train", "-f", bad, "--epochs", "2", "--check"]) == 0  # an option overrides the file's value
+    assert "epochs=2" in capsys.readouterr().out
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     assert cli.main(["train", "-f", str(tmp_path / "list.yaml")]) == 2
     assert "expected a mapping of train-notebook parameter names" in capsys.readouterr().err

@@ -66,7 +66,8 @@ def test_train_notebook_writes_a_record_per_seed(tmp_path):
 # tell. Every other message is the spec's (test_config.py), checked without a kernel.
 @pytest.mark.parametrize("parameters, message", [
     ({"epochs": "ten"}, "epochs must be an integer; got 'ten' (str)"),
-    ({"hiddensize": 20}, "unknown parameter(s) 'hiddensize'; valid: model, hidden_size"),  # papermill only warns
+    ({"hiddensize": 20},  # papermill only warns
+     "unknown parameter(s) 'hiddensize' (did you mean 'hidden_size'?); valid: model, hidden_size"),
     ({"device": "cuda:7"}, "device 'cuda:7' is not available on this machine"),
 ])
 @pytest.mark.slow
@@ -94,7 +95,8 @@ def test_papermill_shows_a_bad_parameter_in_one_line_without_the_kernel_tracebac
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 1
     error = result.stdout + result.stderr
-    assert "\nConfigError: unknown parameter(s) 'hiddensize'; valid: model, hidden_size," in error
+    assert ("\nConfigError: unknown parameter(s) 'hiddensize' (did you mean 'hidden_size'?); valid: model, "
+            "hidden_size,") in error
     assert "spec.py" not in error and "Cell In[" not in error and "---->" not in error, error[-3000:]
 
 

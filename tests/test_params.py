@@ -24,7 +24,7 @@ LAUGHS = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] +
     ("model: [nmodel, bmodel]\n", "model must be one of nmodel, bmodel, wmodel; got ['nmodel', 'bmodel']"),
     ("- nmodel\n- bmodel\n", "expected a mapping of train-notebook parameter names to values; got list"),
     ("model: [nmodel\n", "not a valid params file: line 2"),
-    ("hiden_size: 32\n", "unknown parameter(s) 'hiden_size'"),
+    ("hiden_size: 32\n", "unknown parameter(s) 'hiden_size' (did you mean 'hidden_size'?)"),  # as train -f says
     ("hidden_size: big\n", "hidden_size must be an integer; got 'big' (str)"),
     ("hidden_size: 1e29\n", "hidden_size must be an integer; got 1e+29 (float)"),
     ("out_dir: elsewhere\n", "out_dir is set by the sweep for each run; remove it from the file"),
