@@ -281,22 +281,16 @@ def train_parameters(args: argparse.Namespace) -> dict:
             given = read(Path(args.file), reserved=())
         except ParamsError as error:
             raise ParamsError(f"-f {args.file}: {error}") from None
-        unknown = [name for name in given if name not in known]
-        if unknown:
-            raise ConfigError(f"-f {args.file}: unknown parameter {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
-                              f"valid: {', '.join(known)}")
     options = {name: value for name, value in vars(args).items() if name in known}
-    if given:  # the file's own values, checked alone first, so that an error in one names the file
-        own = {name: value for name, value in given.items() if name not in options
-               and not (name in ("seed", "seeds") and {"seed", "seeds"} & set(options))}
-        try:
-            RunSpec.from_params(**own)
-        except ConfigError as error:
-            raise ConfigError(f"-f {args.file}: {error}") from None
     if "seeds" in options:
         given.pop("seed", None)  # --seeds replaces the file's seed, as it replaces its seeds
     if "seed" in options:
         given.pop("seeds", None)
+    if given:  # the file's own values checked alone first (the spec's checks, names included): an error names the file
+        try:
+            RunSpec.from_params(**{name: value for name, value in given.items() if name not in options})
+        except ConfigError as error:
+            raise ConfigError(f"-f {args.file}: {error}") from None
     return {**given, **options}
 
 

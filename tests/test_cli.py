@@ -71,8 +71,8 @@ def test_a_bad_params_file_is_one_line_with_the_nearest_name(tmp_path, capsys):
     file = params_file(tmp_path, {"model": "nmodel", "hiden_size": 32})
     assert cli.main(["train", "-f", file]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"mnistlab train: -f {file}: unknown parameter 'hiden_size'; did you mean "
-                                f"hidden_size?; valid: {', '.join(cli.parameters())}"]
+    assert err.splitlines() == [f"mnistlab train: -f {file}: unknown parameter(s) 'hiden_size' (did you mean "
+                                f"'hidden_size'?); valid: {', '.join(cli.parameters())}"]  # as a sweep says it
     assert cli.main(["train", "-f", str(tmp_path / "nope.yaml")]) == 2
     assert capsys.readouterr().err == f"mnistlab train: -f {tmp_path / 'nope.yaml'}: no such file\n"
     bad = params_file(tmp_path, {"model": "nmodel", "epochs": "two"})  # a bad value names the file, as a bad name does
